@@ -1,0 +1,215 @@
+//! The command line, as clap definitions. Completions are generated from these.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use keyvault::KeyType;
+use keyvault::crypto::kdf::{KdfParams, KdfProfile};
+use keyvault::crypto::keys::ExportFormat;
+
+/// A local, offline key vault: generate, store, use and revoke keys for named users,
+/// encrypted at rest under a passphrase.
+#[derive(Parser, Debug)]
+#[command(name = "keyvault", version, about, long_about = None, max_term_width = 100)]
+pub struct Cli {
+    /// The vault directory [default: the platform data dir, e.g. ~/.local/share/keyvault/default]
+    #[arg(long, global = true, env = "KEYVAULT_PATH", value_name = "DIR")]
+    pub vault: Option<PathBuf>,
+
+    /// Print one JSON document on stdout instead of text
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    /// Read the passphrase from the first line of FILE (also env KEYVAULT_PASSPHRASE_FILE;
+    /// env KEYVAULT_PASSPHRASE is read too, for automation, and is less safe)
+    #[arg(
+        long,
+        global = true,
+        env = "KEYVAULT_PASSPHRASE_FILE",
+        value_name = "FILE"
+    )]
+    pub passphrase_file: Option<PathBuf>,
+
+    /// The command
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Create a new vault (asks the passphrase twice on a terminal)
+    Init(InitArgs),
+    /// Show whether the vault is unlocked, where it is, its format and counts
+    Status,
+    /// Generate and store a key; prints its id and fingerprint, never the secret
+    Gen {
+        /// The user who owns the key
+        user: String,
+        /// The key type
+        #[arg(long = "type", short = 't', value_name = "TYPE", default_value = "fernet", value_parser = parse_key_type)]
+        key_type: KeyType,
+        /// The key name [default: the type]
+        #[arg(long, short = 'n', value_name = "NAME")]
+        name: Option<String>,
+    },
+    /// Store an existing key: PEM (PKCS#8, PKCS#1, SPKI with --public), DER, or base64
+    Import {
+        /// The user who owns the key
+        user: String,
+        /// The key name
+        name: String,
+        /// The key type
+        #[arg(long = "type", short = 't', value_name = "TYPE", value_parser = parse_key_type)]
+        key_type: KeyType,
+        /// Read the key from FILE, or from stdin with `-` [default: stdin]
+        #[arg(long, short = 'f', value_name = "FILE")]
+        file: Option<PathBuf>,
+        /// Accept a public key alone (it can then only verify and encrypt)
+        #[arg(long)]
+        public: bool,
+    },
+    /// Print or write key material (files are created 0600)
+    Export {
+        /// The user who owns the key
+        user: String,
+        /// The key name
+        name: String,
+        /// Export only the public key (SPKI)
+        #[arg(long)]
+        public: bool,
+        /// The version [default: the primary one]
+        #[arg(long, value_name = "V")]
+        version: Option<u32>,
+        /// The encoding [default: base64 for symmetric keys, pem for RSA]
+        #[arg(long, value_enum, value_name = "FORMAT")]
+        format: Option<FormatArg>,
+        /// Write to FILE (created 0600, never overwritten) instead of stdout
+        #[arg(long, short = 'o', value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+    /// List users and keys: type, versions, created, fingerprint; no secrets
+    List {
+        /// Only this user's keys
+        user: Option<String>,
+    },
+    /// Destroy one key, all of its versions
+    Delete {
+        /// The user who owns the key
+        user: String,
+        /// The key name
+        name: String,
+    },
+    /// Destroy all of a user's keys and mark the user revoked; prints a receipt
+    Revoke {
+        /// The user to revoke
+        user: String,
+        /// Why (kept, sealed, in the vault)
+        #[arg(long, value_name = "TEXT")]
+        reason: Option<String>,
+    },
+    /// Exit 0 and print `revoked` if the user is revoked; exit 1 and print `not revoked` otherwise
+    IsRevoked {
+        /// The user
+        user: String,
+    },
+    /// List revoked users with time and reason
+    Revoked,
+    /// Run the prototype's scenario on a temporary vault and print what happens
+    Demo,
+    /// Print a shell completion script
+    Completions {
+        /// The shell
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+/// KDF choices of `init`.
+#[derive(Args, Debug)]
+pub struct InitArgs {
+    /// A KDF profile: interactive (m=19 MiB, t=2, p=1), moderate (m=64 MiB, t=3, p=4,
+    /// the default), sensitive (m=1 GiB, t=4, p=4)
+    #[arg(long, value_enum, value_name = "PROFILE")]
+    pub kdf: Option<ProfileArg>,
+    /// Argon2id memory in MiB (overrides the profile)
+    #[arg(long, value_name = "MIB")]
+    pub kdf_memory: Option<u32>,
+    /// Argon2id passes (overrides the profile)
+    #[arg(long, value_name = "N")]
+    pub kdf_iterations: Option<u32>,
+    /// Argon2id lanes (overrides the profile)
+    #[arg(long, value_name = "N")]
+    pub kdf_parallelism: Option<u32>,
+    /// Accept parameters below OWASP's floor (m=19 MiB, t=2, p=1); for tests only
+    #[arg(long)]
+    pub allow_weak_kdf: bool,
+}
+
+impl InitArgs {
+    /// The parameters asked for.
+    pub fn params(&self) -> KdfParams {
+        let mut p = self
+            .kdf
+            .map(ProfileArg::profile)
+            .unwrap_or(KdfProfile::Moderate)
+            .params();
+        if let Some(m) = self.kdf_memory {
+            p.memory_kib = m.saturating_mul(1024);
+        }
+        if let Some(t) = self.kdf_iterations {
+            p.iterations = t;
+        }
+        if let Some(par) = self.kdf_parallelism {
+            p.parallelism = par;
+        }
+        p
+    }
+}
+
+/// `--kdf` values.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum ProfileArg {
+    /// m=19 MiB, t=2, p=1
+    Interactive,
+    /// m=64 MiB, t=3, p=4
+    Moderate,
+    /// m=1 GiB, t=4, p=4
+    Sensitive,
+}
+
+impl ProfileArg {
+    fn profile(self) -> KdfProfile {
+        match self {
+            ProfileArg::Interactive => KdfProfile::Interactive,
+            ProfileArg::Moderate => KdfProfile::Moderate,
+            ProfileArg::Sensitive => KdfProfile::Sensitive,
+        }
+    }
+}
+
+/// `--format` values.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum FormatArg {
+    /// PEM text
+    Pem,
+    /// binary DER (or raw bytes for symmetric keys)
+    Der,
+    /// base64 text
+    Base64,
+}
+
+impl From<FormatArg> for ExportFormat {
+    fn from(f: FormatArg) -> Self {
+        match f {
+            FormatArg::Pem => ExportFormat::Pem,
+            FormatArg::Der => ExportFormat::Der,
+            FormatArg::Base64 => ExportFormat::Base64,
+        }
+    }
+}
+
+fn parse_key_type(s: &str) -> Result<KeyType, String> {
+    s.parse::<KeyType>().map_err(|e| e.to_string())
+}

@@ -1,0 +1,116 @@
+//! `keyvault demo`: the Python prototype's scenario, run for real on a temporary vault
+//! that is deleted afterwards. It needs no passphrase input: the temporary vault gets a
+//! random passphrase and fast KDF parameters (it lives for a second and holds nothing).
+
+use serde_json::json;
+
+use keyvault::crypto::kdf::KdfParams;
+use keyvault::crypto::random_bytes;
+use keyvault::{Error, KeyType, Result, Vault};
+
+use super::RunError;
+use super::output::{self, Out};
+
+const USER: &str = "User123";
+
+/// Runs the scenario and prints what happens.
+pub fn run(out: &mut Out) -> std::result::Result<(), RunError> {
+    let dir = tempfile::Builder::new()
+        .prefix("keyvault-demo-")
+        .tempdir()
+        .map_err(|e| Error::io("cannot create a temporary directory", e))?;
+    let path = dir.path().join("vault");
+    let result = scenario(&path);
+    let shown_path = path.display().to_string();
+    let removed = dir.close().is_ok();
+    let lines = result?;
+    if out.json() {
+        out.doc(&json!({
+            "vault": shown_path,
+            "prototype_output": lines.prototype,
+            "details": lines.details,
+            "removed": removed,
+        }))?;
+        return Ok(());
+    }
+    out.text(&format!(
+        "keyvault demo: the prototype's scenario on a temporary vault at {shown_path}\n\n"
+    ))?;
+    for l in &lines.prototype {
+        out.text(&format!("{l}\n"))?;
+    }
+    out.text("\nWhat happened:\n")?;
+    for l in &lines.details {
+        out.text(&format!("  {l}\n"))?;
+    }
+    out.text(if removed {
+        "\nThe temporary vault was removed.\n"
+    } else {
+        "\nThe temporary vault could not be removed.\n"
+    })?;
+    Ok(())
+}
+
+struct Lines {
+    prototype: Vec<String>,
+    details: Vec<String>,
+}
+
+fn scenario(path: &std::path::Path) -> Result<Lines> {
+    let mut passphrase = zeroize::Zeroizing::new([0u8; 32]);
+    random_bytes(passphrase.as_mut())?;
+    let fast = KdfParams {
+        memory_kib: 8 * 1024,
+        iterations: 1,
+        parallelism: 1,
+    };
+    let vault = Vault::create(path, passphrase.as_ref(), fast, true)?;
+    let mut prototype = Vec::new();
+    let mut details = vec![format!(
+        "created a vault (format v{}, Argon2id {fast}: demo only; `init` defaults to m=64 MiB, t=3, p=4)",
+        keyvault::store::migrate::CURRENT_FORMAT
+    )];
+
+    let sym = vault.generate(USER, None, KeyType::Fernet)?;
+    prototype.push(format!("Stored symmetric key for {USER}"));
+    details.push(format!(
+        "gen {USER} --type fernet: key {:?}, id {}, {}",
+        sym.name, sym.id, sym.fingerprint
+    ));
+
+    let pair = vault.generate(USER, None, KeyType::Rsa2048)?;
+    prototype.push(format!("Stored private key for {USER}"));
+    prototype.push(format!("Stored public key for {USER}"));
+    details.push(format!(
+        "gen {USER} --type rsa-2048: key {:?}, id {}, public key {}",
+        pair.name, pair.id, pair.fingerprint
+    ));
+
+    let listed = vault.list(Some(USER))?;
+    details.push(format!("list {USER}: {} keys", listed.len()));
+
+    let outcome = vault.revoke(USER, Some("demo"))?;
+    prototype.push(format!("Revoked all keys for {USER}"));
+    for line in output::receipt(&outcome).lines() {
+        details.push(format!("revoke: {}", line.trim()));
+    }
+
+    prototype.push("Revoked Keys List:".to_string());
+    for r in vault.revoked_users()? {
+        prototype.push(format!("- {}", r.user));
+    }
+
+    match vault.generate(USER, None, KeyType::Fernet) {
+        Err(e @ Error::UserRevoked(_)) => details.push(format!(
+            "gen {USER} after the revocation: refused (exit {}): {e}",
+            e.exit_code()
+        )),
+        Err(e) => return Err(e),
+        Ok(_) => {
+            return Err(Error::Internal("a revoked user was given a new key".into()));
+        }
+    }
+    let left = vault.list(Some(USER))?;
+    details.push(format!("keys left for {USER}: {}", left.len()));
+    Ok(Lines { prototype, details })
+}

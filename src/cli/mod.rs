@@ -1,0 +1,393 @@
+//! The command layer: turns parsed arguments into vault requests and renders the
+//! results. It never touches the store or raw key bytes beyond passing them through.
+
+pub mod args;
+mod demo;
+mod output;
+mod passphrase;
+
+use std::io::{self, Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use serde_json::json;
+use zeroize::Zeroizing;
+
+use keyvault::ops::{Request, Response};
+use keyvault::vault::{self, ExportOptions, Vault};
+use keyvault::{Error, Result};
+
+use args::{Cli, Command};
+use output::Out;
+use passphrase::{ENV_PASSPHRASE, PassphraseSource};
+
+/// The largest key file `import` reads.
+const MAX_IMPORT_BYTES: u64 = 1024 * 1024;
+
+/// How a command ended when it did not fail: 0, or 1 for a negative answer.
+pub type ExitCode = i32;
+
+/// Where requests go: a vault this process opened itself (one-shot).
+struct Session {
+    path: PathBuf,
+    source: PassphraseSource,
+    vault: Option<Vault>,
+}
+
+impl Session {
+    fn new(cli: &Cli) -> Result<Session> {
+        Ok(Session {
+            path: vault_path(cli)?,
+            source: PassphraseSource {
+                file: cli.passphrase_file.clone(),
+                env_var: ENV_PASSPHRASE,
+            },
+            vault: None,
+        })
+    }
+
+    fn vault(&mut self) -> Result<&Vault> {
+        if self.vault.is_none() {
+            // Say "no vault" before asking for a passphrase that cannot help.
+            if !keyvault::store::Store::exists(&self.path) {
+                return Err(Error::VaultNotFound(self.path.clone()));
+            }
+            let passphrase = self.source.unlock()?;
+            self.vault = Some(Vault::open(&self.path, &passphrase)?);
+        }
+        self.vault
+            .as_ref()
+            .ok_or_else(|| Error::Internal("vault not open".into()))
+    }
+
+    fn call(&mut self, request: Request) -> Result<Response> {
+        self.vault()?.execute(request)
+    }
+}
+
+/// The vault directory: `--vault`, `KEYVAULT_PATH`, or the platform default.
+fn vault_path(cli: &Cli) -> Result<PathBuf> {
+    match &cli.vault {
+        Some(p) => Ok(p.clone()),
+        None => vault::default_path().ok_or_else(|| {
+            Error::Usage("cannot find the platform data directory; pass --vault DIR".into())
+        }),
+    }
+}
+
+fn unexpected() -> Error {
+    Error::Internal("unexpected response".into())
+}
+
+/// Runs one command. I/O errors on stdout come back as `io::Error` so that the caller
+/// can treat a closed pipe as success.
+pub fn run(cli: Cli) -> std::result::Result<ExitCode, RunError> {
+    let mut out = Out::new(cli.json);
+    match &cli.command {
+        Command::Init(a) => {
+            let path = vault_path(&cli)?;
+            let params = a.params();
+            params.validate(a.allow_weak_kdf)?;
+            if keyvault::store::Store::exists(&path) {
+                return Err(Error::AlreadyExists(format!(
+                    "a vault already exists at {}",
+                    path.display()
+                ))
+                .into());
+            }
+            if params.is_weak() {
+                eprintln!(
+                    "warning: KDF parameters {params} are below OWASP's floor (m=19 MiB, t=2, p=1): the passphrase is easier to guess from a copy of the vault"
+                );
+            }
+            let source = PassphraseSource {
+                file: cli.passphrase_file.clone(),
+                env_var: ENV_PASSPHRASE,
+            };
+            let passphrase = source.new_passphrase("New passphrase: ")?;
+            let v = Vault::create(&path, &passphrase, params, a.allow_weak_kdf)?;
+            if out.json() {
+                out.doc(&json!({
+                    "created": v.path().display().to_string(),
+                    "format_version": keyvault::store::migrate::CURRENT_FORMAT,
+                    "kdf": v.kdf_params(),
+                }))?;
+            } else {
+                out.text(&format!(
+                    "Created a vault at {} (Argon2id {})\n",
+                    v.path().display(),
+                    v.kdf_params()
+                ))?;
+            }
+        }
+        Command::Status => {
+            let path = vault_path(&cli)?;
+            let st = vault::peek_status(&path)?;
+            if out.json() {
+                let mut doc =
+                    serde_json::to_value(&st).map_err(|e| Error::Internal(e.to_string()))?;
+                doc["state"] = json!("locked");
+                out.doc(&doc)?;
+            } else {
+                out.text(&output::status("locked", &st))?;
+            }
+        }
+        Command::Gen {
+            user,
+            key_type,
+            name,
+        } => {
+            let mut s = Session::new(&cli)?;
+            let Response::Key(k) = s.call(Request::Generate {
+                user: user.clone(),
+                name: name.clone(),
+                key_type: *key_type,
+            })?
+            else {
+                return Err(unexpected().into());
+            };
+            if out.json() {
+                out.doc(&k)?;
+            } else {
+                out.text(&output::stored_key("Stored", &k))?;
+            }
+        }
+        Command::Import {
+            user,
+            name,
+            key_type,
+            file,
+            public,
+        } => {
+            let material = read_input(file.as_deref())?;
+            let mut s = Session::new(&cli)?;
+            let Response::Key(k) = s.call(Request::Import {
+                user: user.clone(),
+                name: name.clone(),
+                key_type: *key_type,
+                material,
+                public_only: *public,
+            })?
+            else {
+                return Err(unexpected().into());
+            };
+            if out.json() {
+                out.doc(&k)?;
+            } else {
+                out.text(&output::stored_key("Imported", &k))?;
+            }
+        }
+        Command::Export {
+            user,
+            name,
+            public,
+            version,
+            format,
+            out: out_file,
+        } => {
+            if let Some(f) = out_file.as_ref().filter(|f| f.exists()) {
+                return Err(Error::AlreadyExists(format!(
+                    "{} exists; refusing to overwrite it",
+                    f.display()
+                ))
+                .into());
+            }
+            let mut s = Session::new(&cli)?;
+            let Response::Material(material) = s.call(Request::Export {
+                user: user.clone(),
+                name: name.clone(),
+                options: ExportOptions {
+                    public: *public,
+                    version: *version,
+                    format: format.map(Into::into),
+                },
+            })?
+            else {
+                return Err(unexpected().into());
+            };
+            match out_file {
+                Some(f) => {
+                    write_secret_file(f, &material)?;
+                    if out.json() {
+                        out.doc(&json!({ "written": f.display().to_string() }))?;
+                    }
+                }
+                None if out.json() => {
+                    let text = match std::str::from_utf8(&material) {
+                        Ok(t) => Zeroizing::new(t.to_string()),
+                        Err(_) => {
+                            use base64::Engine as _;
+                            Zeroizing::new(
+                                base64::engine::general_purpose::STANDARD.encode(&*material),
+                            )
+                        }
+                    };
+                    out.doc(&json!({
+                        "user": user,
+                        "name": name,
+                        "material": &*text,
+                    }))?;
+                }
+                None => out.bytes(&material)?,
+            }
+        }
+        Command::List { user } => {
+            let mut s = Session::new(&cli)?;
+            let Response::Keys(keys) = s.call(Request::List { user: user.clone() })? else {
+                return Err(unexpected().into());
+            };
+            if out.json() {
+                out.doc(&json!({ "keys": keys }))?;
+            } else {
+                out.text(&output::key_table(&keys))?;
+            }
+        }
+        Command::Delete { user, name } => {
+            let mut s = Session::new(&cli)?;
+            let Response::Deleted(k) = s.call(Request::Delete {
+                user: user.clone(),
+                name: name.clone(),
+            })?
+            else {
+                return Err(unexpected().into());
+            };
+            if out.json() {
+                out.doc(&json!({ "deleted": k }))?;
+            } else {
+                out.text(&format!(
+                    "Deleted {} key {:?} of {} ({} version(s), {})\n",
+                    k.key_type.0,
+                    k.name,
+                    k.user,
+                    k.versions.len(),
+                    k.fingerprint
+                ))?;
+            }
+        }
+        Command::Revoke { user, reason } => {
+            let mut s = Session::new(&cli)?;
+            let Response::Revoke(outcome) = s.call(Request::Revoke {
+                user: user.clone(),
+                reason: reason.clone(),
+            })?
+            else {
+                return Err(unexpected().into());
+            };
+            if out.json() {
+                out.doc(&outcome)?;
+            } else {
+                out.text(&output::receipt(&outcome))?;
+            }
+        }
+        Command::IsRevoked { user } => {
+            let mut s = Session::new(&cli)?;
+            let Response::Revocation(r) = s.call(Request::IsRevoked { user: user.clone() })? else {
+                return Err(unexpected().into());
+            };
+            let revoked = r.is_some();
+            if out.json() {
+                out.doc(&json!({ "user": user, "revoked": revoked, "revocation": r }))?;
+            } else {
+                out.text(if revoked {
+                    "revoked\n"
+                } else {
+                    "not revoked\n"
+                })?;
+            }
+            return Ok(if revoked { 0 } else { 1 });
+        }
+        Command::Revoked => {
+            let mut s = Session::new(&cli)?;
+            let Response::Revocations(list) = s.call(Request::Revoked)? else {
+                return Err(unexpected().into());
+            };
+            if out.json() {
+                out.doc(&json!({ "revoked": list }))?;
+            } else {
+                out.text(&output::revocations(&list))?;
+            }
+        }
+        Command::Demo => demo::run(&mut out)?,
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            let mut buf = Vec::new();
+            clap_complete::generate(*shell, &mut cmd, "keyvault", &mut buf);
+            out.bytes(&buf)?;
+        }
+    }
+    out.flush()?;
+    Ok(0)
+}
+
+/// Why a command failed: a vault error, or stdout went away.
+pub enum RunError {
+    /// A library error, mapped to its exit code.
+    Vault(Error),
+    /// Writing to stdout failed.
+    Stdout(io::Error),
+}
+
+impl From<Error> for RunError {
+    fn from(e: Error) -> Self {
+        RunError::Vault(e)
+    }
+}
+
+impl From<io::Error> for RunError {
+    fn from(e: io::Error) -> Self {
+        RunError::Stdout(e)
+    }
+}
+
+fn read_input(file: Option<&Path>) -> Result<Zeroizing<Vec<u8>>> {
+    let mut buf = Zeroizing::new(Vec::new());
+    match file {
+        None => {
+            io::stdin()
+                .take(MAX_IMPORT_BYTES + 1)
+                .read_to_end(&mut buf)
+                .map_err(|e| Error::io("cannot read stdin", e))?;
+        }
+        Some(p) if p == Path::new("-") => {
+            io::stdin()
+                .take(MAX_IMPORT_BYTES + 1)
+                .read_to_end(&mut buf)
+                .map_err(|e| Error::io("cannot read stdin", e))?;
+        }
+        Some(p) => {
+            let f = std::fs::File::open(p).map_err(|e| match e.kind() {
+                io::ErrorKind::NotFound => Error::FileNotFound(p.to_path_buf()),
+                _ => Error::io(format!("cannot read {}", p.display()), e),
+            })?;
+            f.take(MAX_IMPORT_BYTES + 1)
+                .read_to_end(&mut buf)
+                .map_err(|e| Error::io(format!("cannot read {}", p.display()), e))?;
+        }
+    }
+    if buf.len() as u64 > MAX_IMPORT_BYTES {
+        return Err(Error::Usage("the key input is larger than 1 MiB".into()));
+    }
+    Ok(buf)
+}
+
+/// Writes secret material to a new file created 0600; never overwrites.
+fn write_secret_file(path: &Path, bytes: &[u8]) -> Result<()> {
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| match e.kind() {
+            io::ErrorKind::AlreadyExists => Error::AlreadyExists(format!(
+                "{} exists; refusing to overwrite it",
+                path.display()
+            )),
+            _ => Error::io(format!("cannot create {}", path.display()), e),
+        })?;
+    let written = f.write_all(bytes).and_then(|()| f.sync_all());
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(path);
+        return Err(Error::io(format!("cannot write {}", path.display()), e));
+    }
+    Ok(())
+}

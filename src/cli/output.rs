@@ -1,0 +1,168 @@
+//! Rendering results as text or as one JSON document.
+
+use std::io::{self, Write};
+
+use serde::Serialize;
+
+use keyvault::vault::types::{KeyInfo, RevocationInfo, RevokeOutcome, VaultStatus};
+
+/// Writes to stdout; a closed pipe (e.g. `| head`) ends the program quietly.
+pub struct Out {
+    json: bool,
+    stdout: io::StdoutLock<'static>,
+}
+
+impl Out {
+    /// Output in JSON or text.
+    pub fn new(json: bool) -> Self {
+        Out {
+            json,
+            stdout: io::stdout().lock(),
+        }
+    }
+
+    /// Whether `--json` was given.
+    pub fn json(&self) -> bool {
+        self.json
+    }
+
+    /// Writes text.
+    pub fn text(&mut self, s: &str) -> io::Result<()> {
+        self.stdout.write_all(s.as_bytes())
+    }
+
+    /// Writes raw bytes.
+    pub fn bytes(&mut self, b: &[u8]) -> io::Result<()> {
+        self.stdout.write_all(b)?;
+        self.stdout.flush()
+    }
+
+    /// Writes one JSON document and a newline.
+    pub fn doc<T: Serialize>(&mut self, value: &T) -> io::Result<()> {
+        serde_json::to_writer_pretty(&mut self.stdout, value).map_err(io::Error::other)?;
+        self.stdout.write_all(b"\n")?;
+        self.stdout.flush()
+    }
+
+    /// Flushes stdout.
+    pub fn flush(&mut self) -> io::Result<()> {
+        self.stdout.flush()
+    }
+}
+
+/// The lines describing a key that was stored.
+pub fn stored_key(verb: &str, k: &KeyInfo) -> String {
+    let mut s = format!(
+        "{verb} {} key {:?} for {}\nid:          {}\nversion:     {}\nfingerprint: {}\n",
+        k.key_type.0, k.name, k.user, k.id, k.primary_version, k.fingerprint
+    );
+    if k.public_only {
+        s.push_str("public only: yes\n");
+    }
+    s
+}
+
+/// A table of keys.
+pub fn key_table(keys: &[KeyInfo]) -> String {
+    if keys.is_empty() {
+        return "no keys\n".to_string();
+    }
+    let rows: Vec<[String; 6]> = keys
+        .iter()
+        .map(|k| {
+            [
+                k.user.clone(),
+                k.name.clone(),
+                if k.public_only {
+                    format!("{} (public)", k.key_type.0)
+                } else {
+                    k.key_type.0.to_string()
+                },
+                k.versions
+                    .iter()
+                    .map(|v| v.version.to_string())
+                    .collect::<Vec<_>>()
+                    .join(","),
+                k.created.to_string(),
+                k.fingerprint.clone(),
+            ]
+        })
+        .collect();
+    let header = ["USER", "NAME", "TYPE", "VERSIONS", "CREATED", "FINGERPRINT"];
+    let mut widths = header.map(str::len);
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let mut line = |cells: &[&str]| {
+        let mut l = String::new();
+        for (i, (cell, w)) in cells.iter().zip(widths).enumerate() {
+            if i + 1 == cells.len() {
+                l.push_str(cell);
+            } else {
+                l.push_str(&format!("{cell:<w$}  "));
+            }
+        }
+        out.push_str(l.trim_end());
+        out.push('\n');
+    };
+    line(&header);
+    for row in &rows {
+        let cells: Vec<&str> = row.iter().map(String::as_str).collect();
+        line(&cells);
+    }
+    out
+}
+
+/// The receipt of a revocation.
+pub fn receipt(outcome: &RevokeOutcome) -> String {
+    let r = &outcome.receipt;
+    let mut s = if outcome.already_revoked {
+        format!("{} was already revoked at {}\n", r.user, r.revoked_at)
+    } else {
+        format!("Revoked {} at {}\n", r.user, r.revoked_at)
+    };
+    if let Some(reason) = &r.reason {
+        s.push_str(&format!("reason: {reason}\n"));
+    }
+    s.push_str(&format!("destroyed keys: {}\n", r.destroyed.len()));
+    for d in &r.destroyed {
+        let versions: Vec<String> = d.versions.iter().map(u32::to_string).collect();
+        s.push_str(&format!(
+            "  {}  {}  {}  versions {}  {}\n",
+            d.id,
+            d.name,
+            d.key_type.0,
+            versions.join(","),
+            d.fingerprint
+        ));
+    }
+    s
+}
+
+/// The list of revoked users.
+pub fn revocations(list: &[RevocationInfo]) -> String {
+    if list.is_empty() {
+        return "no revoked users\n".to_string();
+    }
+    let mut s = String::new();
+    for r in list {
+        s.push_str(&format!(
+            "{}  {}  {}\n",
+            r.user,
+            r.revoked_at,
+            r.reason.as_deref().unwrap_or("-")
+        ));
+    }
+    s
+}
+
+/// The status lines.
+pub fn status(state: &str, st: &VaultStatus) -> String {
+    format!(
+        "state:          {state}\nvault:          {}\nformat version: {}\nusers:          {}\nkeys:           {}\nrevoked users:  {}\n",
+        st.path, st.format_version, st.users, st.keys, st.revoked_users
+    )
+}

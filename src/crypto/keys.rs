@@ -1,0 +1,429 @@
+//! Generation, import, export and fingerprints of user keys.
+//!
+//! Material is kept as: symmetric keys, their 32 raw bytes; RSA, the private key as
+//! PKCS#8 DER and the public key as SPKI DER (a public-only key has no private part).
+
+use base64::Engine as _;
+use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
+use rsa::pkcs1::{DecodeRsaPrivateKey, DecodeRsaPublicKey};
+use rsa::pkcs8::{
+    DecodePrivateKey, DecodePublicKey, EncodePrivateKey, EncodePublicKey, LineEnding,
+};
+use rsa::traits::PublicKeyParts;
+use sha2::{Digest, Sha256};
+use zeroize::Zeroizing;
+
+use crate::error::{Error, Result};
+use crate::keytype::KeyType;
+
+/// The smallest RSA modulus we accept on import.
+pub const MIN_RSA_BITS: usize = 2048;
+
+/// The material of one key version.
+pub struct KeyMaterial {
+    /// The secret part (empty for a public-only key).
+    pub secret: Zeroizing<Vec<u8>>,
+    /// The public part (SPKI DER), for asymmetric keys.
+    pub public: Option<Vec<u8>>,
+}
+
+/// How exported material is encoded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum ExportFormat {
+    /// PEM text (PKCS#8 for private keys, SPKI for public keys).
+    Pem,
+    /// Binary DER.
+    Der,
+    /// Base64 text (url-safe for Fernet keys, as Python's Fernet takes them).
+    Base64,
+}
+
+impl ExportFormat {
+    /// The default format for a key type: base64 for symmetric keys, PEM for RSA.
+    pub fn default_for(key_type: KeyType) -> Self {
+        if key_type.is_asymmetric() {
+            ExportFormat::Pem
+        } else {
+            ExportFormat::Base64
+        }
+    }
+}
+
+/// Generates a fresh key of `key_type`.
+pub fn generate(key_type: KeyType) -> Result<KeyMaterial> {
+    match key_type.rsa_bits() {
+        None => {
+            let mut secret = Zeroizing::new(vec![0u8; 32]);
+            super::random_bytes(&mut secret)?;
+            Ok(KeyMaterial {
+                secret,
+                public: None,
+            })
+        }
+        Some(bits) => {
+            let key = rsa::PrivateKey::new(&mut getrandom::SysRng, bits)
+                .map_err(|e| Error::Internal(format!("RSA key generation failed: {e}")))?;
+            rsa_material(&key)
+        }
+    }
+}
+
+fn rsa_material(key: &rsa::PrivateKey) -> Result<KeyMaterial> {
+    let der = key
+        .to_pkcs8_der()
+        .map_err(|e| Error::Internal(format!("PKCS#8 encoding failed: {e}")))?;
+    let public = key
+        .to_public_key()
+        .to_public_key_der()
+        .map_err(|e| Error::Internal(format!("SPKI encoding failed: {e}")))?;
+    Ok(KeyMaterial {
+        secret: Zeroizing::new(der.as_bytes().to_vec()),
+        public: Some(public.as_bytes().to_vec()),
+    })
+}
+
+/// Parses key material given by a user: PEM (PKCS#8, PKCS#1, or SPKI when
+/// `allow_public_only`), DER, or base64. Symmetric keys are base64 of 32 bytes.
+pub fn import(key_type: KeyType, input: &[u8], allow_public_only: bool) -> Result<KeyMaterial> {
+    if input.iter().all(|b| b.is_ascii_whitespace()) {
+        return Err(Error::Usage("the key input is empty".into()));
+    }
+    match key_type.rsa_bits() {
+        None => import_symmetric(key_type, input),
+        Some(bits) => import_rsa(key_type, bits, input, allow_public_only),
+    }
+}
+
+fn decode_base64(text: &str) -> Option<Zeroizing<Vec<u8>>> {
+    let compact: Zeroizing<String> =
+        Zeroizing::new(text.chars().filter(|c| !c.is_ascii_whitespace()).collect());
+    for engine in [&URL_SAFE, &STANDARD, &URL_SAFE_NO_PAD, &STANDARD_NO_PAD] {
+        if let Ok(bytes) = engine.decode(compact.as_bytes()) {
+            return Some(Zeroizing::new(bytes));
+        }
+    }
+    None
+}
+
+fn import_symmetric(key_type: KeyType, input: &[u8]) -> Result<KeyMaterial> {
+    let expected = if key_type == KeyType::Fernet {
+        "a Fernet key (url-safe base64 of 32 bytes)"
+    } else {
+        "base64 of a 32-byte key"
+    };
+    let text = std::str::from_utf8(input).map_err(|_| {
+        Error::Usage(format!(
+            "cannot read the {key_type} key: expected {expected}"
+        ))
+    })?;
+    let bytes = decode_base64(text).ok_or_else(|| {
+        Error::Usage(format!(
+            "cannot read the {key_type} key: expected {expected}"
+        ))
+    })?;
+    if bytes.len() != 32 {
+        return Err(Error::Usage(format!(
+            "the {key_type} key is {} bytes long: expected {expected}",
+            bytes.len()
+        )));
+    }
+    Ok(KeyMaterial {
+        secret: bytes,
+        public: None,
+    })
+}
+
+enum Parsed {
+    Private(Box<rsa::PrivateKey>),
+    Public(rsa::PublicKey),
+}
+
+fn parse_rsa_der(der: &[u8]) -> Option<Parsed> {
+    if let Ok(k) = rsa::PrivateKey::from_pkcs8_der(der) {
+        return Some(Parsed::Private(Box::new(k)));
+    }
+    if let Ok(k) = rsa::PrivateKey::from_pkcs1_der(der) {
+        return Some(Parsed::Private(Box::new(k)));
+    }
+    if let Ok(k) = rsa::PublicKey::from_public_key_der(der) {
+        return Some(Parsed::Public(k));
+    }
+    if let Ok(k) = rsa::PublicKey::from_pkcs1_der(der) {
+        return Some(Parsed::Public(k));
+    }
+    None
+}
+
+fn parse_rsa(input: &[u8]) -> Result<Parsed> {
+    let bad = |what: &str| {
+        Error::Usage(format!(
+            "cannot read the RSA key: {what}; expected a PEM (PKCS#8 \"PRIVATE KEY\", PKCS#1 \"RSA PRIVATE KEY\", or \"PUBLIC KEY\" with --public), DER, or base64 of DER"
+        ))
+    };
+    if let Ok(text) = std::str::from_utf8(input) {
+        let trimmed = text.trim();
+        if trimmed.starts_with("-----BEGIN") {
+            let (label, der) = pem_rfc7468_decode(trimmed)
+                .ok_or_else(|| bad("the PEM is malformed or truncated"))?;
+            let parsed = match label.as_str() {
+                "PRIVATE KEY" => rsa::PrivateKey::from_pkcs8_der(&der)
+                    .map(|k| Parsed::Private(Box::new(k)))
+                    .ok(),
+                "RSA PRIVATE KEY" => rsa::PrivateKey::from_pkcs1_der(&der)
+                    .map(|k| Parsed::Private(Box::new(k)))
+                    .ok(),
+                "PUBLIC KEY" => rsa::PublicKey::from_public_key_der(&der)
+                    .map(Parsed::Public)
+                    .ok(),
+                "RSA PUBLIC KEY" => rsa::PublicKey::from_pkcs1_der(&der)
+                    .map(Parsed::Public)
+                    .ok(),
+                "ENCRYPTED PRIVATE KEY" => {
+                    return Err(Error::Usage(
+                        "encrypted PKCS#8 keys are not supported: decrypt it first (e.g. `openssl pkcs8 -in key.pem -out plain.pem`)".into(),
+                    ));
+                }
+                other => return Err(bad(&format!("unexpected PEM label {other:?}"))),
+            };
+            return parsed.ok_or_else(|| bad("the PEM does not hold a valid RSA key"));
+        }
+        if let Some(der) = decode_base64(trimmed) {
+            return parse_rsa_der(&der)
+                .ok_or_else(|| bad("the base64 does not hold a valid RSA key"));
+        }
+    }
+    parse_rsa_der(input).ok_or_else(|| bad("not a recognised key encoding"))
+}
+
+/// Decodes one PEM block, returning its label and DER bytes.
+fn pem_rfc7468_decode(text: &str) -> Option<(String, Zeroizing<Vec<u8>>)> {
+    let mut lines = text.lines().map(str::trim);
+    let first = lines.next()?;
+    let label = first
+        .strip_prefix("-----BEGIN ")?
+        .strip_suffix("-----")?
+        .to_string();
+    let end = format!("-----END {label}-----");
+    let mut body = Zeroizing::new(String::new());
+    let mut ended = false;
+    for line in lines {
+        if line == end {
+            ended = true;
+            break;
+        }
+        if line.contains(':') {
+            // RFC 1421 headers (legacy encrypted PEM): not supported.
+            return None;
+        }
+        body.push_str(line);
+    }
+    if !ended {
+        return None;
+    }
+    let der = STANDARD.decode(body.as_bytes()).ok()?;
+    Some((label, Zeroizing::new(der)))
+}
+
+fn import_rsa(
+    key_type: KeyType,
+    bits: usize,
+    input: &[u8],
+    allow_public_only: bool,
+) -> Result<KeyMaterial> {
+    let parsed = parse_rsa(input)?;
+    let public = match &parsed {
+        Parsed::Private(k) => k.to_public_key(),
+        Parsed::Public(k) => k.clone(),
+    };
+    let actual = public.n().as_ref().bit_width() as usize;
+    if actual < MIN_RSA_BITS {
+        return Err(Error::TooWeak(format!(
+            "the RSA key has a {actual}-bit modulus: too weak (at least {MIN_RSA_BITS} bits)"
+        )));
+    }
+    if actual != bits {
+        return Err(Error::Usage(format!(
+            "the RSA key has a {actual}-bit modulus but type {key_type} expects {bits} bits; use --type rsa-{actual}"
+        )));
+    }
+    match parsed {
+        Parsed::Private(k) => {
+            k.validate()
+                .map_err(|e| Error::Usage(format!("the RSA private key is not valid: {e}")))?;
+            rsa_material(&k)
+        }
+        Parsed::Public(k) => {
+            if !allow_public_only {
+                return Err(Error::Usage(format!(
+                    "expected a private key for type {key_type} (PKCS#8 or PKCS#1), found a public key; pass --public to import a public-only key"
+                )));
+            }
+            let der = k
+                .to_public_key_der()
+                .map_err(|e| Error::Internal(format!("SPKI encoding failed: {e}")))?;
+            Ok(KeyMaterial {
+                secret: Zeroizing::new(Vec::new()),
+                public: Some(der.as_bytes().to_vec()),
+            })
+        }
+    }
+}
+
+/// Encodes key material for export.
+pub fn export(
+    key_type: KeyType,
+    material: &KeyMaterial,
+    public: bool,
+    format: ExportFormat,
+) -> Result<Zeroizing<Vec<u8>>> {
+    if !key_type.is_asymmetric() {
+        if public {
+            return Err(Error::Usage(format!(
+                "{key_type} keys are symmetric and have no public part"
+            )));
+        }
+        return match format {
+            ExportFormat::Base64 => {
+                let engine = if key_type == KeyType::Fernet {
+                    &URL_SAFE
+                } else {
+                    &STANDARD
+                };
+                let mut text =
+                    Zeroizing::new(engine.encode(material.secret.as_slice()).into_bytes());
+                text.push(b'\n');
+                Ok(text)
+            }
+            ExportFormat::Der => Ok(material.secret.clone()),
+            ExportFormat::Pem => Err(Error::Usage(format!(
+                "{key_type} keys export as base64 or der, not pem"
+            ))),
+        };
+    }
+    if public || material.secret.is_empty() {
+        if !public {
+            return Err(Error::Usage(
+                "this key is public-only: it has no private part to export; use --public".into(),
+            ));
+        }
+        let der = material
+            .public
+            .as_ref()
+            .ok_or_else(|| Error::Integrity("the key record has no public key".into()))?;
+        return Ok(match format {
+            ExportFormat::Der => Zeroizing::new(der.clone()),
+            ExportFormat::Base64 => {
+                Zeroizing::new(format!("{}\n", STANDARD.encode(der)).into_bytes())
+            }
+            ExportFormat::Pem => {
+                let key = rsa::PublicKey::from_public_key_der(der).map_err(|_| {
+                    Error::Integrity("the stored public key does not decode".into())
+                })?;
+                let pem = key
+                    .to_public_key_pem(LineEnding::LF)
+                    .map_err(|e| Error::Internal(format!("PEM encoding failed: {e}")))?;
+                Zeroizing::new(pem.into_bytes())
+            }
+        });
+    }
+    Ok(match format {
+        ExportFormat::Der => material.secret.clone(),
+        ExportFormat::Base64 => Zeroizing::new(
+            format!("{}\n", STANDARD.encode(material.secret.as_slice())).into_bytes(),
+        ),
+        ExportFormat::Pem => {
+            let key = rsa::PrivateKey::from_pkcs8_der(&material.secret)
+                .map_err(|_| Error::Integrity("the stored private key does not decode".into()))?;
+            let pem = key
+                .to_pkcs8_pem(LineEnding::LF)
+                .map_err(|e| Error::Internal(format!("PEM encoding failed: {e}")))?;
+            Zeroizing::new(pem.as_bytes().to_vec())
+        }
+    })
+}
+
+/// A fingerprint that identifies a key without revealing it: `SHA256:` and the
+/// unpadded base64 of SHA-256 over the SPKI DER (asymmetric keys) or over a domain
+/// label and the key bytes (symmetric keys, a key check value).
+pub fn fingerprint(key_type: KeyType, material: &KeyMaterial) -> String {
+    let digest = match &material.public {
+        Some(spki) if key_type.is_asymmetric() => Sha256::digest(spki),
+        _ => {
+            let mut h = Sha256::new();
+            h.update(b"keyvault symmetric key fingerprint v1\0");
+            h.update(key_type.as_str().as_bytes());
+            h.update([0u8]);
+            h.update(material.secret.as_slice());
+            h.finalize()
+        }
+    };
+    format!("SHA256:{}", STANDARD_NO_PAD.encode(digest))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn symmetric_round_trip_through_base64() {
+        for kt in [
+            KeyType::Fernet,
+            KeyType::Aes256Gcm,
+            KeyType::ChaCha20Poly1305,
+        ] {
+            let m = generate(kt).unwrap();
+            let text = export(kt, &m, false, ExportFormat::Base64).unwrap();
+            let back = import(kt, &text, false).unwrap();
+            assert_eq!(back.secret.as_slice(), m.secret.as_slice());
+            assert_eq!(fingerprint(kt, &back), fingerprint(kt, &m));
+        }
+    }
+
+    #[test]
+    fn symmetric_wrong_length_is_usage_error() {
+        let short = STANDARD.encode([1u8; 16]);
+        assert!(matches!(
+            import(KeyType::Aes256Gcm, short.as_bytes(), false),
+            Err(Error::Usage(_))
+        ));
+        assert!(matches!(
+            import(KeyType::Fernet, b"not base64 !!", false),
+            Err(Error::Usage(_))
+        ));
+        assert!(matches!(
+            import(KeyType::Fernet, b"  \n", false),
+            Err(Error::Usage(_))
+        ));
+    }
+
+    #[test]
+    fn rsa_pem_round_trip_and_public_only() {
+        let m = generate(KeyType::Rsa2048).unwrap();
+        let pem = export(KeyType::Rsa2048, &m, false, ExportFormat::Pem).unwrap();
+        assert!(pem.starts_with(b"-----BEGIN PRIVATE KEY-----"));
+        let back = import(KeyType::Rsa2048, &pem, false).unwrap();
+        assert_eq!(back.public, m.public);
+        let public = export(KeyType::Rsa2048, &m, true, ExportFormat::Pem).unwrap();
+        assert!(public.starts_with(b"-----BEGIN PUBLIC KEY-----"));
+        assert!(matches!(
+            import(KeyType::Rsa2048, &public, false),
+            Err(Error::Usage(_))
+        ));
+        let only = import(KeyType::Rsa2048, &public, true).unwrap();
+        assert!(only.secret.is_empty());
+        assert!(matches!(
+            import(KeyType::Rsa3072, &pem, false),
+            Err(Error::Usage(_))
+        ));
+        let truncated = &pem[..pem.len() / 2];
+        assert!(matches!(
+            import(KeyType::Rsa2048, truncated, false),
+            Err(Error::Usage(_))
+        ));
+        let der = export(KeyType::Rsa2048, &m, false, ExportFormat::Der).unwrap();
+        assert_eq!(
+            import(KeyType::Rsa2048, &der, false).unwrap().public,
+            m.public
+        );
+    }
+}

@@ -1,0 +1,158 @@
+//! The library's one error type and its mapping to the exit codes of SPEC §4.
+//!
+//! Variants carry context (a path, a user id, a key name) but never a secret: no
+//! passphrase, key material, plaintext or master key ever reaches an error message.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong in keyvault.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Bad arguments or bad input data (exit 2).
+    #[error("{0}")]
+    Usage(String),
+
+    /// The passphrase did not unlock the vault (exit 3).
+    #[error("wrong passphrase for the vault at {0}")]
+    WrongPassphrase(PathBuf),
+
+    /// No passphrase could be obtained (exit 4).
+    #[error("{0}")]
+    NoPassphrase(String),
+
+    /// No vault at the given path (exit 5).
+    #[error("no vault at {0}")]
+    VaultNotFound(PathBuf),
+
+    /// The user has no keys (exit 5).
+    #[error("user {0:?} not found")]
+    UserNotFound(String),
+
+    /// No such key (exit 5).
+    #[error("no key {name:?} for user {user:?}")]
+    KeyNotFound {
+        /// The user id.
+        user: String,
+        /// The key name.
+        name: String,
+    },
+
+    /// No such version of a key (exit 5).
+    #[error("key {name:?} of user {user:?} has no version {version}")]
+    VersionNotFound {
+        /// The user id.
+        user: String,
+        /// The key name.
+        name: String,
+        /// The version asked for.
+        version: u32,
+    },
+
+    /// A file named by the user does not exist (exit 5).
+    #[error("file not found: {0}")]
+    FileNotFound(PathBuf),
+
+    /// The user is revoked: no new keys (exit 6).
+    #[error("{0} is revoked")]
+    UserRevoked(String),
+
+    /// Something already exists and will not be overwritten (exit 6).
+    #[error("{0}")]
+    AlreadyExists(String),
+
+    /// KDF parameters below the floor without `--allow-weak-kdf`, or a key too weak to
+    /// import (exit 6).
+    #[error("{0}")]
+    TooWeak(String),
+
+    /// A record, header, backup or ciphertext failed to authenticate or decode (exit 7).
+    #[error("integrity failure: {0}")]
+    Integrity(String),
+
+    /// The vault was written by a newer keyvault (exit 8).
+    #[error(
+        "the vault at {path} has format version {found}, newer than this keyvault supports ({supported}); upgrade keyvault"
+    )]
+    NewerFormat {
+        /// The vault path.
+        path: PathBuf,
+        /// The version found in the vault.
+        found: u32,
+        /// The newest version this binary knows.
+        supported: u32,
+    },
+
+    /// Another process holds the vault database open (exit 8).
+    #[error("the vault at {0} is in use by another process")]
+    VaultInUse(PathBuf),
+
+    /// An I/O error with what we were doing (exit 8).
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// The storage engine failed (exit 8).
+    #[error("storage error: {0}")]
+    Storage(String),
+
+    /// Anything else (exit 8).
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// The result type of the library.
+pub type Result<T> = std::result::Result<T, Error>;
+
+impl Error {
+    /// The process exit code for this error, as SPEC §4 defines them. This is the one
+    /// place where errors become exit codes.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::Usage(_) => 2,
+            Error::WrongPassphrase(_) => 3,
+            Error::NoPassphrase(_) => 4,
+            Error::VaultNotFound(_)
+            | Error::UserNotFound(_)
+            | Error::KeyNotFound { .. }
+            | Error::VersionNotFound { .. }
+            | Error::FileNotFound(_) => 5,
+            Error::UserRevoked(_) | Error::AlreadyExists(_) | Error::TooWeak(_) => 6,
+            Error::Integrity(_) => 7,
+            Error::NewerFormat { .. }
+            | Error::VaultInUse(_)
+            | Error::Io { .. }
+            | Error::Storage(_)
+            | Error::Internal(_) => 8,
+        }
+    }
+
+    /// A second line telling the user what to do, where one helps.
+    pub fn hint(&self) -> Option<&'static str> {
+        match self {
+            Error::NoPassphrase(_) => Some(
+                "pass one with --passphrase-file FILE, KEYVAULT_PASSPHRASE_FILE or KEYVAULT_PASSPHRASE, or run from a terminal",
+            ),
+            Error::VaultNotFound(_) => {
+                Some("create one with `keyvault init`, or point --vault / KEYVAULT_PATH at it")
+            }
+            Error::VaultInUse(_) => {
+                Some("wait for the other keyvault process to finish, or use the running agent")
+            }
+            Error::WrongPassphrase(_) => Some("check the passphrase and try again"),
+            _ => None,
+        }
+    }
+
+    /// Wraps an I/O error with what was being done.
+    pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        Error::Io {
+            context: context.into(),
+            source,
+        }
+    }
+}

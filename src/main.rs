@@ -1,0 +1,45 @@
+//! The `keyvault` binary: parse, dispatch, map errors to exit codes — nothing else.
+
+mod cli;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    // Every file this process creates (sled's files, exports) is private to the user.
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
+    let parsed = match cli::args::Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            // clap prints `error: …` and a usage hint; --help and --version exit 0.
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+        }
+    };
+    let json = parsed.json;
+    match cli::run(parsed) {
+        Ok(code) => ExitCode::from(code as u8),
+        Err(cli::RunError::Stdout(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+            ExitCode::SUCCESS
+        }
+        Err(cli::RunError::Stdout(e)) => {
+            eprintln!("error: cannot write to stdout: {e}");
+            ExitCode::from(8)
+        }
+        Err(cli::RunError::Vault(e)) => {
+            let code = e.exit_code();
+            eprintln!("error: {e}");
+            if let Some(hint) = e.hint() {
+                eprintln!("hint: {hint}");
+            }
+            if json {
+                let doc = serde_json::json!({
+                    "error": { "code": code, "message": e.to_string() }
+                });
+                println!("{doc}");
+            }
+            ExitCode::from(code as u8)
+        }
+    }
+}

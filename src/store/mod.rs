@@ -1,0 +1,302 @@
+//! The storage engine behind one small interface: open trees, get, scan, atomic batch,
+//! flush. Only this module names `sled`; sled's own README calls it beta, and keeping it
+//! behind this interface keeps a later move possible.
+//!
+//! The store knows nothing of cryptography: it moves opaque (already sealed) bytes.
+
+pub mod migrate;
+pub mod records;
+
+use std::fs;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use sled::Transactional;
+use sled::transaction::{ConflictableTransactionError, TransactionError};
+
+use crate::error::{Error, Result};
+
+/// The trees of a vault. Each holds one kind of record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Tree {
+    /// Vault metadata: format version, KDF parameters, wrapped master key.
+    Meta,
+    /// Active keys, one record per (user, key name), keyed by an index MAC.
+    Keys,
+    /// Revoked users, keyed by an index MAC.
+    Revoked,
+    /// The audit log, keyed by sequence number.
+    Audit,
+}
+
+impl Tree {
+    /// Every tree, in a fixed order.
+    pub const ALL: [Tree; 4] = [Tree::Meta, Tree::Keys, Tree::Revoked, Tree::Audit];
+
+    /// The tree's name, as stored by the engine and as bound into each record's
+    /// associated data.
+    pub fn name(self) -> &'static str {
+        match self {
+            Tree::Meta => "meta",
+            Tree::Keys => "keys",
+            Tree::Revoked => "revoked",
+            Tree::Audit => "audit",
+        }
+    }
+
+    fn index(self) -> usize {
+        match self {
+            Tree::Meta => 0,
+            Tree::Keys => 1,
+            Tree::Revoked => 2,
+            Tree::Audit => 3,
+        }
+    }
+}
+
+/// One change in an atomic batch.
+#[derive(Debug, Clone)]
+pub enum Op {
+    /// Insert or replace a value.
+    Insert(Tree, Vec<u8>, Vec<u8>),
+    /// Remove a value (no error if absent).
+    Remove(Tree, Vec<u8>),
+}
+
+/// A set of changes applied all together or not at all.
+#[derive(Debug, Default, Clone)]
+pub struct Batch {
+    ops: Vec<Op>,
+}
+
+impl Batch {
+    /// An empty batch.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds an insert.
+    pub fn insert(&mut self, tree: Tree, key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) {
+        self.ops.push(Op::Insert(tree, key.into(), value.into()));
+    }
+
+    /// Adds a removal.
+    pub fn remove(&mut self, tree: Tree, key: impl Into<Vec<u8>>) {
+        self.ops.push(Op::Remove(tree, key.into()));
+    }
+
+    /// Whether the batch holds no change.
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+}
+
+/// An open vault database.
+pub struct Store {
+    path: PathBuf,
+    db: sled::Db,
+    trees: [sled::Tree; 4],
+}
+
+/// The file sled writes first and that marks a directory as holding a database.
+const DB_FILE: &str = "db";
+
+impl Store {
+    /// Whether `path` holds a database.
+    pub fn exists(path: &Path) -> bool {
+        path.join(DB_FILE).is_file()
+    }
+
+    /// Creates a new database in `path`, which must not exist or be an empty directory.
+    /// The directory is created 0700.
+    pub fn create(path: &Path) -> Result<Store> {
+        if Self::exists(path) {
+            return Err(Error::AlreadyExists(format!(
+                "a vault already exists at {}",
+                path.display()
+            )));
+        }
+        if path.exists() {
+            let mut entries = fs::read_dir(path)
+                .map_err(|e| Error::io(format!("cannot read {}", path.display()), e))?;
+            if entries.next().is_some() {
+                return Err(Error::AlreadyExists(format!(
+                    "{} exists and is not empty; refusing to create a vault there",
+                    path.display()
+                )));
+            }
+        } else {
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(path)
+                .map_err(|e| Error::io(format!("cannot create {}", path.display()), e))?;
+        }
+        fs::set_permissions(path, fs::Permissions::from_mode(0o700))
+            .map_err(|e| Error::io(format!("cannot set mode of {}", path.display()), e))?;
+        Self::open_engine(path)
+    }
+
+    /// Opens an existing database.
+    pub fn open(path: &Path) -> Result<Store> {
+        if !Self::exists(path) {
+            return Err(Error::VaultNotFound(path.to_path_buf()));
+        }
+        Self::open_engine(path)
+    }
+
+    fn open_engine(path: &Path) -> Result<Store> {
+        let config = sled::Config::new()
+            .path(path)
+            .mode(sled::Mode::LowSpace)
+            // We flush explicitly at the end of every command; the background flusher
+            // only bounds the loss window of the agent between commands.
+            .flush_every_ms(Some(1000));
+        // sled panics on some kinds of corrupted files instead of returning an error;
+        // a panic here must become an error, never a crash.
+        let opened = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| config.open()));
+        let db = match opened {
+            Ok(Ok(db)) => db,
+            Ok(Err(e)) => return Err(map_open_error(path, e)),
+            Err(_) => {
+                return Err(Error::Integrity(format!(
+                    "the database files under {} are corrupted",
+                    path.display()
+                )));
+            }
+        };
+        let mut trees = Vec::with_capacity(4);
+        for tree in Tree::ALL {
+            trees.push(db.open_tree(tree.name()).map_err(storage)?);
+        }
+        let trees: [sled::Tree; 4] = trees
+            .try_into()
+            .map_err(|_| Error::Internal("tree count".into()))?;
+        Ok(Store {
+            path: path.to_path_buf(),
+            db,
+            trees,
+        })
+    }
+
+    /// The directory of the database.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn tree(&self, tree: Tree) -> &sled::Tree {
+        &self.trees[tree.index()]
+    }
+
+    /// Reads one value.
+    pub fn get(&self, tree: Tree, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        Ok(self
+            .tree(tree)
+            .get(key)
+            .map_err(storage)?
+            .map(|v| v.to_vec()))
+    }
+
+    /// Whether a key is present.
+    pub fn contains(&self, tree: Tree, key: &[u8]) -> Result<bool> {
+        self.tree(tree).contains_key(key).map_err(storage)
+    }
+
+    /// Every entry whose key starts with `prefix`, in key order.
+    pub fn scan_prefix(
+        &self,
+        tree: Tree,
+        prefix: &[u8],
+    ) -> impl Iterator<Item = Result<(Vec<u8>, Vec<u8>)>> + use<> {
+        self.tree(tree)
+            .scan_prefix(prefix)
+            .map(|item| item.map(|(k, v)| (k.to_vec(), v.to_vec())).map_err(storage))
+    }
+
+    /// The last entry of a tree in key order.
+    pub fn last(&self, tree: Tree) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
+        Ok(self
+            .tree(tree)
+            .last()
+            .map_err(storage)?
+            .map(|(k, v)| (k.to_vec(), v.to_vec())))
+    }
+
+    /// The number of entries in a tree (walks the tree).
+    pub fn len(&self, tree: Tree) -> usize {
+        self.tree(tree).len()
+    }
+
+    /// Applies every change of `batch` atomically across trees: after a crash either all
+    /// of them are there or none is.
+    pub fn apply(&self, batch: &Batch) -> Result<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let [meta, keys, revoked, audit] = &self.trees;
+        let result: std::result::Result<(), TransactionError<()>> = (meta, keys, revoked, audit)
+            .transaction(|(m, k, r, a)| {
+                let trees = [m, k, r, a];
+                for op in &batch.ops {
+                    match op {
+                        Op::Insert(tree, key, value) => {
+                            trees[tree.index()].insert(key.as_slice(), value.as_slice())?;
+                        }
+                        Op::Remove(tree, key) => {
+                            trees[tree.index()].remove(key.as_slice())?;
+                        }
+                    }
+                }
+                Ok::<(), ConflictableTransactionError<()>>(())
+            });
+        match result {
+            Ok(()) => Ok(()),
+            Err(TransactionError::Storage(e)) => Err(storage(e)),
+            Err(TransactionError::Abort(())) => Err(Error::Internal("transaction aborted".into())),
+        }
+    }
+
+    /// Makes every applied change durable on disk.
+    pub fn flush(&self) -> Result<()> {
+        self.db.flush().map_err(storage)?;
+        Ok(())
+    }
+
+    /// The size on disk of the database, in bytes.
+    pub fn size_on_disk(&self) -> Result<u64> {
+        self.db.size_on_disk().map_err(storage)
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        // Best effort: every command already flushed what it promised.
+        let _ = self.db.flush();
+    }
+}
+
+fn storage(e: sled::Error) -> Error {
+    match e {
+        sled::Error::Corruption { .. } => {
+            Error::Integrity("the database files are corrupted".to_string())
+        }
+        sled::Error::Io(io) => Error::io("database I/O", io),
+        other => Error::Storage(other.to_string()),
+    }
+}
+
+fn map_open_error(path: &Path, e: sled::Error) -> Error {
+    match e {
+        sled::Error::Io(io) if io.to_string().contains("could not acquire lock") => {
+            Error::VaultInUse(path.to_path_buf())
+        }
+        sled::Error::Corruption { .. } => Error::Integrity(format!(
+            "the database files under {} are corrupted",
+            path.display()
+        )),
+        sled::Error::Io(io) => {
+            Error::io(format!("cannot open the vault at {}", path.display()), io)
+        }
+        other => Error::Storage(other.to_string()),
+    }
+}

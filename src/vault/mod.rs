@@ -1,0 +1,659 @@
+//! The domain: users, keys, versions and revocation, behind the [`Vault`] handle.
+//!
+//! A `Vault` is an unlocked vault: the open store plus the subkeys of the master key.
+//! Every method is one atomic change (or a read), flushed to disk before it returns.
+//! The command line and the agent call these methods and know nothing of the store.
+
+mod audit;
+pub mod types;
+pub mod validate;
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use zeroize::Zeroizing;
+
+use crate::crypto::kdf::{KdfParams, SALT_LEN};
+use crate::crypto::keys::{self, ExportFormat, KeyMaterial};
+use crate::crypto::random_bytes;
+use crate::crypto::seal::{Keyring, MasterKey, record_aad};
+use crate::error::{Error, Result};
+use crate::keytype::KeyType;
+use crate::store::migrate::{self, CURRENT_FORMAT};
+use crate::store::records::{
+    self, DestroyedKey, Header, KeyRecord, KeyVersionRecord, RevokedRecord, VersionState, meta_keys,
+};
+use crate::store::{Batch, Store, Tree};
+
+pub use audit::AuditEvent;
+use audit::AuditHead;
+use types::{
+    DestroyedKeyInfo, KeyInfo, KeyTypeName, RevocationInfo, RevokeOutcome, Timestamp, VaultStatus,
+    VersionInfo,
+};
+
+/// Length of a user's index prefix in the keys tree.
+const USER_HASH_LEN: usize = 32;
+
+/// An unlocked vault.
+pub struct Vault {
+    store: Store,
+    keyring: Keyring,
+    header: Header,
+    /// Serializes changes, and holds the head of the audit chain.
+    writer: Mutex<AuditHead>,
+}
+
+/// Which key to export, and how.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ExportOptions {
+    /// Export only the public half (asymmetric keys).
+    pub public: bool,
+    /// The version (default: the primary one).
+    pub version: Option<u32>,
+    /// The encoding (default: base64 for symmetric keys, PEM for RSA).
+    pub format: Option<ExportFormat>,
+}
+
+fn header_aad(kdf: &KdfParams, salt: &[u8]) -> Result<Vec<u8>> {
+    // Binds the KDF parameters and salt to the wrapped master key: changing them in the
+    // header makes unwrapping fail.
+    let mut aad = b"keyvault/v1\0meta\0wrapped-master-key\0".to_vec();
+    aad.extend_from_slice(
+        &postcard::to_stdvec(kdf).map_err(|e| Error::Internal(format!("encoding: {e}")))?,
+    );
+    aad.extend_from_slice(salt);
+    Ok(aad)
+}
+
+/// Reads what can be known of a vault without its passphrase: its format version and
+/// record counts (no id, name or key is readable without the passphrase).
+pub fn peek_status(path: &Path) -> Result<VaultStatus> {
+    let store = Store::open(path)?;
+    let format_version = migrate::format_version(&store)?;
+    status_of(&store, format_version)
+}
+
+fn status_of(store: &Store, format_version: u32) -> Result<VaultStatus> {
+    let mut users = 0u64;
+    let mut keys = 0u64;
+    let mut last_user: Option<Vec<u8>> = None;
+    for item in store.scan_prefix(Tree::Keys, &[]) {
+        let (k, _) = item?;
+        keys += 1;
+        let prefix = k.get(..USER_HASH_LEN).map(<[u8]>::to_vec);
+        if prefix != last_user {
+            users += 1;
+            last_user = prefix;
+        }
+    }
+    Ok(VaultStatus {
+        path: store.path().display().to_string(),
+        format_version,
+        users,
+        keys,
+        revoked_users: store.len(Tree::Revoked) as u64,
+    })
+}
+
+impl Vault {
+    /// Creates a vault at `path` (which must not hold one) protected by `passphrase`.
+    pub fn create(
+        path: &Path,
+        passphrase: &[u8],
+        kdf: KdfParams,
+        allow_weak_kdf: bool,
+    ) -> Result<Vault> {
+        kdf.validate(allow_weak_kdf)?;
+        if passphrase.is_empty() {
+            return Err(Error::Usage("the passphrase is empty".into()));
+        }
+        if Store::exists(path) {
+            return Err(Error::AlreadyExists(format!(
+                "a vault already exists at {}",
+                path.display()
+            )));
+        }
+        let mut salt = vec![0u8; SALT_LEN];
+        random_bytes(&mut salt)?;
+        let kek = kdf.derive_kek(passphrase, &salt)?;
+        let master = MasterKey::generate()?;
+        let wrapped_master_key = master.wrap(&kek, &header_aad(&kdf, &salt)?)?;
+        let header = Header {
+            kdf,
+            salt,
+            wrapped_master_key,
+            created: Timestamp::now().0,
+        };
+        let created_dir = !path.exists();
+        let store = Store::create(path)?;
+        if let Err(e) = migrate::run_pending(&store, Some(&header)) {
+            drop(store);
+            // Leave nothing behind: a failed init changes nothing.
+            if created_dir {
+                let _ = std::fs::remove_dir_all(path);
+            }
+            return Err(e);
+        }
+        let vault = Vault {
+            store,
+            keyring: master.keyring(),
+            header,
+            writer: Mutex::new(AuditHead::default()),
+        };
+        vault.record(AuditEvent::new("init").detail(format!("kdf {kdf}")))?;
+        Ok(vault)
+    }
+
+    /// Opens and unlocks the vault at `path`.
+    pub fn open(path: &Path, passphrase: &[u8]) -> Result<Vault> {
+        let store = Store::open(path)?;
+        let format = migrate::format_version(&store)?;
+        if format > CURRENT_FORMAT {
+            return Err(Error::NewerFormat {
+                path: path.to_path_buf(),
+                found: format,
+                supported: CURRENT_FORMAT,
+            });
+        }
+        let header_bytes = store.get(Tree::Meta, meta_keys::HEADER)?.ok_or_else(|| {
+            Error::Integrity(format!("the vault at {} has no header", path.display()))
+        })?;
+        let header: Header = records::decode(&header_bytes, "header")?;
+        let kek = header.kdf.derive_kek(passphrase, &header.salt)?;
+        let master = MasterKey::unwrap(
+            &kek,
+            &header_aad(&header.kdf, &header.salt)?,
+            &header.wrapped_master_key,
+        )
+        .ok_or_else(|| Error::WrongPassphrase(path.to_path_buf()))?;
+        let keyring = master.keyring();
+        migrate::run_pending(&store, None)?;
+        let head = AuditHead::load(&store, &keyring)?;
+        Ok(Vault {
+            store,
+            keyring,
+            header,
+            writer: Mutex::new(head),
+        })
+    }
+
+    /// The vault's directory.
+    pub fn path(&self) -> &Path {
+        self.store.path()
+    }
+
+    /// The KDF parameters of the vault.
+    pub fn kdf_params(&self) -> KdfParams {
+        self.header.kdf
+    }
+
+    /// Counts and facts.
+    pub fn status(&self) -> Result<VaultStatus> {
+        status_of(&self.store, migrate::format_version(&self.store)?)
+    }
+
+    fn user_hash(&self, user: &str) -> [u8; 32] {
+        self.keyring.index.mac(&[b"user", user.as_bytes()])
+    }
+
+    fn key_db_key(&self, user: &str, name: &str) -> Vec<u8> {
+        let mut k = self.user_hash(user).to_vec();
+        k.extend_from_slice(
+            &self
+                .keyring
+                .index
+                .mac(&[b"key", user.as_bytes(), name.as_bytes()]),
+        );
+        k
+    }
+
+    fn seal(&self, tree: Tree, db_key: &[u8], plaintext: &[u8]) -> Result<Vec<u8>> {
+        self.keyring
+            .records
+            .seal(&record_aad(tree.name(), db_key), plaintext)
+    }
+
+    fn open_record<T: serde::de::DeserializeOwned>(
+        &self,
+        tree: Tree,
+        db_key: &[u8],
+        sealed: &[u8],
+    ) -> Result<T> {
+        let plain = self
+            .keyring
+            .records
+            .open(&record_aad(tree.name(), db_key), sealed)
+            .map_err(|_| {
+                Error::Integrity(format!(
+                    "a record in the {} tree failed to authenticate (corrupted, tampered with, or moved)",
+                    tree.name()
+                ))
+            })?;
+        records::decode(&plain, tree.name())
+    }
+
+    fn load_key(&self, user: &str, name: &str) -> Result<Option<(Vec<u8>, KeyRecord)>> {
+        let db_key = self.key_db_key(user, name);
+        let Some(sealed) = self.store.get(Tree::Keys, &db_key)? else {
+            return Ok(None);
+        };
+        let record: KeyRecord = self.open_record(Tree::Keys, &db_key, &sealed)?;
+        if record.user != user || record.name != name {
+            return Err(Error::Integrity(
+                "a key record does not match its index entry".into(),
+            ));
+        }
+        Ok(Some((db_key, record)))
+    }
+
+    fn require_key(&self, user: &str, name: &str) -> Result<(Vec<u8>, KeyRecord)> {
+        validate::user_id(user)?;
+        validate::key_name(name)?;
+        self.load_key(user, name)?
+            .ok_or_else(|| Error::KeyNotFound {
+                user: user.to_string(),
+                name: name.to_string(),
+            })
+    }
+
+    fn keys_of(&self, user: &str) -> Result<Vec<(Vec<u8>, KeyRecord)>> {
+        let prefix = self.user_hash(user);
+        let mut out = Vec::new();
+        for item in self.store.scan_prefix(Tree::Keys, &prefix) {
+            let (db_key, sealed) = item?;
+            let record: KeyRecord = self.open_record(Tree::Keys, &db_key, &sealed)?;
+            if record.user != user || db_key != self.key_db_key(user, &record.name) {
+                return Err(Error::Integrity(
+                    "a key record does not match its index entry".into(),
+                ));
+            }
+            out.push((db_key, record));
+        }
+        Ok(out)
+    }
+
+    fn revoked_record(&self, user: &str) -> Result<Option<RevokedRecord>> {
+        let db_key = self.user_hash(user);
+        let Some(sealed) = self.store.get(Tree::Revoked, &db_key)? else {
+            return Ok(None);
+        };
+        let record: RevokedRecord = self.open_record(Tree::Revoked, &db_key, &sealed)?;
+        if record.user != user {
+            return Err(Error::Integrity(
+                "a revocation record does not match its index entry".into(),
+            ));
+        }
+        Ok(Some(record))
+    }
+
+    fn lock_writer(&self) -> std::sync::MutexGuard<'_, AuditHead> {
+        // A panic while holding the lock cannot leave the store half-written (batches
+        // are atomic), so a poisoned lock is safe to reuse.
+        self.writer.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Applies `batch` with the audit entry for `event`, atomically, and flushes.
+    fn commit(&self, head: &mut AuditHead, mut batch: Batch, event: AuditEvent) -> Result<()> {
+        let next = head.append(&self.keyring, event, &mut batch, |db_key, plain| {
+            self.seal(Tree::Audit, db_key, plain)
+        })?;
+        self.store.apply(&batch)?;
+        self.store.flush()?;
+        *head = next;
+        Ok(())
+    }
+
+    /// Appends an audit entry on its own.
+    fn record(&self, event: AuditEvent) -> Result<()> {
+        let mut head = self.lock_writer();
+        self.commit(&mut head, Batch::new(), event)
+    }
+
+    /// Generates and stores a key. `name` defaults to the type's name.
+    pub fn generate(&self, user: &str, name: Option<&str>, key_type: KeyType) -> Result<KeyInfo> {
+        let name = name.unwrap_or(key_type.as_str());
+        validate::user_id(user)?;
+        validate::key_name(name)?;
+        // Refuse before the (possibly slow) generation, and again under the lock.
+        self.check_can_add(user, name)?;
+        let material = keys::generate(key_type)?;
+        self.store_new_key(user, name, key_type, material, "gen")
+    }
+
+    /// Stores an existing key given as PEM, DER or base64 (see `crypto::keys::import`).
+    /// `public_only` allows a public key without its private half.
+    pub fn import(
+        &self,
+        user: &str,
+        name: &str,
+        key_type: KeyType,
+        input: &[u8],
+        public_only: bool,
+    ) -> Result<KeyInfo> {
+        validate::user_id(user)?;
+        validate::key_name(name)?;
+        self.check_can_add(user, name)?;
+        let material = keys::import(key_type, input, public_only)?;
+        self.store_new_key(user, name, key_type, material, "import")
+    }
+
+    fn check_can_add(&self, user: &str, name: &str) -> Result<()> {
+        if self.revoked_record(user)?.is_some() {
+            return Err(Error::UserRevoked(user.to_string()));
+        }
+        if self
+            .store
+            .contains(Tree::Keys, &self.key_db_key(user, name))?
+        {
+            return Err(Error::AlreadyExists(format!(
+                "{user} already has a key named {name:?}; pick another --name, or rotate or delete it"
+            )));
+        }
+        Ok(())
+    }
+
+    fn store_new_key(
+        &self,
+        user: &str,
+        name: &str,
+        key_type: KeyType,
+        material: KeyMaterial,
+        operation: &'static str,
+    ) -> Result<KeyInfo> {
+        let mut head = self.lock_writer();
+        self.check_can_add(user, name)?;
+        let mut id = [0u8; 16];
+        random_bytes(&mut id)?;
+        let now = Timestamp::now().0;
+        let record = KeyRecord {
+            id,
+            user: user.to_string(),
+            name: name.to_string(),
+            key_type,
+            created: now,
+            versions: vec![KeyVersionRecord {
+                version: 1,
+                created: now,
+                state: VersionState::Primary,
+                secret: material.secret,
+                public: material.public,
+                uses: 0,
+            }],
+        };
+        let db_key = self.key_db_key(user, name);
+        let mut batch = Batch::new();
+        batch.insert(
+            Tree::Keys,
+            db_key.clone(),
+            self.seal(Tree::Keys, &db_key, &records::encode(&record)?)?,
+        );
+        self.commit(
+            &mut head,
+            batch,
+            AuditEvent::new(operation)
+                .user(user)
+                .key(name)
+                .detail(format!("type {key_type}, version 1")),
+        )?;
+        Ok(key_info(&record))
+    }
+
+    /// Exports key material (a secret unless `options.public`).
+    pub fn export(
+        &self,
+        user: &str,
+        name: &str,
+        options: &ExportOptions,
+    ) -> Result<Zeroizing<Vec<u8>>> {
+        let (_, record) = self.require_key(user, name)?;
+        let version = select_version(&record, options.version)?;
+        let material = KeyMaterial {
+            secret: version.secret.clone(),
+            public: version.public.clone(),
+        };
+        let format = options
+            .format
+            .unwrap_or_else(|| ExportFormat::default_for(record.key_type));
+        let out = keys::export(record.key_type, &material, options.public, format)?;
+        self.record(
+            AuditEvent::new("export")
+                .user(user)
+                .key(name)
+                .detail(format!(
+                    "version {}, {}",
+                    version.version,
+                    if options.public { "public" } else { "secret" }
+                )),
+        )?;
+        Ok(out)
+    }
+
+    /// Describes one key.
+    pub fn key_info(&self, user: &str, name: &str) -> Result<KeyInfo> {
+        let (_, record) = self.require_key(user, name)?;
+        Ok(key_info(&record))
+    }
+
+    /// Lists the keys of one user, or of every user, sorted by user then name.
+    pub fn list(&self, user: Option<&str>) -> Result<Vec<KeyInfo>> {
+        let mut out = Vec::new();
+        match user {
+            Some(user) => {
+                validate::user_id(user)?;
+                for (_, record) in self.keys_of(user)? {
+                    out.push(key_info(&record));
+                }
+            }
+            None => {
+                for item in self.store.scan_prefix(Tree::Keys, &[]) {
+                    let (db_key, sealed) = item?;
+                    let record: KeyRecord = self.open_record(Tree::Keys, &db_key, &sealed)?;
+                    if db_key != self.key_db_key(&record.user, &record.name) {
+                        return Err(Error::Integrity(
+                            "a key record does not match its index entry".into(),
+                        ));
+                    }
+                    out.push(key_info(&record));
+                }
+            }
+        }
+        out.sort_by(|a, b| (&a.user, &a.name).cmp(&(&b.user, &b.name)));
+        Ok(out)
+    }
+
+    /// Destroys one key, every version.
+    pub fn delete(&self, user: &str, name: &str) -> Result<KeyInfo> {
+        let mut head = self.lock_writer();
+        let (db_key, record) = self.require_key(user, name)?;
+        let mut batch = Batch::new();
+        batch.remove(Tree::Keys, db_key);
+        self.commit(
+            &mut head,
+            batch,
+            AuditEvent::new("delete")
+                .user(user)
+                .key(name)
+                .detail(format!(
+                    "type {}, {} version(s)",
+                    record.key_type,
+                    record.versions.len()
+                )),
+        )?;
+        Ok(key_info(&record))
+    }
+
+    /// Revokes a user: destroys every key of theirs and records the time and reason.
+    /// Revoking an already revoked user changes nothing and returns the first receipt.
+    pub fn revoke(&self, user: &str, reason: Option<&str>) -> Result<RevokeOutcome> {
+        validate::user_id(user)?;
+        if let Some(reason) = reason {
+            validate::reason(reason)?;
+        }
+        let mut head = self.lock_writer();
+        if let Some(existing) = self.revoked_record(user)? {
+            return Ok(RevokeOutcome {
+                already_revoked: true,
+                receipt: revocation_info(&existing),
+            });
+        }
+        let keys = self.keys_of(user)?;
+        let mut batch = Batch::new();
+        let mut destroyed = Vec::with_capacity(keys.len());
+        for (db_key, record) in keys {
+            let info = key_info(&record);
+            destroyed.push(DestroyedKey {
+                id: record.id,
+                name: record.name.clone(),
+                key_type: record.key_type,
+                versions: record.versions.iter().map(|v| v.version).collect(),
+                fingerprint: info.fingerprint,
+            });
+            batch.remove(Tree::Keys, db_key);
+        }
+        let revoked = RevokedRecord {
+            user: user.to_string(),
+            revoked_at: Timestamp::now().0,
+            reason: reason.map(str::to_string),
+            destroyed,
+        };
+        let db_key = self.user_hash(user);
+        batch.insert(
+            Tree::Revoked,
+            db_key.to_vec(),
+            self.seal(Tree::Revoked, &db_key, &records::encode(&revoked)?)?,
+        );
+        self.commit(
+            &mut head,
+            batch,
+            AuditEvent::new("revoke")
+                .user(user)
+                .detail(format!("{} key(s) destroyed", revoked.destroyed.len())),
+        )?;
+        Ok(RevokeOutcome {
+            already_revoked: false,
+            receipt: revocation_info(&revoked),
+        })
+    }
+
+    /// The revocation of a user, if revoked.
+    pub fn revocation(&self, user: &str) -> Result<Option<RevocationInfo>> {
+        validate::user_id(user)?;
+        Ok(self.revoked_record(user)?.map(|r| revocation_info(&r)))
+    }
+
+    /// Every revoked user, oldest revocation first.
+    pub fn revoked_users(&self) -> Result<Vec<RevocationInfo>> {
+        let mut out = Vec::new();
+        for item in self.store.scan_prefix(Tree::Revoked, &[]) {
+            let (db_key, sealed) = item?;
+            let record: RevokedRecord = self.open_record(Tree::Revoked, &db_key, &sealed)?;
+            if db_key != self.user_hash(&record.user) {
+                return Err(Error::Integrity(
+                    "a revocation record does not match its index entry".into(),
+                ));
+            }
+            out.push(revocation_info(&record));
+        }
+        out.sort_by(|a, b| (a.revoked_at, &a.user).cmp(&(b.revoked_at, &b.user)));
+        Ok(out)
+    }
+
+    /// The audit events recorded so far, oldest first, after checking the chain.
+    pub fn audit_log(&self) -> Result<Vec<records::AuditRecord>> {
+        audit::read_all(&self.store, &self.keyring)
+    }
+}
+
+/// The directory a vault lives in by default: the platform data dir.
+pub fn default_path() -> Option<PathBuf> {
+    dirs::data_dir().map(|d| d.join("keyvault").join("default"))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn select_version(record: &KeyRecord, version: Option<u32>) -> Result<&KeyVersionRecord> {
+    match version {
+        Some(v) => record
+            .versions
+            .iter()
+            .find(|x| x.version == v)
+            .ok_or_else(|| Error::VersionNotFound {
+                user: record.user.clone(),
+                name: record.name.clone(),
+                version: v,
+            }),
+        None => record
+            .versions
+            .iter()
+            .find(|x| x.state == VersionState::Primary)
+            .ok_or_else(|| Error::Integrity("a key record has no primary version".into())),
+    }
+}
+
+fn version_fingerprint(key_type: KeyType, v: &KeyVersionRecord) -> String {
+    let material = KeyMaterial {
+        secret: v.secret.clone(),
+        public: v.public.clone(),
+    };
+    keys::fingerprint(key_type, &material)
+}
+
+fn key_info(record: &KeyRecord) -> KeyInfo {
+    let versions: Vec<VersionInfo> = record
+        .versions
+        .iter()
+        .map(|v| VersionInfo {
+            version: v.version,
+            created: Timestamp(v.created),
+            state: v.state.into(),
+            uses: v.uses,
+            fingerprint: version_fingerprint(record.key_type, v),
+        })
+        .collect();
+    let primary = record
+        .versions
+        .iter()
+        .position(|v| v.state == VersionState::Primary)
+        .unwrap_or(record.versions.len().saturating_sub(1));
+    let (primary_version, fingerprint, public_only) = match record.versions.get(primary) {
+        Some(v) => (
+            v.version,
+            versions[primary].fingerprint.clone(),
+            v.secret.is_empty(),
+        ),
+        None => (0, String::new(), false),
+    };
+    KeyInfo {
+        id: hex(&record.id),
+        user: record.user.clone(),
+        name: record.name.clone(),
+        key_type: KeyTypeName(record.key_type),
+        created: Timestamp(record.created),
+        primary_version,
+        fingerprint,
+        public_only,
+        versions,
+    }
+}
+
+fn revocation_info(record: &RevokedRecord) -> RevocationInfo {
+    RevocationInfo {
+        user: record.user.clone(),
+        revoked_at: Timestamp(record.revoked_at),
+        reason: record.reason.clone(),
+        destroyed: record
+            .destroyed
+            .iter()
+            .map(|d| DestroyedKeyInfo {
+                id: hex(&d.id),
+                name: d.name.clone(),
+                key_type: KeyTypeName(d.key_type),
+                versions: d.versions.clone(),
+                fingerprint: d.fingerprint.clone(),
+            })
+            .collect(),
+    }
+}
