@@ -103,6 +103,26 @@ pub enum Error {
     /// Anything else (exit 8).
     #[error("internal error: {0}")]
     Internal(String),
+
+    /// An error reported by the agent, with the exit code it mapped it to.
+    #[error("{message}")]
+    Remote {
+        /// The exit code.
+        code: i32,
+        /// The message (never secret).
+        message: String,
+        /// The hint, if any.
+        hint: Option<String>,
+    },
+
+    /// The running agent speaks another protocol version (exit 8).
+    #[error("the running agent speaks protocol version {agent}, this keyvault speaks {client}")]
+    ProtocolMismatch {
+        /// The agent's version.
+        agent: u32,
+        /// Ours.
+        client: u32,
+    },
 }
 
 /// The result type of the library.
@@ -123,7 +143,9 @@ impl Error {
             | Error::FileNotFound(_) => 5,
             Error::UserRevoked(_) | Error::AlreadyExists(_) | Error::TooWeak(_) => 6,
             Error::Integrity(_) => 7,
+            Error::Remote { code, .. } => *code,
             Error::NewerFormat { .. }
+            | Error::ProtocolMismatch { .. }
             | Error::VaultInUse(_)
             | Error::Io { .. }
             | Error::Storage(_)
@@ -132,8 +154,20 @@ impl Error {
     }
 
     /// A second line telling the user what to do, where one helps.
-    pub fn hint(&self) -> Option<&'static str> {
+    pub fn hint(&self) -> Option<String> {
+        self.static_hint()
+            .map(str::to_string)
+            .or_else(|| match self {
+                Error::Remote { hint, .. } => hint.clone(),
+                _ => None,
+            })
+    }
+
+    fn static_hint(&self) -> Option<&'static str> {
         match self {
+            Error::ProtocolMismatch { .. } => Some(
+                "run `keyvault lock`, then `keyvault unlock` to start an agent of this version",
+            ),
             Error::NoPassphrase(_) => Some(
                 "pass one with --passphrase-file FILE, KEYVAULT_PASSPHRASE_FILE or KEYVAULT_PASSPHRASE, or run from a terminal",
             ),

@@ -4,9 +4,10 @@
 //! sealed at rest under a master key that an Argon2id-derived key unwraps (SPEC §2).
 //! [`Vault`] is the handle; the command line and the agent are thin layers over it.
 
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod agent;
 pub mod crypto;
 pub mod error;
 pub mod keytype;

@@ -1,6 +1,7 @@
 //! The command line, as clap definitions. Completions are generated from these.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
@@ -41,6 +42,17 @@ pub struct Cli {
 pub enum Command {
     /// Create a new vault (asks the passphrase twice on a terminal)
     Init(InitArgs),
+    /// Start the agent holding the unlocked vault; later commands need no passphrase
+    Unlock {
+        /// Lock after this long without use (e.g. 30s, 15m, 1h)
+        #[arg(long, value_name = "DURATION", default_value = "15m", value_parser = parse_duration)]
+        timeout: Duration,
+        /// Lock after this long in any case, even while in use
+        #[arg(long, value_name = "DURATION", default_value = "8h", value_parser = parse_duration)]
+        max_lifetime: Duration,
+    },
+    /// Wipe the keys from memory and stop the agent
+    Lock,
     /// Show whether the vault is unlocked, where it is, its format and counts
     Status,
     /// Generate and store a key; prints its id and fingerprint, never the secret
@@ -118,6 +130,16 @@ pub enum Command {
     Revoked,
     /// Run the prototype's scenario on a temporary vault and print what happens
     Demo,
+    /// Run the agent (started by `unlock`; not for direct use)
+    #[command(hide = true)]
+    Agent {
+        /// Idle timeout in seconds
+        #[arg(long)]
+        idle_secs: u64,
+        /// Maximum lifetime in seconds
+        #[arg(long)]
+        lifetime_secs: u64,
+    },
     /// Print a shell completion script
     Completions {
         /// The shell
@@ -212,4 +234,12 @@ impl From<FormatArg> for ExportFormat {
 
 fn parse_key_type(s: &str) -> Result<KeyType, String> {
     s.parse::<KeyType>().map_err(|e| e.to_string())
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| format!("{e} (examples: 30s, 15m, 2h)"))?;
+    if d.as_secs() == 0 {
+        return Err("the duration must be at least one second".into());
+    }
+    Ok(d)
 }

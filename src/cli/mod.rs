@@ -1,6 +1,7 @@
 //! The command layer: turns parsed arguments into vault requests and renders the
 //! results. It never touches the store or raw key bytes beyond passing them through.
 
+mod agent_cmds;
 pub mod args;
 mod demo;
 mod output;
@@ -13,6 +14,8 @@ use std::path::{Path, PathBuf};
 use serde_json::json;
 use zeroize::Zeroizing;
 
+use keyvault::agent::client::AgentClient;
+use keyvault::agent::server::AgentOptions;
 use keyvault::ops::{Request, Response};
 use keyvault::vault::{self, ExportOptions, Vault};
 use keyvault::{Error, Result};
@@ -27,11 +30,14 @@ const MAX_IMPORT_BYTES: u64 = 1024 * 1024;
 /// How a command ended when it did not fail: 0, or 1 for a negative answer.
 pub type ExitCode = i32;
 
-/// Where requests go: a vault this process opened itself (one-shot).
+/// Where requests go: the agent of the vault when one runs, else a vault this process
+/// opens itself (one-shot, asking for the passphrase).
 struct Session {
     path: PathBuf,
     source: PassphraseSource,
     vault: Option<Vault>,
+    agent: Option<AgentClient>,
+    agent_checked: bool,
 }
 
 impl Session {
@@ -43,6 +49,8 @@ impl Session {
                 env_var: ENV_PASSPHRASE,
             },
             vault: None,
+            agent: None,
+            agent_checked: false,
         })
     }
 
@@ -61,7 +69,14 @@ impl Session {
     }
 
     fn call(&mut self, request: Request) -> Result<Response> {
-        self.vault()?.execute(request)
+        if !self.agent_checked {
+            self.agent_checked = true;
+            self.agent = AgentClient::connect(&self.path)?;
+        }
+        match self.agent.as_mut() {
+            Some(agent) => agent.op(request),
+            None => self.vault()?.execute(request),
+        }
     }
 }
 
@@ -120,18 +135,30 @@ pub fn run(cli: Cli) -> std::result::Result<ExitCode, RunError> {
                 ))?;
             }
         }
-        Command::Status => {
-            let path = vault_path(&cli)?;
-            let st = vault::peek_status(&path)?;
-            if out.json() {
-                let mut doc =
-                    serde_json::to_value(&st).map_err(|e| Error::Internal(e.to_string()))?;
-                doc["state"] = json!("locked");
-                out.doc(&doc)?;
-            } else {
-                out.text(&output::status("locked", &st))?;
-            }
+        Command::Status => agent_cmds::status(&mut out, &vault_path(&cli)?)?,
+        Command::Unlock {
+            timeout,
+            max_lifetime,
+        } => {
+            let source = PassphraseSource {
+                file: cli.passphrase_file.clone(),
+                env_var: ENV_PASSPHRASE,
+            };
+            agent_cmds::unlock(
+                &mut out,
+                &vault_path(&cli)?,
+                &source,
+                AgentOptions {
+                    idle_timeout: *timeout,
+                    max_lifetime: *max_lifetime,
+                },
+            )?;
         }
+        Command::Lock => agent_cmds::lock(&mut out, &vault_path(&cli)?)?,
+        Command::Agent {
+            idle_secs,
+            lifetime_secs,
+        } => agent_cmds::serve(&vault_path(&cli)?, *idle_secs, *lifetime_secs)?,
         Command::Gen {
             user,
             key_type,

@@ -136,6 +136,17 @@ impl MasterKey {
         Ok(MasterKey(mk))
     }
 
+    /// Rebuilds a master key from its bytes (as passed from `unlock` to the agent over
+    /// a pipe).
+    pub fn from_bytes(bytes: Zeroizing<[u8; 32]>) -> Self {
+        MasterKey(bytes)
+    }
+
+    /// The key's bytes, to hand to the agent over a pipe. Never log or store them.
+    pub fn to_bytes(&self) -> Zeroizing<[u8; 32]> {
+        Zeroizing::new(*self.0)
+    }
+
     /// Seals the master key under a KEK.
     pub fn wrap(&self, kek: &[u8; 32], aad: &[u8]) -> Result<Vec<u8>> {
         SealKey(Zeroizing::new(*kek)).seal(aad, self.0.as_ref())

@@ -38,7 +38,8 @@ const USER_HASH_LEN: usize = 32;
 /// An unlocked vault.
 pub struct Vault {
     store: Store,
-    keyring: Keyring,
+    /// Boxed so that it never moves: the agent locks its pages in RAM.
+    keyring: Box<Keyring>,
     header: Header,
     /// Serializes changes, and holds the head of the audit chain.
     writer: Mutex<AuditHead>,
@@ -137,7 +138,7 @@ impl Vault {
         }
         let vault = Vault {
             store,
-            keyring: master.keyring(),
+            keyring: Box::new(master.keyring()),
             header,
             writer: Mutex::new(AuditHead::default()),
         };
@@ -148,26 +149,29 @@ impl Vault {
     /// Opens and unlocks the vault at `path`.
     pub fn open(path: &Path, passphrase: &[u8]) -> Result<Vault> {
         let store = Store::open(path)?;
-        let format = migrate::format_version(&store)?;
-        if format > CURRENT_FORMAT {
-            return Err(Error::NewerFormat {
-                path: path.to_path_buf(),
-                found: format,
-                supported: CURRENT_FORMAT,
-            });
-        }
-        let header_bytes = store.get(Tree::Meta, meta_keys::HEADER)?.ok_or_else(|| {
-            Error::Integrity(format!("the vault at {} has no header", path.display()))
-        })?;
-        let header: Header = records::decode(&header_bytes, "header")?;
-        let kek = header.kdf.derive_kek(passphrase, &header.salt)?;
-        let master = MasterKey::unwrap(
-            &kek,
-            &header_aad(&header.kdf, &header.salt)?,
-            &header.wrapped_master_key,
-        )
-        .ok_or_else(|| Error::WrongPassphrase(path.to_path_buf()))?;
-        let keyring = master.keyring();
+        let header = read_header(&store)?;
+        let master = unwrap_master_key(&store, &header, passphrase)?;
+        Self::assemble(store, header, master)
+    }
+
+    /// Checks `passphrase` against the vault at `path` and returns its master key, then
+    /// closes the database (so that the agent can open it).
+    pub fn unlock_master_key(path: &Path, passphrase: &[u8]) -> Result<MasterKey> {
+        let store = Store::open(path)?;
+        let header = read_header(&store)?;
+        unwrap_master_key(&store, &header, passphrase)
+    }
+
+    /// Opens the vault at `path` with its master key (from [`Vault::unlock_master_key`]).
+    pub fn open_with_master_key(path: &Path, master: MasterKey) -> Result<Vault> {
+        let store = Store::open(path)?;
+        let header = read_header(&store)?;
+        Self::assemble(store, header, master)
+    }
+
+    fn assemble(store: Store, header: Header, master: MasterKey) -> Result<Vault> {
+        let keyring = Box::new(master.keyring());
+        drop(master);
         migrate::run_pending(&store, None)?;
         let head = AuditHead::load(&store, &keyring)?;
         Ok(Vault {
@@ -178,6 +182,42 @@ impl Vault {
         })
     }
 
+    /// The address range of the in-memory subkeys, for `mlock` by the agent.
+    pub fn key_memory_range(&self) -> (usize, usize) {
+        (
+            std::ptr::addr_of!(*self.keyring) as usize,
+            std::mem::size_of::<Keyring>(),
+        )
+    }
+}
+
+fn read_header(store: &Store) -> Result<Header> {
+    let path = store.path();
+    let format = migrate::format_version(store)?;
+    if format > CURRENT_FORMAT {
+        return Err(Error::NewerFormat {
+            path: path.to_path_buf(),
+            found: format,
+            supported: CURRENT_FORMAT,
+        });
+    }
+    let header_bytes = store.get(Tree::Meta, meta_keys::HEADER)?.ok_or_else(|| {
+        Error::Integrity(format!("the vault at {} has no header", path.display()))
+    })?;
+    records::decode(&header_bytes, "header")
+}
+
+fn unwrap_master_key(store: &Store, header: &Header, passphrase: &[u8]) -> Result<MasterKey> {
+    let kek = header.kdf.derive_kek(passphrase, &header.salt)?;
+    MasterKey::unwrap(
+        &kek,
+        &header_aad(&header.kdf, &header.salt)?,
+        &header.wrapped_master_key,
+    )
+    .ok_or_else(|| Error::WrongPassphrase(store.path().to_path_buf()))
+}
+
+impl Vault {
     /// The vault's directory.
     pub fn path(&self) -> &Path {
         self.store.path()

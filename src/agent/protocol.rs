@@ -1,0 +1,204 @@
+//! The agent protocol: one request/response enum pair, postcard-encoded, in frames of
+//! a 4-byte big-endian length followed by the message. Every message starts with the
+//! protocol version (a plain integer), so either side can tell a peer of another
+//! version before decoding anything else.
+
+use std::io::{self, Read, Write};
+
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+use zeroize::Zeroizing;
+
+use crate::error::Error;
+use crate::ops;
+use crate::vault::types::VaultStatus;
+
+/// The protocol version. Bump it on any change to the messages below.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// The largest request the agent reads (an import of a 1 MiB key file fits).
+pub const MAX_REQUEST_BYTES: u32 = 4 * 1024 * 1024;
+/// The largest response a client reads (the list of a very large vault fits).
+pub const MAX_RESPONSE_BYTES: u32 = 512 * 1024 * 1024;
+
+/// What a client asks.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum AgentRequest {
+    /// Is the agent there, and for which vault?
+    Ping,
+    /// Agent and vault status; does not reset the idle timer.
+    Status,
+    /// Reset the idle timer to `timeout_secs` (a second `unlock`).
+    Extend {
+        /// The new idle timeout.
+        timeout_secs: u64,
+    },
+    /// Wipe the keys and stop.
+    Lock,
+    /// A vault operation; resets the idle timer.
+    Op(ops::Request),
+}
+
+/// The agent's answer.
+#[derive(Serialize, Deserialize)]
+pub enum AgentResponse {
+    /// To `Ping`: the agent's vault path and pid.
+    Pong {
+        /// The vault it holds.
+        vault: String,
+        /// Its process id.
+        pid: u32,
+    },
+    /// To `Status`.
+    Status(AgentStatus),
+    /// To `Extend` and `Lock`.
+    Done,
+    /// To `Op`.
+    Op(ops::Response),
+    /// Any failure, already mapped to an exit code.
+    Error {
+        /// Exit code (SPEC §4).
+        code: i32,
+        /// The message.
+        message: String,
+        /// A hint.
+        hint: Option<String>,
+    },
+}
+
+/// The agent's state.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct AgentStatus {
+    /// The agent's process id.
+    pub pid: u32,
+    /// The idle timeout, in seconds.
+    pub idle_timeout_secs: u64,
+    /// Seconds until the agent locks for idleness.
+    pub idle_left_secs: u64,
+    /// Seconds until the maximum lifetime ends.
+    pub lifetime_left_secs: u64,
+    /// The vault's counts.
+    pub vault: VaultStatus,
+}
+
+impl From<Error> for AgentResponse {
+    fn from(e: Error) -> Self {
+        AgentResponse::Error {
+            code: e.exit_code(),
+            message: e.to_string(),
+            hint: e.hint(),
+        }
+    }
+}
+
+/// Writes one framed message: length, then version ‖ postcard body.
+pub fn write_message<T: Serialize>(w: &mut impl Write, message: &T) -> io::Result<()> {
+    let mut body =
+        Zeroizing::new(postcard::to_stdvec(&PROTOCOL_VERSION).map_err(io::Error::other)?);
+    let encoded = Zeroizing::new(postcard::to_stdvec(message).map_err(io::Error::other)?);
+    body.extend_from_slice(&encoded);
+    let len = u32::try_from(body.len())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "message too large"))?;
+    let mut frame = Zeroizing::new(Vec::with_capacity(4 + body.len()));
+    frame.extend_from_slice(&len.to_be_bytes());
+    frame.extend_from_slice(&body);
+    w.write_all(&frame)?;
+    w.flush()
+}
+
+/// Why a frame could not be read.
+#[derive(Debug)]
+pub enum FrameError {
+    /// The peer closed the connection before a frame began.
+    Closed,
+    /// The length prefix is over the limit.
+    TooLarge(u32),
+    /// The peer speaks another version.
+    Version(u32),
+    /// The body does not decode.
+    Malformed,
+    /// An I/O error (including a read timeout).
+    Io(io::Error),
+}
+
+/// Reads one framed message of at most `limit` bytes.
+pub fn read_message<T: DeserializeOwned>(
+    r: &mut impl Read,
+    limit: u32,
+) -> std::result::Result<T, FrameError> {
+    let mut len = [0u8; 4];
+    match r.read_exact(&mut len) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Err(FrameError::Closed),
+        Err(e) => return Err(FrameError::Io(e)),
+    }
+    let len = u32::from_be_bytes(len);
+    if len > limit {
+        return Err(FrameError::TooLarge(len));
+    }
+    let mut body = Zeroizing::new(vec![0u8; len as usize]);
+    r.read_exact(&mut body).map_err(FrameError::Io)?;
+    let (version, rest): (u32, &[u8]) =
+        postcard::take_from_bytes(&body).map_err(|_| FrameError::Malformed)?;
+    if version != PROTOCOL_VERSION {
+        return Err(FrameError::Version(version));
+    }
+    let (message, rest) = postcard::take_from_bytes(rest).map_err(|_| FrameError::Malformed)?;
+    if !rest.is_empty() {
+        return Err(FrameError::Malformed);
+    }
+    Ok(message)
+}
+
+/// Turns a frame error on the client side into a library error.
+pub fn client_error(e: FrameError) -> Error {
+    match e {
+        FrameError::Version(agent) => Error::ProtocolMismatch {
+            agent,
+            client: PROTOCOL_VERSION,
+        },
+        FrameError::Closed => Error::Internal("the agent closed the connection".into()),
+        FrameError::TooLarge(n) => Error::Internal(format!("the agent sent a {n}-byte message")),
+        FrameError::Malformed => Error::Internal("the agent sent a malformed message".into()),
+        FrameError::Io(e) => Error::io("talking to the agent", e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip() {
+        let mut buf = Vec::new();
+        write_message(&mut buf, &AgentRequest::Extend { timeout_secs: 9 }).unwrap();
+        let back: AgentRequest = read_message(&mut buf.as_slice(), MAX_REQUEST_BYTES).unwrap();
+        assert!(matches!(back, AgentRequest::Extend { timeout_secs: 9 }));
+    }
+
+    #[test]
+    fn oversized_wrong_version_and_garbage_are_refused() {
+        let huge = (1u32 << 30).to_be_bytes();
+        assert!(matches!(
+            read_message::<AgentRequest>(&mut huge.as_slice(), MAX_REQUEST_BYTES),
+            Err(FrameError::TooLarge(_))
+        ));
+        let mut other = Vec::new();
+        other.extend_from_slice(&2u32.to_be_bytes());
+        other.extend_from_slice(&[7, 0]);
+        assert!(matches!(
+            read_message::<AgentRequest>(&mut other.as_slice(), MAX_REQUEST_BYTES),
+            Err(FrameError::Version(7))
+        ));
+        let mut garbage = Vec::new();
+        garbage.extend_from_slice(&3u32.to_be_bytes());
+        garbage.extend_from_slice(&[1, 200, 200]);
+        assert!(matches!(
+            read_message::<AgentRequest>(&mut garbage.as_slice(), MAX_REQUEST_BYTES),
+            Err(FrameError::Malformed)
+        ));
+        assert!(matches!(
+            read_message::<AgentRequest>(&mut [0u8, 0].as_slice(), MAX_REQUEST_BYTES),
+            Err(FrameError::Closed)
+        ));
+    }
+}

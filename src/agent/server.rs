@@ -1,0 +1,297 @@
+//! The agent's server loop: accepts connections, checks the peer's uid, serves framed
+//! requests against the unlocked vault, and locks on timeout, lifetime, `lock` or a
+//! signal.
+//!
+//! Each connection gets its own thread, with read and write timeouts and a bounded
+//! message size; the number of connections is bounded too. A slow, silent or hostile
+//! client can only waste its own thread, never block or bloat the others.
+
+use std::fs;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::error::Error;
+use crate::vault::Vault;
+
+use super::protocol::{
+    AgentRequest, AgentResponse, AgentStatus, FrameError, MAX_REQUEST_BYTES, read_message,
+    write_message,
+};
+
+/// How long a connection may stay silent before the agent drops it.
+pub const CONNECTION_TIMEOUT: Duration = Duration::from_secs(10);
+/// The most connections served at once; more are closed at once.
+pub const MAX_CONNECTIONS: usize = 128;
+/// How often the watchdog checks the timers.
+const TICK: Duration = Duration::from_millis(100);
+
+/// The agent's timers.
+#[derive(Clone, Copy, Debug)]
+pub struct AgentOptions {
+    /// Lock after this long without a request that uses the vault.
+    pub idle_timeout: Duration,
+    /// Lock after this long in any case.
+    pub max_lifetime: Duration,
+}
+
+struct Timers {
+    last_use: Instant,
+    idle_timeout: Duration,
+    in_flight: usize,
+}
+
+/// A running agent.
+pub struct Agent {
+    vault: RwLock<Option<Vault>>,
+    timers: Mutex<Timers>,
+    started: Instant,
+    max_lifetime: Duration,
+    socket_path: PathBuf,
+    pid_path: PathBuf,
+    connections: AtomicUsize,
+    uid: u32,
+}
+
+impl Agent {
+    /// Wraps an unlocked vault.
+    pub fn new(
+        vault: Vault,
+        options: AgentOptions,
+        socket_path: PathBuf,
+        pid_path: PathBuf,
+    ) -> Self {
+        let now = Instant::now();
+        Agent {
+            vault: RwLock::new(Some(vault)),
+            timers: Mutex::new(Timers {
+                last_use: now,
+                idle_timeout: options.idle_timeout,
+                in_flight: 0,
+            }),
+            started: now,
+            max_lifetime: options.max_lifetime,
+            socket_path,
+            pid_path,
+            connections: AtomicUsize::new(0),
+            uid: rustix::process::getuid().as_raw(),
+        }
+    }
+
+    /// Locks the pages of the vault's subkeys in RAM. False where the OS refuses.
+    pub fn lock_key_memory(&self) -> bool {
+        let guard = self.vault.read().unwrap_or_else(|p| p.into_inner());
+        match guard.as_ref() {
+            Some(v) => {
+                let (addr, len) = v.key_memory_range();
+                super::harden::lock_memory(addr, len).is_ok()
+            }
+            None => false,
+        }
+    }
+
+    fn timers(&self) -> std::sync::MutexGuard<'_, Timers> {
+        self.timers.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Wipes the keys (dropping the vault zeroizes them and flushes the database),
+    /// removes the socket and pid file, and ends the process.
+    pub fn lock_and_exit(&self) -> ! {
+        self.wipe();
+        std::process::exit(0)
+    }
+
+    fn wipe(&self) {
+        // Waits for requests in flight (they hold read guards).
+        let mut guard = self.vault.write().unwrap_or_else(|p| p.into_inner());
+        // Dropping in place zeroizes the subkeys where they live.
+        *guard = None;
+        let _ = fs::remove_file(&self.socket_path);
+        let _ = fs::remove_file(&self.pid_path);
+    }
+
+    /// Starts the watchdog and signal threads, then serves until locked.
+    pub fn serve(self: Arc<Self>, listener: UnixListener) -> ! {
+        let watchdog = Arc::clone(&self);
+        thread::spawn(move || watchdog.watch());
+        let on_signal = Arc::clone(&self);
+        if let Ok(mut signals) = signal_hook::iterator::Signals::new([
+            signal_hook::consts::SIGTERM,
+            signal_hook::consts::SIGINT,
+            signal_hook::consts::SIGHUP,
+        ]) {
+            thread::spawn(move || {
+                if signals.forever().next().is_some() {
+                    on_signal.lock_and_exit();
+                }
+            });
+        }
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { continue };
+            if self.connections.fetch_add(1, Ordering::SeqCst) >= MAX_CONNECTIONS {
+                self.connections.fetch_sub(1, Ordering::SeqCst);
+                drop(stream);
+                continue;
+            }
+            let agent = Arc::clone(&self);
+            let spawned = thread::Builder::new()
+                .stack_size(256 * 1024)
+                .spawn(move || {
+                    agent.handle(stream);
+                    agent.connections.fetch_sub(1, Ordering::SeqCst);
+                });
+            if spawned.is_err() {
+                self.connections.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
+        self.lock_and_exit()
+    }
+
+    fn watch(&self) {
+        loop {
+            thread::sleep(TICK);
+            let now = Instant::now();
+            if now.duration_since(self.started) >= self.max_lifetime {
+                self.lock_and_exit();
+            }
+            let t = self.timers();
+            if t.in_flight == 0 && now.duration_since(t.last_use) >= t.idle_timeout {
+                drop(t);
+                self.lock_and_exit();
+            }
+        }
+    }
+
+    fn peer_allowed(&self, stream: &UnixStream) -> bool {
+        matches!(rustix::net::sockopt::socket_peercred(stream), Ok(cred) if cred.uid.as_raw() == self.uid)
+    }
+
+    fn handle(&self, mut stream: UnixStream) {
+        if !self.peer_allowed(&stream) {
+            let _ = write_message(
+                &mut stream,
+                &AgentResponse::from(Error::Usage("the agent serves only its own user".into())),
+            );
+            return;
+        }
+        if stream.set_read_timeout(Some(CONNECTION_TIMEOUT)).is_err()
+            || stream.set_write_timeout(Some(CONNECTION_TIMEOUT)).is_err()
+        {
+            return;
+        }
+        loop {
+            let request = match read_message::<AgentRequest>(&mut stream, MAX_REQUEST_BYTES) {
+                Ok(r) => r,
+                Err(FrameError::Closed) | Err(FrameError::Io(_)) => return,
+                Err(FrameError::TooLarge(n)) => {
+                    let _ = write_message(
+                        &mut stream,
+                        &AgentResponse::from(Error::Usage(format!(
+                            "request of {n} bytes is over the agent's limit of {MAX_REQUEST_BYTES}"
+                        ))),
+                    );
+                    return;
+                }
+                Err(FrameError::Version(v)) => {
+                    let _ = write_message(
+                        &mut stream,
+                        &AgentResponse::from(Error::ProtocolMismatch {
+                            agent: super::protocol::PROTOCOL_VERSION,
+                            client: v,
+                        }),
+                    );
+                    return;
+                }
+                Err(FrameError::Malformed) => {
+                    let _ = write_message(
+                        &mut stream,
+                        &AgentResponse::from(Error::Usage("malformed request".into())),
+                    );
+                    return;
+                }
+            };
+            if matches!(request, AgentRequest::Lock) {
+                self.wipe();
+                let _ = write_message(&mut stream, &AgentResponse::Done);
+                std::process::exit(0);
+            }
+            let response = self.answer(request);
+            if write_message(&mut stream, &response).is_err() {
+                return;
+            }
+        }
+    }
+
+    fn answer(&self, request: AgentRequest) -> AgentResponse {
+        match request {
+            AgentRequest::Ping => AgentResponse::Pong {
+                vault: self.socket_path.display().to_string(),
+                pid: std::process::id(),
+            },
+            AgentRequest::Status => self.status(),
+            AgentRequest::Extend { timeout_secs } => {
+                let mut t = self.timers();
+                t.idle_timeout = Duration::from_secs(timeout_secs);
+                t.last_use = Instant::now();
+                AgentResponse::Done
+            }
+            AgentRequest::Lock => AgentResponse::Done,
+            AgentRequest::Op(op) => {
+                self.begin_use();
+                let result = {
+                    let guard = self.vault.read().unwrap_or_else(|p| p.into_inner());
+                    match guard.as_ref() {
+                        Some(vault) => vault.execute(op),
+                        None => Err(Error::Internal("the agent is locking".into())),
+                    }
+                };
+                self.end_use();
+                match result {
+                    Ok(r) => AgentResponse::Op(r),
+                    Err(e) => e.into(),
+                }
+            }
+        }
+    }
+
+    fn begin_use(&self) {
+        let mut t = self.timers();
+        t.in_flight += 1;
+        t.last_use = Instant::now();
+    }
+
+    fn end_use(&self) {
+        let mut t = self.timers();
+        t.in_flight = t.in_flight.saturating_sub(1);
+        t.last_use = Instant::now();
+    }
+
+    fn status(&self) -> AgentResponse {
+        let now = Instant::now();
+        let (idle_timeout, idle_left) = {
+            let t = self.timers();
+            let used = now.duration_since(t.last_use);
+            (t.idle_timeout, t.idle_timeout.saturating_sub(used))
+        };
+        let lifetime_left = self
+            .max_lifetime
+            .saturating_sub(now.duration_since(self.started));
+        let guard = self.vault.read().unwrap_or_else(|p| p.into_inner());
+        let Some(vault) = guard.as_ref() else {
+            return Error::Internal("the agent is locking".into()).into();
+        };
+        match vault.status() {
+            Ok(vault) => AgentResponse::Status(AgentStatus {
+                pid: std::process::id(),
+                idle_timeout_secs: idle_timeout.as_secs(),
+                idle_left_secs: idle_left.min(lifetime_left).as_secs(),
+                lifetime_left_secs: lifetime_left.as_secs(),
+                vault,
+            }),
+            Err(e) => e.into(),
+        }
+    }
+}
