@@ -527,3 +527,22 @@ fn a_peer_of_another_uid_is_refused() {
         .expect("chmod back");
     lock(&env);
 }
+
+#[test]
+fn max_lifetime_locks_even_a_busy_agent() {
+    let env = TestEnv::new();
+    env.init();
+    env.ok(["gen", "bob"]);
+    env.ok(["unlock", "--timeout", "15m", "--max-lifetime", "2s"]);
+    let pid = agent_pid(&env);
+    let start = Instant::now();
+    while !process_gone(pid) && start.elapsed() < Duration::from_secs(6) {
+        let _ = env.bare().arg("list").output();
+        thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        process_gone(pid),
+        "a busy agent outlived its maximum lifetime"
+    );
+    assert!(start.elapsed() >= Duration::from_millis(1500));
+}

@@ -333,18 +333,40 @@ impl Vault {
         self.writer.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Applies `batch` with the audit entry for `event`, atomically, and flushes.
-    fn commit(&self, head: &mut AuditHead, mut batch: Batch, event: AuditEvent) -> Result<()> {
+    /// Applies `batch` with the audit entry for `event`, atomically, and flushes: the
+    /// change is durable when this returns.
+    fn commit(&self, head: &mut AuditHead, batch: Batch, event: AuditEvent) -> Result<()> {
+        self.commit_with(head, batch, event, true)
+    }
+
+    fn commit_with(
+        &self,
+        head: &mut AuditHead,
+        mut batch: Batch,
+        event: AuditEvent,
+        durable: bool,
+    ) -> Result<()> {
         let next = head.append(&self.keyring, event, &mut batch, |db_key, plain| {
             self.seal(Tree::Audit, db_key, plain)
         })?;
         self.store.apply(&batch)?;
-        self.store.flush()?;
+        if durable {
+            self.store.flush()?;
+        }
         *head = next;
         Ok(())
     }
 
-    /// Appends an audit entry on its own.
+    /// Appends the audit entry of a read (an export or other use of a secret). It is
+    /// atomic but not flushed at once: the store's background flush (at most a second
+    /// later), the next change, or closing the vault makes it durable. Reads stay fast,
+    /// and a crash can lose at most the last second of read entries, never a change.
+    fn record_use(&self, event: AuditEvent) -> Result<()> {
+        let mut head = self.lock_writer();
+        self.commit_with(&mut head, Batch::new(), event, false)
+    }
+
+    /// Appends an audit entry on its own, durably.
     fn record(&self, event: AuditEvent) -> Result<()> {
         let mut head = self.lock_writer();
         self.commit(&mut head, Batch::new(), event)
@@ -456,7 +478,7 @@ impl Vault {
             .format
             .unwrap_or_else(|| ExportFormat::default_for(record.key_type));
         let out = keys::export(record.key_type, &material, options.public, format)?;
-        self.record(
+        self.record_use(
             AuditEvent::new("export")
                 .user(user)
                 .key(name)
