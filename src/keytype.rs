@@ -18,17 +18,45 @@ pub enum KeyType {
     Rsa3072,
     /// An RSA key pair with a 4096-bit modulus.
     Rsa4096,
+    /// An Ed25519 key pair (RFC 8032): signatures only.
+    Ed25519,
+}
+
+/// What a key is asked to do, to check the key type can do it (see [`KeyType::check_use`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyUse {
+    /// Encrypt a message.
+    Encrypt,
+    /// Decrypt a message.
+    Decrypt,
+    /// Sign a message.
+    Sign,
+    /// Verify a signature.
+    Verify,
+}
+
+impl KeyUse {
+    /// The verb, as the command is named.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyUse::Encrypt => "encrypt",
+            KeyUse::Decrypt => "decrypt",
+            KeyUse::Sign => "sign",
+            KeyUse::Verify => "verify",
+        }
+    }
 }
 
 impl KeyType {
     /// Every key type, in the order `list` and help show them.
-    pub const ALL: [KeyType; 6] = [
+    pub const ALL: [KeyType; 7] = [
         KeyType::Fernet,
         KeyType::Aes256Gcm,
         KeyType::ChaCha20Poly1305,
         KeyType::Rsa2048,
         KeyType::Rsa3072,
         KeyType::Rsa4096,
+        KeyType::Ed25519,
     ];
 
     /// The name users type and see; also the default key name.
@@ -40,12 +68,55 @@ impl KeyType {
             KeyType::Rsa2048 => "rsa-2048",
             KeyType::Rsa3072 => "rsa-3072",
             KeyType::Rsa4096 => "rsa-4096",
+            KeyType::Ed25519 => "ed25519",
         }
     }
 
-    /// Whether keys of this type have a public half.
+    /// Whether keys of this type have a public half (RSA and Ed25519).
     pub fn is_asymmetric(self) -> bool {
+        self.is_rsa() || self == KeyType::Ed25519
+    }
+
+    /// Whether this is one of the RSA types.
+    pub fn is_rsa(self) -> bool {
         self.rsa_bits().is_some()
+    }
+
+    /// Whether this is one of the AEAD envelope types (aes256-gcm, chacha20-poly1305).
+    pub fn is_aead(self) -> bool {
+        matches!(self, KeyType::Aes256Gcm | KeyType::ChaCha20Poly1305)
+    }
+
+    /// Whether keys of this type can do `what`: symmetric keys encrypt and decrypt, Ed25519
+    /// keys sign and verify, RSA keys do all four (OAEP for encryption, of short inputs).
+    pub fn supports(self, what: KeyUse) -> bool {
+        match what {
+            KeyUse::Encrypt | KeyUse::Decrypt => self != KeyType::Ed25519,
+            KeyUse::Sign | KeyUse::Verify => self.is_asymmetric(),
+        }
+    }
+
+    /// Checks keys of this type can do `what`; if not, a usage error (exit 2) saying what
+    /// they do and which key type to use instead.
+    pub fn check_use(self, what: KeyUse) -> crate::Result<()> {
+        if self.supports(what) {
+            return Ok(());
+        }
+        let hint = match what {
+            KeyUse::Encrypt | KeyUse::Decrypt => {
+                "use a fernet or aead (aes256-gcm, chacha20-poly1305) key to encrypt"
+            }
+            KeyUse::Sign | KeyUse::Verify => "use an rsa or ed25519 key to sign",
+        };
+        let does = if self.is_asymmetric() {
+            "sign and verify"
+        } else {
+            "encrypt and decrypt"
+        };
+        Err(crate::Error::Usage(format!(
+            "{self} keys cannot {}: {self} keys {does}; {hint}",
+            what.as_str()
+        )))
     }
 
     /// The modulus size of an RSA type.
@@ -79,5 +150,65 @@ impl std::str::FromStr for KeyType {
                     names.join(", ")
                 ))
             })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn variant_indices_are_frozen() {
+        // postcard encodes the variant index: these must never change.
+        let idx: Vec<u8> = KeyType::ALL
+            .iter()
+            .map(|t| postcard::to_stdvec(t).unwrap()[0])
+            .collect();
+        assert_eq!(idx, [0, 1, 2, 3, 4, 5, 6]);
+        assert_eq!(KeyType::ALL[6], KeyType::Ed25519);
+    }
+
+    #[test]
+    fn names_round_trip() {
+        for t in KeyType::ALL {
+            assert_eq!(t.as_str().parse::<KeyType>().unwrap(), t);
+        }
+        assert!(matches!(
+            "ed448".parse::<KeyType>(),
+            Err(crate::Error::Usage(_))
+        ));
+    }
+
+    #[test]
+    fn classes() {
+        assert!(KeyType::Ed25519.is_asymmetric());
+        assert!(!KeyType::Ed25519.is_rsa());
+        assert_eq!(KeyType::Ed25519.rsa_bits(), None);
+        assert!(KeyType::Rsa3072.is_rsa() && KeyType::Rsa3072.is_asymmetric());
+        assert!(KeyType::Aes256Gcm.is_aead() && KeyType::ChaCha20Poly1305.is_aead());
+        assert!(!KeyType::Fernet.is_aead() && !KeyType::Fernet.is_asymmetric());
+    }
+
+    #[test]
+    fn wrong_use_is_usage_error_with_hint() {
+        assert!(KeyType::Rsa2048.check_use(KeyUse::Sign).is_ok());
+        assert!(KeyType::Rsa2048.check_use(KeyUse::Encrypt).is_ok());
+        assert!(KeyType::Fernet.check_use(KeyUse::Decrypt).is_ok());
+        assert!(KeyType::Ed25519.check_use(KeyUse::Verify).is_ok());
+        match KeyType::Ed25519.check_use(KeyUse::Encrypt) {
+            Err(crate::Error::Usage(m)) => {
+                assert!(m.contains("ed25519 keys sign and verify"), "{m}");
+                assert!(m.contains("use a fernet or aead"), "{m}");
+            }
+            other => panic!("{other:?}"),
+        }
+        match KeyType::Fernet.check_use(KeyUse::Sign) {
+            Err(crate::Error::Usage(m)) => {
+                assert!(m.contains("fernet keys encrypt and decrypt"), "{m}");
+                assert!(m.contains("rsa or ed25519"), "{m}");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(KeyType::Aes256Gcm.check_use(KeyUse::Verify).is_err());
     }
 }

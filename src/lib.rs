@@ -8,6 +8,7 @@
 #![deny(missing_docs)]
 
 pub mod agent;
+pub mod backup;
 pub mod crypto;
 pub mod error;
 pub mod keytype;

@@ -5,8 +5,13 @@
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
+use std::path::PathBuf;
+
+use crate::crypto::kdf::KdfParams;
 use crate::error::Result;
 use crate::keytype::KeyType;
+use crate::vault::check::CheckReport;
+use crate::vault::lifecycle::{AuditEntry, BackupReport, CompactReport};
 use crate::vault::types::{KeyInfo, RevocationInfo, RevokeOutcome, VaultStatus};
 use crate::vault::{ExportOptions, Vault};
 
@@ -64,6 +69,8 @@ pub enum Request {
         user: String,
         /// Why.
         reason: Option<String>,
+        /// Compact afterwards, so the destroyed records leave the files.
+        purge: bool,
     },
     /// Whether a user is revoked.
     IsRevoked {
@@ -72,6 +79,38 @@ pub enum Request {
     },
     /// Every revoked user.
     Revoked,
+    /// Write a backup file (an absolute path: the agent may run elsewhere).
+    Backup {
+        /// The file to create.
+        path: PathBuf,
+    },
+    /// Check every record.
+    Check,
+    /// Change the passphrase.
+    Passwd {
+        /// The current passphrase.
+        old: Zeroizing<Vec<u8>>,
+        /// The new one.
+        new: Zeroizing<Vec<u8>>,
+        /// New KDF parameters, if any.
+        kdf: Option<KdfParams>,
+        /// Accept parameters below the floor.
+        allow_weak_kdf: bool,
+    },
+    /// The audit log.
+    Audit {
+        /// Only entries at or after this time (Unix seconds).
+        since: Option<u64>,
+    },
+    /// Rewrite the database so destroyed records leave the files.
+    Compact,
+}
+
+impl Request {
+    /// Whether the request needs the vault to itself (it reopens the database).
+    pub fn needs_exclusive(&self) -> bool {
+        matches!(self, Request::Compact | Request::Revoke { purge: true, .. })
+    }
 }
 
 impl std::fmt::Debug for Request {
@@ -87,6 +126,11 @@ impl std::fmt::Debug for Request {
             Request::Revoke { .. } => "Revoke",
             Request::IsRevoked { .. } => "IsRevoked",
             Request::Revoked => "Revoked",
+            Request::Backup { .. } => "Backup",
+            Request::Check => "Check",
+            Request::Passwd { .. } => "Passwd",
+            Request::Audit { .. } => "Audit",
+            Request::Compact => "Compact",
         };
         f.write_str(name)
     }
@@ -111,6 +155,16 @@ pub enum Response {
     Revocation(Option<RevocationInfo>),
     /// For `Revoked`.
     Revocations(Vec<RevocationInfo>),
+    /// For `Backup`.
+    Backup(BackupReport),
+    /// For `Check`.
+    Check(CheckReport),
+    /// For `Passwd`.
+    Done,
+    /// For `Audit`.
+    Audit(Vec<AuditEntry>),
+    /// For `Compact`, and `Revoke` with `purge` (with its outcome).
+    Compacted(Option<RevokeOutcome>, CompactReport),
 }
 
 impl Vault {
@@ -137,11 +191,48 @@ impl Vault {
             } => Response::Material(self.export(&user, &name, &options)?),
             Request::List { user } => Response::Keys(self.list(user.as_deref())?),
             Request::Delete { user, name } => Response::Deleted(self.delete(&user, &name)?),
-            Request::Revoke { user, reason } => {
+            Request::Revoke { user, reason, .. } => {
                 Response::Revoke(self.revoke(&user, reason.as_deref())?)
             }
             Request::IsRevoked { user } => Response::Revocation(self.revocation(&user)?),
             Request::Revoked => Response::Revocations(self.revoked_users()?),
+            Request::Backup { path } => Response::Backup(self.backup(&path, &mut |_, _| {})?),
+            Request::Check => Response::Check(self.check()?),
+            Request::Passwd {
+                old,
+                new,
+                kdf,
+                allow_weak_kdf,
+            } => {
+                self.change_passphrase(&old, &new, kdf, allow_weak_kdf)?;
+                Response::Done
+            }
+            Request::Audit { since } => Response::Audit(self.audit_entries(since)?),
+            Request::Compact => {
+                return Err(crate::Error::Internal(
+                    "compaction needs the vault to itself".into(),
+                ));
+            }
         })
+    }
+}
+
+/// Executes a request that may need the vault to itself (see
+/// [`Request::needs_exclusive`]). Gives the vault back, unless reopening it failed.
+pub fn execute_owned(vault: Vault, request: Request) -> (Option<Vault>, Result<Response>) {
+    if !request.needs_exclusive() {
+        let result = vault.execute(request);
+        return (Some(vault), result);
+    }
+    let outcome = match request {
+        Request::Revoke { user, reason, .. } => match vault.revoke(&user, reason.as_deref()) {
+            Ok(o) => Some(o),
+            Err(e) => return (Some(vault), Err(e)),
+        },
+        _ => None,
+    };
+    match vault.compact() {
+        Ok((vault, report)) => (Some(vault), Ok(Response::Compacted(outcome, report))),
+        Err(e) => (None, Err(e)),
     }
 }

@@ -239,6 +239,30 @@ impl Agent {
                 AgentResponse::Done
             }
             AgentRequest::Lock => AgentResponse::Done,
+            AgentRequest::Op(op) if op.needs_exclusive() => {
+                self.begin_use();
+                let result = {
+                    let mut guard = self.vault.write().unwrap_or_else(|p| p.into_inner());
+                    match guard.take() {
+                        Some(vault) => {
+                            let (back, result) = crate::ops::execute_owned(vault, op);
+                            *guard = back;
+                            result
+                        }
+                        None => Err(Error::Internal("the agent is locking".into())),
+                    }
+                };
+                self.end_use();
+                if self.vault.read().map(|g| g.is_none()).unwrap_or(true) {
+                    // The database could not be reopened: nothing left to serve.
+                    let _ = fs::remove_file(&self.socket_path);
+                    let _ = fs::remove_file(&self.pid_path);
+                }
+                match result {
+                    Ok(r) => AgentResponse::Op(r),
+                    Err(e) => e.into(),
+                }
+            }
             AgentRequest::Op(op) => {
                 self.begin_use();
                 let result = {

@@ -120,6 +120,9 @@ pub enum Command {
         /// Why (kept, sealed, in the vault)
         #[arg(long, value_name = "TEXT")]
         reason: Option<String>,
+        /// Also compact the vault, so the destroyed records leave its files
+        #[arg(long)]
+        purge: bool,
     },
     /// Exit 0 and print `revoked` if the user is revoked; exit 1 and print `not revoked` otherwise
     IsRevoked {
@@ -128,6 +131,49 @@ pub enum Command {
     },
     /// List revoked users with time and reason
     Revoked,
+    /// Change the passphrase (and optionally the KDF parameters); no key is re-encrypted
+    Passwd {
+        /// Read the new passphrase from the first line of FILE (also env
+        /// KEYVAULT_NEW_PASSPHRASE_FILE; env KEYVAULT_NEW_PASSPHRASE is read too)
+        #[arg(long, env = "KEYVAULT_NEW_PASSPHRASE_FILE", value_name = "FILE")]
+        new_passphrase_file: Option<PathBuf>,
+        /// New KDF parameters (default: keep the current ones)
+        #[command(flatten)]
+        kdf: KdfArgs,
+    },
+    /// Write a consistent, self-contained, encrypted backup file (safe while unlocked)
+    Backup {
+        /// The file to create (never overwritten; created 0600)
+        file: PathBuf,
+    },
+    /// Create a vault from a backup (with the passphrase current when it was made)
+    Restore {
+        /// The backup file
+        file: PathBuf,
+        /// The directory of the new vault (must not exist)
+        #[arg(long, value_name = "DIR")]
+        to: PathBuf,
+        /// Re-apply the revocations this (newer) vault recorded after the backup
+        #[arg(long, value_name = "VAULT")]
+        revocations_from: Option<PathBuf>,
+    },
+    /// Verify that every record of the vault (or of a backup) opens and the audit chain holds
+    Check {
+        /// Check this backup file instead of the vault
+        #[arg(long, value_name = "FILE")]
+        backup: Option<PathBuf>,
+    },
+    /// Rewrite the vault into a fresh database, so destroyed records leave its files
+    Compact,
+    /// Show the audit log (who, what, when; never secrets)
+    Audit {
+        /// Only verify the chain and report
+        #[arg(long)]
+        verify: bool,
+        /// Only entries from this time on (YYYY-MM-DD or RFC 3339)
+        #[arg(long, value_name = "DATE", value_parser = parse_date)]
+        since: Option<u64>,
+    },
     /// Run the prototype's scenario on a temporary vault and print what happens
     Demo,
     /// Run the agent (started by `unlock`; not for direct use)
@@ -151,6 +197,14 @@ pub enum Command {
 /// KDF choices of `init`.
 #[derive(Args, Debug)]
 pub struct InitArgs {
+    /// The KDF parameters
+    #[command(flatten)]
+    pub kdf: KdfArgs,
+}
+
+/// KDF parameters on the command line.
+#[derive(Args, Debug)]
+pub struct KdfArgs {
     /// A KDF profile: interactive (m=19 MiB, t=2, p=1), moderate (m=64 MiB, t=3, p=4,
     /// the default), sensitive (m=1 GiB, t=4, p=4)
     #[arg(long, value_enum, value_name = "PROFILE")]
@@ -169,14 +223,19 @@ pub struct InitArgs {
     pub allow_weak_kdf: bool,
 }
 
-impl InitArgs {
-    /// The parameters asked for.
-    pub fn params(&self) -> KdfParams {
-        let mut p = self
-            .kdf
-            .map(ProfileArg::profile)
-            .unwrap_or(KdfProfile::Moderate)
-            .params();
+impl KdfArgs {
+    /// Whether any parameter was given.
+    pub fn given(&self) -> bool {
+        self.kdf.is_some()
+            || self.kdf_memory.is_some()
+            || self.kdf_iterations.is_some()
+            || self.kdf_parallelism.is_some()
+    }
+
+    /// The parameters asked for, starting from `base` (the default profile for `init`,
+    /// the current parameters for `passwd`).
+    pub fn params_from(&self, base: KdfParams) -> KdfParams {
+        let mut p = self.kdf.map(|k| k.profile().params()).unwrap_or(base);
         if let Some(m) = self.kdf_memory {
             p.memory_kib = m.saturating_mul(1024);
         }
@@ -187,6 +246,11 @@ impl InitArgs {
             p.parallelism = par;
         }
         p
+    }
+
+    /// The parameters for a new vault.
+    pub fn params(&self) -> KdfParams {
+        self.params_from(KdfProfile::Moderate.params())
     }
 }
 
@@ -242,4 +306,17 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
         return Err("the duration must be at least one second".into());
     }
     Ok(d)
+}
+
+fn parse_date(s: &str) -> Result<u64, String> {
+    let full = if s.len() == 10 {
+        format!("{s}T00:00:00Z")
+    } else {
+        s.to_string()
+    };
+    let t = humantime::parse_rfc3339_weak(&full)
+        .map_err(|e| format!("{e}: expected YYYY-MM-DD or an RFC 3339 time"))?;
+    t.duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .map_err(|_| "the date is before 1970".to_string())
 }

@@ -4,6 +4,7 @@
 mod agent_cmds;
 pub mod args;
 mod demo;
+mod lifecycle_cmds;
 mod output;
 mod passphrase;
 
@@ -68,15 +69,29 @@ impl Session {
             .ok_or_else(|| Error::Internal("vault not open".into()))
     }
 
-    fn call(&mut self, request: Request) -> Result<Response> {
+    fn agent(&mut self) -> Result<Option<&mut AgentClient>> {
         if !self.agent_checked {
             self.agent_checked = true;
             self.agent = AgentClient::connect(&self.path)?;
         }
-        match self.agent.as_mut() {
-            Some(agent) => agent.op(request),
-            None => self.vault()?.execute(request),
+        Ok(self.agent.as_mut())
+    }
+
+    fn call(&mut self, request: Request) -> Result<Response> {
+        if let Some(agent) = self.agent()? {
+            return agent.op(request);
         }
+        if request.needs_exclusive() {
+            self.vault()?;
+            let vault = self
+                .vault
+                .take()
+                .ok_or_else(|| Error::Internal("vault not open".into()))?;
+            let (back, result) = keyvault::ops::execute_owned(vault, request);
+            self.vault = back;
+            return result;
+        }
+        self.vault()?.execute(request)
     }
 }
 
@@ -101,8 +116,8 @@ pub fn run(cli: Cli) -> std::result::Result<ExitCode, RunError> {
     match &cli.command {
         Command::Init(a) => {
             let path = vault_path(&cli)?;
-            let params = a.params();
-            params.validate(a.allow_weak_kdf)?;
+            let params = a.kdf.params();
+            params.validate(a.kdf.allow_weak_kdf)?;
             if keyvault::store::Store::exists(&path) {
                 return Err(Error::AlreadyExists(format!(
                     "a vault already exists at {}",
@@ -111,6 +126,8 @@ pub fn run(cli: Cli) -> std::result::Result<ExitCode, RunError> {
                 .into());
             }
             if params.is_weak() {
+                // Warned here, before the passphrase prompt; `validate` refused it
+                // unless --allow-weak-kdf was given.
                 eprintln!(
                     "warning: KDF parameters {params} are below OWASP's floor (m=19 MiB, t=2, p=1): the passphrase is easier to guess from a copy of the vault"
                 );
@@ -120,7 +137,7 @@ pub fn run(cli: Cli) -> std::result::Result<ExitCode, RunError> {
                 env_var: ENV_PASSPHRASE,
             };
             let passphrase = source.new_passphrase("New passphrase: ")?;
-            let v = Vault::create(&path, &passphrase, params, a.allow_weak_kdf)?;
+            let v = Vault::create(&path, &passphrase, params, a.kdf.allow_weak_kdf)?;
             if out.json() {
                 out.doc(&json!({
                     "created": v.path().display().to_string(),
@@ -291,20 +308,69 @@ pub fn run(cli: Cli) -> std::result::Result<ExitCode, RunError> {
                 ))?;
             }
         }
-        Command::Revoke { user, reason } => {
+        Command::Revoke {
+            user,
+            reason,
+            purge,
+        } => {
             let mut s = Session::new(&cli)?;
-            let Response::Revoke(outcome) = s.call(Request::Revoke {
+            let response = s.call(Request::Revoke {
                 user: user.clone(),
                 reason: reason.clone(),
-            })?
-            else {
+                purge: *purge,
+            })?;
+            let (outcome, compacted) = match response {
+                Response::Revoke(o) => (o, None),
+                Response::Compacted(Some(o), report) => (o, Some(report)),
+                _ => return Err(unexpected().into()),
+            };
+            if out.json() {
+                let mut doc =
+                    serde_json::to_value(&outcome).map_err(|e| Error::Internal(e.to_string()))?;
+                if let Some(report) = &compacted {
+                    doc["compacted"] = json!(report);
+                }
+                out.doc(&doc)?;
+            } else {
+                out.text(&output::receipt(&outcome))?;
+                if let Some(report) = &compacted {
+                    out.text(&output::compacted(report))?;
+                }
+            }
+        }
+        Command::Passwd {
+            new_passphrase_file,
+            kdf,
+        } => lifecycle_cmds::passwd(&mut out, &mut Session::new(&cli)?, new_passphrase_file, kdf)?,
+        Command::Backup { file } => {
+            lifecycle_cmds::backup(&mut out, &mut Session::new(&cli)?, file)?
+        }
+        Command::Restore {
+            file,
+            to,
+            revocations_from,
+        } => lifecycle_cmds::restore(&mut out, &cli, file, to, revocations_from.as_deref())?,
+        Command::Check { backup } => {
+            let code = match backup {
+                Some(file) => lifecycle_cmds::check_backup(&mut out, &cli, file)?,
+                None => lifecycle_cmds::check(&mut out, &mut Session::new(&cli)?)?,
+            };
+            out.flush()?;
+            return Ok(code);
+        }
+        Command::Compact => {
+            let mut s = Session::new(&cli)?;
+            let Response::Compacted(_, report) = s.call(Request::Compact)? else {
                 return Err(unexpected().into());
             };
             if out.json() {
-                out.doc(&outcome)?;
+                out.doc(&report)?;
             } else {
-                out.text(&output::receipt(&outcome))?;
+                out.text(&output::compacted(&report))?;
             }
+        }
+        Command::Audit { verify, since } => {
+            lifecycle_cmds::audit(&mut out, &mut Session::new(&cli)?, *verify, *since)?
         }
         Command::IsRevoked { user } => {
             let mut s = Session::new(&cli)?;

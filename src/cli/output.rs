@@ -4,6 +4,7 @@ use std::io::{self, Write};
 
 use serde::Serialize;
 
+use keyvault::vault::lifecycle::CompactReport;
 use keyvault::vault::types::{KeyInfo, RevocationInfo, RevokeOutcome, VaultStatus};
 
 /// Writes to stdout; a closed pipe (e.g. `| head`) ends the program quietly.
@@ -164,5 +165,13 @@ pub fn status(state: &str, st: &VaultStatus) -> String {
     format!(
         "state:          {state}\nvault:          {}\nformat version: {}\nusers:          {}\nkeys:           {}\nrevoked users:  {}\n",
         st.path, st.format_version, st.users, st.keys, st.revoked_users
+    )
+}
+
+/// The line after a compaction.
+pub fn compacted(r: &CompactReport) -> String {
+    format!(
+        "Compacted the vault: {} records, {} bytes before, {} bytes after\n",
+        r.records, r.bytes_before, r.bytes_after
     )
 }

@@ -1,7 +1,9 @@
 //! Generation, import, export and fingerprints of user keys.
 //!
-//! Material is kept as: symmetric keys, their 32 raw bytes; RSA, the private key as
-//! PKCS#8 DER and the public key as SPKI DER (a public-only key has no private part).
+//! Material is kept as: symmetric keys, their 32 raw bytes; RSA and Ed25519, the private
+//! key as PKCS#8 DER and the public key as SPKI DER (a public-only key has no private
+//! part). Import reads PEM, DER, base64 of DER (32 raw bytes for symmetric keys) and JWK
+//! ([`super::jwk`]); Ed25519 specifics are in [`super::ed25519_keys`].
 
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
@@ -13,6 +15,7 @@ use rsa::traits::PublicKeyParts;
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
+use super::ed25519_keys;
 use crate::error::{Error, Result};
 use crate::keytype::KeyType;
 
@@ -36,10 +39,13 @@ pub enum ExportFormat {
     Der,
     /// Base64 text (url-safe for Fernet keys, as Python's Fernet takes them).
     Base64,
+    /// A JSON Web Key (RFC 7517/7518, RFC 8037 for Ed25519): see [`super::jwk`].
+    Jwk,
 }
 
 impl ExportFormat {
-    /// The default format for a key type: base64 for symmetric keys, PEM for RSA.
+    /// The default format for a key type: base64 for symmetric keys, PEM for RSA and
+    /// Ed25519.
     pub fn default_for(key_type: KeyType) -> Self {
         if key_type.is_asymmetric() {
             ExportFormat::Pem
@@ -51,6 +57,9 @@ impl ExportFormat {
 
 /// Generates a fresh key of `key_type`.
 pub fn generate(key_type: KeyType) -> Result<KeyMaterial> {
+    if key_type == KeyType::Ed25519 {
+        return ed25519_keys::generate();
+    }
     match key_type.rsa_bits() {
         None => {
             let mut secret = Zeroizing::new(vec![0u8; 32]);
@@ -88,13 +97,19 @@ pub fn import(key_type: KeyType, input: &[u8], allow_public_only: bool) -> Resul
     if input.iter().all(|b| b.is_ascii_whitespace()) {
         return Err(Error::Usage("the key input is empty".into()));
     }
+    if super::jwk::looks_like_jwk(input) {
+        return super::jwk::import(key_type, input, allow_public_only);
+    }
+    if key_type == KeyType::Ed25519 {
+        return ed25519_keys::import(input, allow_public_only);
+    }
     match key_type.rsa_bits() {
         None => import_symmetric(key_type, input),
         Some(bits) => import_rsa(key_type, bits, input, allow_public_only),
     }
 }
 
-fn decode_base64(text: &str) -> Option<Zeroizing<Vec<u8>>> {
+pub(crate) fn decode_base64(text: &str) -> Option<Zeroizing<Vec<u8>>> {
     let compact: Zeroizing<String> =
         Zeroizing::new(text.chars().filter(|c| !c.is_ascii_whitespace()).collect());
     for engine in [&URL_SAFE, &STANDARD, &URL_SAFE_NO_PAD, &STANDARD_NO_PAD] {
@@ -133,8 +148,11 @@ fn import_symmetric(key_type: KeyType, input: &[u8]) -> Result<KeyMaterial> {
     })
 }
 
-enum Parsed {
+/// An RSA key parsed from user input, before its checks.
+pub(crate) enum Parsed {
+    /// A private key.
     Private(Box<rsa::PrivateKey>),
+    /// A public key.
     Public(rsa::PublicKey),
 }
 
@@ -157,7 +175,7 @@ fn parse_rsa_der(der: &[u8]) -> Option<Parsed> {
 fn parse_rsa(input: &[u8]) -> Result<Parsed> {
     let bad = |what: &str| {
         Error::Usage(format!(
-            "cannot read the RSA key: {what}; expected a PEM (PKCS#8 \"PRIVATE KEY\", PKCS#1 \"RSA PRIVATE KEY\", or \"PUBLIC KEY\" with --public), DER, or base64 of DER"
+            "cannot read the RSA key: {what}; expected a PEM (PKCS#8 \"PRIVATE KEY\", PKCS#1 \"RSA PRIVATE KEY\", or \"PUBLIC KEY\" with --public), DER, base64 of DER, or a JWK"
         ))
     };
     if let Ok(text) = std::str::from_utf8(input) {
@@ -196,7 +214,7 @@ fn parse_rsa(input: &[u8]) -> Result<Parsed> {
 }
 
 /// Decodes one PEM block, returning its label and DER bytes.
-fn pem_rfc7468_decode(text: &str) -> Option<(String, Zeroizing<Vec<u8>>)> {
+pub(crate) fn pem_rfc7468_decode(text: &str) -> Option<(String, Zeroizing<Vec<u8>>)> {
     let mut lines = text.lines().map(str::trim);
     let first = lines.next()?;
     let label = first
@@ -230,7 +248,16 @@ fn import_rsa(
     input: &[u8],
     allow_public_only: bool,
 ) -> Result<KeyMaterial> {
-    let parsed = parse_rsa(input)?;
+    import_rsa_parsed(key_type, bits, parse_rsa(input)?, allow_public_only)
+}
+
+/// Checks a parsed RSA key (size, validity, public-only) and turns it into material.
+pub(crate) fn import_rsa_parsed(
+    key_type: KeyType,
+    bits: usize,
+    parsed: Parsed,
+    allow_public_only: bool,
+) -> Result<KeyMaterial> {
     let public = match &parsed {
         Parsed::Private(k) => k.to_public_key(),
         Parsed::Public(k) => k.clone(),
@@ -276,6 +303,9 @@ pub fn export(
     public: bool,
     format: ExportFormat,
 ) -> Result<Zeroizing<Vec<u8>>> {
+    if format == ExportFormat::Jwk {
+        return super::jwk::export(key_type, material, public);
+    }
     if !key_type.is_asymmetric() {
         if public {
             return Err(Error::Usage(format!(
@@ -295,8 +325,8 @@ pub fn export(
                 Ok(text)
             }
             ExportFormat::Der => Ok(material.secret.clone()),
-            ExportFormat::Pem => Err(Error::Usage(format!(
-                "{key_type} keys export as base64 or der, not pem"
+            ExportFormat::Pem | ExportFormat::Jwk => Err(Error::Usage(format!(
+                "{key_type} keys export as base64, der or jwk, not pem"
             ))),
         };
     }
@@ -311,9 +341,14 @@ pub fn export(
             .as_ref()
             .ok_or_else(|| Error::Integrity("the key record has no public key".into()))?;
         return Ok(match format {
+            ExportFormat::Jwk => super::jwk::export(key_type, material, true)?,
             ExportFormat::Der => Zeroizing::new(der.clone()),
             ExportFormat::Base64 => {
                 Zeroizing::new(format!("{}\n", STANDARD.encode(der)).into_bytes())
+            }
+            ExportFormat::Pem if key_type == KeyType::Ed25519 => {
+                ed25519_keys::verifying_key(material)?;
+                pem_encode("PUBLIC KEY", der)
             }
             ExportFormat::Pem => {
                 let key = rsa::PublicKey::from_public_key_der(der).map_err(|_| {
@@ -327,10 +362,15 @@ pub fn export(
         });
     }
     Ok(match format {
+        ExportFormat::Jwk => super::jwk::export(key_type, material, false)?,
         ExportFormat::Der => material.secret.clone(),
         ExportFormat::Base64 => Zeroizing::new(
             format!("{}\n", STANDARD.encode(material.secret.as_slice())).into_bytes(),
         ),
+        ExportFormat::Pem if key_type == KeyType::Ed25519 => {
+            ed25519_keys::signing_key(material)?;
+            pem_encode("PRIVATE KEY", &material.secret)
+        }
         ExportFormat::Pem => {
             let key = rsa::PrivateKey::from_pkcs8_der(&material.secret)
                 .map_err(|_| Error::Integrity("the stored private key does not decode".into()))?;
@@ -340,6 +380,19 @@ pub fn export(
             Zeroizing::new(pem.as_bytes().to_vec())
         }
     })
+}
+
+/// PEM text (RFC 7468): the label's boundaries around base64 in lines of 64 characters.
+fn pem_encode(label: &str, der: &[u8]) -> Zeroizing<Vec<u8>> {
+    let b64 = Zeroizing::new(STANDARD.encode(der));
+    let mut out = Zeroizing::new(Vec::with_capacity(b64.len() + b64.len() / 64 + 64));
+    out.extend_from_slice(format!("-----BEGIN {label}-----\n").as_bytes());
+    for line in b64.as_bytes().chunks(64) {
+        out.extend_from_slice(line);
+        out.push(b'\n');
+    }
+    out.extend_from_slice(format!("-----END {label}-----\n").as_bytes());
+    out
 }
 
 /// A fingerprint that identifies a key without revealing it: `SHA256:` and the

@@ -108,10 +108,38 @@ impl MacKey {
         m.finalize().into_bytes().into()
     }
 
+    /// An incremental MAC over a stream of bytes (a backup file), under a domain label.
+    pub fn stream(&self, domain: &[u8]) -> MacStream {
+        let mut m = self.hmac();
+        m.update(&(domain.len() as u64).to_be_bytes());
+        m.update(domain);
+        MacStream(m)
+    }
+
     /// Checks a MAC in constant time.
     pub fn verify(&self, parts: &[&[u8]], tag: &[u8]) -> bool {
         let expected = self.mac(parts);
         expected.ct_eq(tag).into()
+    }
+}
+
+/// An HMAC-SHA256 computed over bytes as they stream by.
+pub struct MacStream(HmacSha256);
+
+impl MacStream {
+    /// Adds bytes.
+    pub fn update(&mut self, bytes: &[u8]) {
+        self.0.update(bytes);
+    }
+
+    /// The MAC.
+    pub fn finish(self) -> [u8; 32] {
+        self.0.finalize().into_bytes().into()
+    }
+
+    /// Checks the MAC against `tag` in constant time.
+    pub fn verify(self, tag: &[u8]) -> bool {
+        self.finish().ct_eq(tag).into()
     }
 }
 

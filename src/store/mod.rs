@@ -44,7 +44,8 @@ impl Tree {
         }
     }
 
-    fn index(self) -> usize {
+    /// The tree's position in [`Tree::ALL`].
+    pub fn index(self) -> usize {
         match self {
             Tree::Meta => 0,
             Tree::Keys => 1,
@@ -254,6 +255,24 @@ impl Store {
             Err(TransactionError::Storage(e)) => Err(storage(e)),
             Err(TransactionError::Abort(())) => Err(Error::Internal("transaction aborted".into())),
         }
+    }
+
+    /// Loads many entries into a tree (restore, compaction). Atomic per call, but not
+    /// across trees: use it only on a database nobody else sees yet.
+    pub fn load(&self, tree: Tree, entries: &[(Vec<u8>, Vec<u8>)]) -> Result<()> {
+        for chunk in entries.chunks(10_000) {
+            let mut batch = sled::Batch::default();
+            for (k, v) in chunk {
+                batch.insert(k.as_slice(), v.as_slice());
+            }
+            self.tree(tree).apply_batch(batch).map_err(storage)?;
+        }
+        Ok(())
+    }
+
+    /// Every entry of a tree, in key order.
+    pub fn entries(&self, tree: Tree) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        self.scan_prefix(tree, &[]).collect()
     }
 
     /// Makes every applied change durable on disk.

@@ -22,6 +22,21 @@ pub mod meta_keys {
     pub const FORMAT: &[u8] = b"format";
     /// The [`super::Header`], unsealed (it holds what unlocking needs).
     pub const HEADER: &[u8] = b"header";
+    /// [`super::FailedUnlocks`], unsealed (written without the master key).
+    pub const FAILED_UNLOCKS: &[u8] = b"failed-unlocks";
+}
+
+/// Wrong passphrases tried since the last successful unlock. Written without the
+/// master key (so unsealed, holding only a count and times); the next successful unlock
+/// turns it into an audit entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailedUnlocks {
+    /// How many.
+    pub count: u64,
+    /// The first one (Unix seconds).
+    pub first: u64,
+    /// The last one (Unix seconds).
+    pub last: u64,
 }
 
 /// What unlocking needs: KDF parameters, salt and the wrapped master key. Holds no
@@ -263,6 +278,18 @@ mod tests {
         expected.push_str(&"ff".repeat(32));
         assert_eq!(hex(&bytes), expected);
         assert_eq!(decode::<AuditRecord>(&bytes, "audit").unwrap(), r);
+    }
+
+    #[test]
+    fn golden_failed_unlocks() {
+        let f = FailedUnlocks {
+            count: 3,
+            first: 1,
+            last: 2,
+        };
+        let bytes = encode(&f).unwrap();
+        assert_eq!(hex(&bytes), "01030102");
+        assert_eq!(decode::<FailedUnlocks>(&bytes, "failed").unwrap(), f);
     }
 
     #[test]

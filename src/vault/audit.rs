@@ -44,6 +44,11 @@ impl AuditEvent {
         self
     }
 
+    /// Sets the outcome (default `ok`).
+    pub fn outcome(&mut self, outcome: &str) {
+        self.outcome = outcome.to_string();
+    }
+
     /// Non-secret details.
     pub fn detail(mut self, detail: String) -> Self {
         self.detail = Some(detail);
@@ -51,12 +56,17 @@ impl AuditEvent {
     }
 }
 
-/// The last entry of the chain: its sequence number and MAC.
-#[derive(Clone, Copy, Default)]
+/// The last entry of the chain: its sequence number and MAC. It is also kept, sealed,
+/// in the meta tree (updated in the same batch as each entry), so that removing the
+/// newest entries is detected too.
+#[derive(Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct AuditHead {
     seq: u64,
     mac: [u8; 32],
 }
+
+/// The meta-tree key of the sealed chain head.
+pub const HEAD_KEY: &[u8] = b"audit-head";
 
 fn entry_mac(keyring: &Keyring, entry: &AuditRecord) -> Result<[u8; 32]> {
     let mut unmacd = entry.clone();
@@ -75,9 +85,24 @@ fn open_entry(keyring: &Keyring, db_key: &[u8], sealed: &[u8]) -> Result<AuditRe
     records::decode(&plain, "audit")
 }
 
+/// Reads the sealed chain head from meta records, if there is one.
+pub fn stored_head(keyring: &Keyring, sealed: Option<&[u8]>) -> Result<Option<AuditHead>> {
+    let Some(sealed) = sealed else {
+        return Ok(None);
+    };
+    let plain = keyring
+        .records
+        .open(&record_aad(Tree::Meta.name(), HEAD_KEY), sealed)
+        .map_err(|_| Error::Integrity("the audit chain head failed to authenticate".into()))?;
+    records::decode(&plain, "audit head").map(Some)
+}
+
 impl AuditHead {
     /// Reads the head of the chain from the store.
     pub fn load(store: &Store, keyring: &Keyring) -> Result<AuditHead> {
+        if let Some(head) = stored_head(keyring, store.get(Tree::Meta, HEAD_KEY)?.as_deref())? {
+            return Ok(head);
+        }
         match store.last(Tree::Audit)? {
             None => Ok(AuditHead::default()),
             Some((db_key, sealed)) => {
@@ -90,14 +115,14 @@ impl AuditHead {
         }
     }
 
-    /// Adds the sealed entry for `event` to `batch` and returns the new head (to be
-    /// kept once the batch is applied).
+    /// Adds the sealed entry for `event`, and the new sealed head, to `batch`; returns
+    /// the new head (to be kept once the batch is applied).
     pub fn append(
         &self,
         keyring: &Keyring,
         event: AuditEvent,
         batch: &mut Batch,
-        seal: impl Fn(&[u8], &[u8]) -> Result<Vec<u8>>,
+        seal: impl Fn(Tree, &[u8], &[u8]) -> Result<Vec<u8>>,
     ) -> Result<AuditHead> {
         let mut entry = AuditRecord {
             seq: self.seq + 1,
@@ -115,43 +140,87 @@ impl AuditHead {
         batch.insert(
             Tree::Audit,
             db_key.to_vec(),
-            seal(&db_key, &records::encode(&entry)?)?,
+            seal(Tree::Audit, &db_key, &records::encode(&entry)?)?,
         );
-        Ok(AuditHead {
+        let head = AuditHead {
             seq: entry.seq,
             mac: entry.mac,
-        })
+        };
+        batch.insert(
+            Tree::Meta,
+            HEAD_KEY.to_vec(),
+            seal(Tree::Meta, HEAD_KEY, &records::encode(&head)?)?,
+        );
+        Ok(head)
+    }
+}
+
+/// A break in the audit chain: where, and what.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainBreak {
+    /// The position (from 1) of the first entry that does not fit.
+    pub position: u64,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl From<ChainBreak> for Error {
+    fn from(b: ChainBreak) -> Error {
+        Error::Integrity(b.message)
     }
 }
 
 /// Reads and verifies the whole chain.
 pub fn read_all(store: &Store, keyring: &Keyring) -> Result<Vec<AuditRecord>> {
-    let mut out = Vec::new();
+    let head = stored_head(keyring, store.get(Tree::Meta, HEAD_KEY)?.as_deref())?;
+    let entries: Vec<_> = store.scan_prefix(Tree::Audit, &[]).collect::<Result<_>>()?;
+    verify_chain(keyring, &entries, head).map_err(Error::from)
+}
+
+/// Verifies a chain of sealed entries given in key order against the stored head, and
+/// returns the entries.
+pub fn verify_chain(
+    keyring: &Keyring,
+    entries: &[(Vec<u8>, Vec<u8>)],
+    head: Option<AuditHead>,
+) -> std::result::Result<Vec<AuditRecord>, ChainBreak> {
+    let mut out = Vec::with_capacity(entries.len());
     let mut prev = AuditHead::default();
-    for item in store.scan_prefix(Tree::Audit, &[]) {
-        let (db_key, sealed) = item?;
+    for (db_key, sealed) in entries {
         let position = prev.seq + 1;
-        let entry = open_entry(keyring, &db_key, &sealed).map_err(|_| {
-            Error::Integrity(format!(
-                "audit entry at position {position} failed to authenticate"
-            ))
-        })?;
-        if entry.seq != position || db_key != entry.seq.to_be_bytes() {
-            return Err(Error::Integrity(format!(
-                "audit chain broken at position {position}: found entry {}",
+        let broken = |what: &str| ChainBreak {
+            position,
+            message: format!("audit chain broken at position {position}: {what}"),
+        };
+        let entry = open_entry(keyring, db_key, sealed)
+            .map_err(|_| broken("the entry failed to authenticate"))?;
+        if entry.seq != position || db_key.as_slice() != entry.seq.to_be_bytes() {
+            return Err(broken(&format!(
+                "found entry {} (an entry was removed or reordered)",
                 entry.seq
             )));
         }
-        if entry.prev_mac != prev.mac || entry_mac(keyring, &entry)? != entry.mac {
-            return Err(Error::Integrity(format!(
-                "audit chain broken at position {position}"
-            )));
+        let mac = entry_mac(keyring, &entry).map_err(|_| broken("the entry does not encode"))?;
+        if entry.prev_mac != prev.mac || mac != entry.mac {
+            return Err(broken("the entry does not chain to the previous one"));
         }
         prev = AuditHead {
             seq: entry.seq,
             mac: entry.mac,
         };
         out.push(entry);
+    }
+    if let Some(head) = head
+        && head != prev
+    {
+        let position = prev.seq + 1;
+        return Err(ChainBreak {
+            position,
+            message: format!(
+                "audit chain broken at position {position}: the log ends at entry {} but {} were written",
+                prev.seq, head.seq
+            ),
+        });
     }
     Ok(out)
 }

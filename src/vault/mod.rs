@@ -5,6 +5,8 @@
 //! The command line and the agent call these methods and know nothing of the store.
 
 mod audit;
+pub mod check;
+pub mod lifecycle;
 pub mod types;
 pub mod validate;
 
@@ -21,7 +23,8 @@ use crate::error::{Error, Result};
 use crate::keytype::KeyType;
 use crate::store::migrate::{self, CURRENT_FORMAT};
 use crate::store::records::{
-    self, DestroyedKey, Header, KeyRecord, KeyVersionRecord, RevokedRecord, VersionState, meta_keys,
+    self, DestroyedKey, FailedUnlocks, Header, KeyRecord, KeyVersionRecord, RevokedRecord,
+    VersionState, meta_keys,
 };
 use crate::store::{Batch, Store, Tree};
 
@@ -40,7 +43,8 @@ pub struct Vault {
     store: Store,
     /// Boxed so that it never moves: the agent locks its pages in RAM.
     keyring: Box<Keyring>,
-    header: Header,
+    /// The header as last written (passwd replaces it).
+    header: Mutex<Header>,
     /// Serializes changes, and holds the head of the audit chain.
     writer: Mutex<AuditHead>,
 }
@@ -56,7 +60,7 @@ pub struct ExportOptions {
     pub format: Option<ExportFormat>,
 }
 
-fn header_aad(kdf: &KdfParams, salt: &[u8]) -> Result<Vec<u8>> {
+pub(crate) fn header_aad(kdf: &KdfParams, salt: &[u8]) -> Result<Vec<u8>> {
     // Binds the KDF parameters and salt to the wrapped master key: changing them in the
     // header makes unwrapping fail.
     let mut aad = b"keyvault/v1\0meta\0wrapped-master-key\0".to_vec();
@@ -139,7 +143,7 @@ impl Vault {
         let vault = Vault {
             store,
             keyring: Box::new(master.keyring()),
-            header,
+            header: Mutex::new(header),
             writer: Mutex::new(AuditHead::default()),
         };
         vault.record(AuditEvent::new("init").detail(format!("kdf {kdf}")))?;
@@ -151,7 +155,7 @@ impl Vault {
         let store = Store::open(path)?;
         let header = read_header(&store)?;
         let master = unwrap_master_key(&store, &header, passphrase)?;
-        Self::assemble(store, header, master)
+        Self::assemble(store, header, master, None)
     }
 
     /// Checks `passphrase` against the vault at `path` and returns its master key, then
@@ -162,24 +166,51 @@ impl Vault {
         unwrap_master_key(&store, &header, passphrase)
     }
 
-    /// Opens the vault at `path` with its master key (from [`Vault::unlock_master_key`]).
+    /// Opens the vault at `path` with its master key (from [`Vault::unlock_master_key`])
+    /// for an unlock session, and records the unlock in the audit log.
     pub fn open_with_master_key(path: &Path, master: MasterKey) -> Result<Vault> {
         let store = Store::open(path)?;
         let header = read_header(&store)?;
-        Self::assemble(store, header, master)
+        Self::assemble(store, header, master, Some("unlock"))
     }
 
-    fn assemble(store: Store, header: Header, master: MasterKey) -> Result<Vault> {
+    fn assemble(
+        store: Store,
+        header: Header,
+        master: MasterKey,
+        event: Option<&'static str>,
+    ) -> Result<Vault> {
         let keyring = Box::new(master.keyring());
         drop(master);
         migrate::run_pending(&store, None)?;
         let head = AuditHead::load(&store, &keyring)?;
-        Ok(Vault {
+        let vault = Vault {
             store,
             keyring,
-            header,
+            header: Mutex::new(header),
             writer: Mutex::new(head),
-        })
+        };
+        if let Some(bytes) = vault.store.get(Tree::Meta, meta_keys::FAILED_UNLOCKS)? {
+            let detail = match records::decode::<FailedUnlocks>(&bytes, "failed unlocks") {
+                Ok(f) => format!(
+                    "{} failed attempt(s) since {}, the last at {}",
+                    f.count,
+                    Timestamp(f.first),
+                    Timestamp(f.last)
+                ),
+                Err(_) => "failed attempts (record unreadable)".to_string(),
+            };
+            let mut head = vault.lock_writer();
+            let mut batch = Batch::new();
+            batch.remove(Tree::Meta, meta_keys::FAILED_UNLOCKS);
+            let mut event = AuditEvent::new("unlock-failures").detail(detail);
+            event.outcome("failed");
+            vault.commit(&mut head, batch, event)?;
+        }
+        if let Some(op) = event {
+            vault.record(AuditEvent::new(op))?;
+        }
+        Ok(vault)
     }
 
     /// The address range of the in-memory subkeys, for `mlock` by the agent.
@@ -209,12 +240,44 @@ fn read_header(store: &Store) -> Result<Header> {
 
 fn unwrap_master_key(store: &Store, header: &Header, passphrase: &[u8]) -> Result<MasterKey> {
     let kek = header.kdf.derive_kek(passphrase, &header.salt)?;
-    MasterKey::unwrap(
+    match MasterKey::unwrap(
         &kek,
         &header_aad(&header.kdf, &header.salt)?,
         &header.wrapped_master_key,
-    )
-    .ok_or_else(|| Error::WrongPassphrase(store.path().to_path_buf()))
+    ) {
+        Some(mk) => Ok(mk),
+        None => {
+            // Count the failure for the audit log of the next successful unlock. Best
+            // effort: the error the user sees is the wrong passphrase.
+            let _ = note_failed_unlock(store);
+            Err(Error::WrongPassphrase(store.path().to_path_buf()))
+        }
+    }
+}
+
+fn note_failed_unlock(store: &Store) -> Result<()> {
+    let now = Timestamp::now().0;
+    let failed = match store.get(Tree::Meta, meta_keys::FAILED_UNLOCKS)? {
+        Some(bytes) => {
+            let mut f: FailedUnlocks = records::decode(&bytes, "failed unlocks")?;
+            f.count = f.count.saturating_add(1);
+            f.last = now;
+            f
+        }
+        None => FailedUnlocks {
+            count: 1,
+            first: now,
+            last: now,
+        },
+    };
+    let mut batch = Batch::new();
+    batch.insert(
+        Tree::Meta,
+        meta_keys::FAILED_UNLOCKS,
+        records::encode(&failed)?.to_vec(),
+    );
+    store.apply(&batch)?;
+    store.flush()
 }
 
 impl Vault {
@@ -225,7 +288,7 @@ impl Vault {
 
     /// The KDF parameters of the vault.
     pub fn kdf_params(&self) -> KdfParams {
-        self.header.kdf
+        self.header.lock().unwrap_or_else(|p| p.into_inner()).kdf
     }
 
     /// Counts and facts.
@@ -234,18 +297,11 @@ impl Vault {
     }
 
     fn user_hash(&self, user: &str) -> [u8; 32] {
-        self.keyring.index.mac(&[b"user", user.as_bytes()])
+        user_hash(&self.keyring, user)
     }
 
     fn key_db_key(&self, user: &str, name: &str) -> Vec<u8> {
-        let mut k = self.user_hash(user).to_vec();
-        k.extend_from_slice(
-            &self
-                .keyring
-                .index
-                .mac(&[b"key", user.as_bytes(), name.as_bytes()]),
-        );
-        k
+        key_db_key(&self.keyring, user, name)
     }
 
     fn seal(&self, tree: Tree, db_key: &[u8], plaintext: &[u8]) -> Result<Vec<u8>> {
@@ -260,17 +316,7 @@ impl Vault {
         db_key: &[u8],
         sealed: &[u8],
     ) -> Result<T> {
-        let plain = self
-            .keyring
-            .records
-            .open(&record_aad(tree.name(), db_key), sealed)
-            .map_err(|_| {
-                Error::Integrity(format!(
-                    "a record in the {} tree failed to authenticate (corrupted, tampered with, or moved)",
-                    tree.name()
-                ))
-            })?;
-        records::decode(&plain, tree.name())
+        open_record(&self.keyring, tree, db_key, sealed)
     }
 
     fn load_key(&self, user: &str, name: &str) -> Result<Option<(Vec<u8>, KeyRecord)>> {
@@ -346,8 +392,8 @@ impl Vault {
         event: AuditEvent,
         durable: bool,
     ) -> Result<()> {
-        let next = head.append(&self.keyring, event, &mut batch, |db_key, plain| {
-            self.seal(Tree::Audit, db_key, plain)
+        let next = head.append(&self.keyring, event, &mut batch, |tree, db_key, plain| {
+            self.seal(tree, db_key, plain)
         })?;
         self.store.apply(&batch)?;
         if durable {
@@ -563,14 +609,7 @@ impl Vault {
         let mut batch = Batch::new();
         let mut destroyed = Vec::with_capacity(keys.len());
         for (db_key, record) in keys {
-            let info = key_info(&record);
-            destroyed.push(DestroyedKey {
-                id: record.id,
-                name: record.name.clone(),
-                key_type: record.key_type,
-                versions: record.versions.iter().map(|v| v.version).collect(),
-                fingerprint: info.fingerprint,
-            });
+            destroyed.push(destroyed_key(&record));
             batch.remove(Tree::Keys, db_key);
         }
         let revoked = RevokedRecord {
@@ -625,6 +664,41 @@ impl Vault {
     pub fn audit_log(&self) -> Result<Vec<records::AuditRecord>> {
         audit::read_all(&self.store, &self.keyring)
     }
+}
+
+/// The database key of a user: a MAC of the id under the index subkey, never the id.
+pub(crate) fn user_hash(keyring: &Keyring, user: &str) -> [u8; 32] {
+    keyring.index.mac(&[b"user", user.as_bytes()])
+}
+
+/// The database key of a key: the user's hash, then a MAC of (user, name).
+pub(crate) fn key_db_key(keyring: &Keyring, user: &str, name: &str) -> Vec<u8> {
+    let mut k = user_hash(keyring, user).to_vec();
+    k.extend_from_slice(
+        &keyring
+            .index
+            .mac(&[b"key", user.as_bytes(), name.as_bytes()]),
+    );
+    k
+}
+
+/// Opens and decodes a sealed record of `tree` stored under `db_key`.
+pub(crate) fn open_record<T: serde::de::DeserializeOwned>(
+    keyring: &Keyring,
+    tree: Tree,
+    db_key: &[u8],
+    sealed: &[u8],
+) -> Result<T> {
+    let plain = keyring
+        .records
+        .open(&record_aad(tree.name(), db_key), sealed)
+        .map_err(|_| {
+            Error::Integrity(format!(
+                "a record in the {} tree failed to authenticate (corrupted, tampered with, or moved)",
+                tree.name()
+            ))
+        })?;
+    records::decode(&plain, tree.name())
 }
 
 /// The directory a vault lives in by default: the platform data dir.
@@ -698,6 +772,17 @@ fn key_info(record: &KeyRecord) -> KeyInfo {
         fingerprint,
         public_only,
         versions,
+    }
+}
+
+/// What a revocation receipt keeps of a destroyed key.
+fn destroyed_key(record: &KeyRecord) -> DestroyedKey {
+    DestroyedKey {
+        id: record.id,
+        name: record.name.clone(),
+        key_type: record.key_type,
+        versions: record.versions.iter().map(|v| v.version).collect(),
+        fingerprint: key_info(record).fingerprint,
     }
 }
 

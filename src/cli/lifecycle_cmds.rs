@@ -1,0 +1,260 @@
+//! `passwd`, `backup`, `restore`, `check` and `audit`: the commands that act on the
+//! vault as a whole.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use serde_json::json;
+
+use keyvault::agent::client::AgentClient;
+use keyvault::ops::{Request, Response};
+use keyvault::vault::Vault;
+use keyvault::vault::check::CheckReport;
+use keyvault::vault::lifecycle::{self, AuditEntry};
+use keyvault::{Error, Result};
+
+use super::args::{Cli, KdfArgs};
+use super::output::Out;
+use super::passphrase::{ENV_PASSPHRASE, PassphraseSource};
+use super::{RunError, Session, unexpected};
+
+/// The environment variable holding the new passphrase of `passwd`.
+const ENV_NEW_PASSPHRASE: &str = "KEYVAULT_NEW_PASSPHRASE";
+
+type CmdResult<T = ()> = std::result::Result<T, RunError>;
+
+fn absolute(path: &Path) -> Result<PathBuf> {
+    if path.is_absolute() {
+        return Ok(path.to_path_buf());
+    }
+    std::env::current_dir()
+        .map(|d| d.join(path))
+        .map_err(|e| Error::io("cannot find the current directory", e))
+}
+
+fn source(cli: &Cli) -> PassphraseSource {
+    PassphraseSource {
+        file: cli.passphrase_file.clone(),
+        env_var: ENV_PASSPHRASE,
+    }
+}
+
+/// `passwd`.
+pub fn passwd(
+    out: &mut Out,
+    session: &mut Session,
+    new_file: &Option<PathBuf>,
+    kdf: &KdfArgs,
+) -> CmdResult {
+    if !keyvault::store::Store::exists(&session.path) {
+        return Err(Error::VaultNotFound(session.path.clone()).into());
+    }
+    let params = kdf.given().then(|| kdf.params());
+    if let Some(p) = params {
+        p.validate(kdf.allow_weak_kdf)?;
+    }
+    let old = session.source.unlock()?;
+    let new = PassphraseSource {
+        file: new_file.clone(),
+        env_var: ENV_NEW_PASSPHRASE,
+    }
+    .new_passphrase("New passphrase: ")?;
+    let Response::Done = session.call(Request::Passwd {
+        old,
+        new,
+        kdf: params,
+        allow_weak_kdf: kdf.allow_weak_kdf,
+    })?
+    else {
+        return Err(unexpected().into());
+    };
+    if out.json() {
+        out.doc(&json!({ "changed": true, "kdf": params }))?;
+    } else {
+        out.text(
+            "Passphrase changed. Backups made before now still open only with the passphrase that was current when they were made.\n",
+        )?;
+    }
+    Ok(())
+}
+
+/// `backup FILE`.
+pub fn backup(out: &mut Out, session: &mut Session, file: &Path) -> CmdResult {
+    let path = absolute(file)?;
+    let report = if let Some(agent) = session.agent()? {
+        match agent.op(Request::Backup { path })? {
+            Response::Backup(r) => r,
+            _ => return Err(unexpected().into()),
+        }
+    } else {
+        let terminal = std::io::stderr().is_terminal();
+        let start = Instant::now();
+        let mut shown = false;
+        let mut progress = |done: u64, total: u64| {
+            if terminal && (shown || start.elapsed().as_secs() >= 1) {
+                shown = true;
+                eprint!("\rbacking up: {done}/{total} records");
+            }
+        };
+        let r = session.vault()?.backup(&path, &mut progress)?;
+        if shown {
+            eprintln!();
+        }
+        r
+    };
+    if out.json() {
+        out.doc(&report)?;
+    } else {
+        out.text(&format!(
+            "Wrote {} ({} records, {} bytes) at {}\n",
+            report.path, report.records, report.bytes, report.created
+        ))?;
+    }
+    Ok(())
+}
+
+/// `restore FILE --to DIR [--revocations-from VAULT]`.
+pub fn restore(
+    out: &mut Out,
+    cli: &Cli,
+    file: &Path,
+    to: &Path,
+    revocations_from: Option<&Path>,
+) -> CmdResult {
+    if !file.exists() {
+        return Err(Error::FileNotFound(file.to_path_buf()).into());
+    }
+    if to.exists() {
+        return Err(Error::AlreadyExists(format!(
+            "{} exists; restore never overwrites",
+            to.display()
+        ))
+        .into());
+    }
+    if let Some(rf) = revocations_from
+        && !keyvault::store::Store::exists(rf)
+    {
+        return Err(Error::VaultNotFound(rf.to_path_buf()).into());
+    }
+    let passphrase = source(cli).unlock()?;
+    let (vault, mut report) = Vault::restore(file, to, &passphrase)?;
+    match revocations_from {
+        Some(rf) => {
+            let list = match AgentClient::connect(rf)? {
+                Some(mut agent) => match agent.op(Request::Revoked)? {
+                    Response::Revocations(l) => l,
+                    _ => return Err(unexpected().into()),
+                },
+                None => Vault::open(rf, &source(cli).unlock()?)?.revoked_users()?,
+            };
+            report.revocations_applied = vault.apply_revocations(&list, report.backup_created.0)?;
+        }
+        None => eprintln!(
+            "warning: revocations made after this backup ({}) are not in it; pass --revocations-from VAULT to re-apply them",
+            report.backup_created
+        ),
+    }
+    drop(vault);
+    if out.json() {
+        out.doc(&report)?;
+    } else {
+        out.text(&format!(
+            "Restored {} records into {} from a backup made at {}\n",
+            report.records, report.path, report.backup_created
+        ))?;
+        for user in &report.revocations_applied {
+            out.text(&format!("re-applied the revocation of {user}\n"))?;
+        }
+    }
+    Ok(())
+}
+
+fn show_check(out: &mut Out, what: &str, report: &CheckReport) -> CmdResult<i32> {
+    if out.json() {
+        let mut doc = serde_json::to_value(report).map_err(|e| Error::Internal(e.to_string()))?;
+        doc["ok"] = json!(report.ok());
+        out.doc(&doc)?;
+    } else {
+        out.text(&format!(
+            "{what}: format v{}, {} keys, {} revoked users, {} audit entries checked\n",
+            report.format_version, report.keys, report.revoked, report.audit_entries
+        ))?;
+        for p in &report.problems {
+            out.text(&format!(
+                "problem: tree {}, position {}: {}\n",
+                p.tree, p.position, p.message
+            ))?;
+        }
+        if report.ok() {
+            out.text("ok\n")?;
+        }
+    }
+    if report.ok() {
+        Ok(0)
+    } else {
+        Err(Error::Integrity(format!("{} problem(s) found", report.problems.len())).into())
+    }
+}
+
+/// `check`.
+pub fn check(out: &mut Out, session: &mut Session) -> CmdResult<i32> {
+    let Response::Check(report) = session.call(Request::Check)? else {
+        return Err(unexpected().into());
+    };
+    show_check(out, "vault", &report)
+}
+
+/// `check --backup FILE`.
+pub fn check_backup(out: &mut Out, cli: &Cli, file: &Path) -> CmdResult<i32> {
+    if !file.exists() {
+        return Err(Error::FileNotFound(file.to_path_buf()).into());
+    }
+    let passphrase = source(cli).unlock()?;
+    let (_, report) = lifecycle::check_backup(file, &passphrase)?;
+    show_check(out, "backup", &report)
+}
+
+/// `audit [--verify] [--since DATE]`.
+pub fn audit(out: &mut Out, session: &mut Session, verify: bool, since: Option<u64>) -> CmdResult {
+    let Response::Audit(entries) = session.call(Request::Audit { since })? else {
+        return Err(unexpected().into());
+    };
+    if verify {
+        if out.json() {
+            out.doc(&json!({ "verified": true, "entries": entries.len() }))?;
+        } else {
+            out.text(&format!(
+                "audit chain verified: {} entries\n",
+                entries.len()
+            ))?;
+        }
+        return Ok(());
+    }
+    if out.json() {
+        out.doc(&json!({ "entries": entries }))?;
+    } else {
+        out.text(&audit_table(&entries))?;
+    }
+    Ok(())
+}
+
+fn audit_table(entries: &[AuditEntry]) -> String {
+    let mut s = String::new();
+    for e in entries {
+        s.push_str(&format!(
+            "{:>5}  {}  {:<15}  {:<8}  user={}  key={}  {}\n",
+            e.seq,
+            e.time,
+            e.operation,
+            e.outcome,
+            e.user.as_deref().unwrap_or("-"),
+            e.key.as_deref().unwrap_or("-"),
+            e.detail.as_deref().unwrap_or("")
+        ));
+    }
+    if s.is_empty() {
+        s.push_str("no audit entries\n");
+    }
+    s
+}

@@ -1,0 +1,635 @@
+//! JSON Web Keys (RFC 7517): export and import of every key type.
+//!
+//! - RSA (RFC 7518 §6.3): `{"kty":"RSA","n","e"}` for a public key; a private key adds
+//!   `d`, `p`, `q`, `dp`, `dq`, `qi` (two-prime keys only; `oth` is refused).
+//! - Ed25519 (RFC 8037 §2): `{"kty":"OKP","crv":"Ed25519","x"}`, and `d` (the 32-byte seed)
+//!   for a private key.
+//! - Symmetric keys (RFC 7518 §6.4): `{"kty":"oct","k"}` with the 32 key bytes.
+//!
+//! Every binary member is base64url without padding (RFC 7515 §2; integers big-endian with
+//! no leading zero octets, RFC 7518 §2). Exports add `"kid"`, the key's fingerprint, the
+//! same for a private key and its public half. The document is compact JSON and a newline,
+//! built in a zeroizing buffer (no `serde_json::Value` holds a secret).
+//!
+//! Import reads the same documents (a JWK we exported re-imports to the same key), ignores
+//! members it does not use (`kid`, `alg`, `use`, `key_ops`, …), and refuses with a usage
+//! error a JWK whose `kty`, `crv` or size does not fit the requested key type, saying what
+//! was expected. An RSA private JWK must be consistent: its `dp`, `dq` and `qi` must be the
+//! ones its `d`, `p` and `q` give.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use ed25519_dalek::SigningKey;
+use rsa::pkcs1::{RsaPrivateKeyRef, RsaPublicKeyRef, UintRef};
+use rsa::pkcs8::der::Decode as _;
+use rsa::pkcs8::{PrivateKeyInfoRef, SubjectPublicKeyInfoRef};
+use serde::Deserialize;
+use serde::de::IgnoredAny;
+use zeroize::Zeroizing;
+
+use super::ed25519_keys;
+use super::keys::{self, KeyMaterial, Parsed};
+use crate::error::{Error, Result};
+use crate::keytype::KeyType;
+
+/// Whether `input` looks like a JSON object (its first non-blank byte is `{`), so that
+/// import reads it as a JWK.
+pub fn looks_like_jwk(input: &[u8]) -> bool {
+    input
+        .iter()
+        .find(|b| !b.is_ascii_whitespace())
+        .is_some_and(|&b| b == b'{')
+}
+
+/// A JSON document being written: members are appended in order. The buffer is reserved
+/// up front so that it never reallocates (a reallocation would leave a copy of secrets).
+struct Writer {
+    out: Zeroizing<Vec<u8>>,
+    first: bool,
+}
+
+impl Writer {
+    fn new() -> Self {
+        let mut out = Zeroizing::new(Vec::with_capacity(8192));
+        out.push(b'{');
+        Writer { out, first: true }
+    }
+
+    fn key(&mut self, name: &str) {
+        if !self.first {
+            self.out.push(b',');
+        }
+        self.first = false;
+        self.out.push(b'"');
+        self.out.extend_from_slice(name.as_bytes());
+        self.out.extend_from_slice(b"\":\"");
+    }
+
+    /// A member whose value is plain text that needs no JSON escaping (a name or a
+    /// fingerprint: letters, digits, `-`, `+`, `/`, `:`, `=`).
+    fn text(&mut self, name: &str, value: &str) {
+        debug_assert!(!value.contains(['"', '\\']));
+        self.key(name);
+        self.out.extend_from_slice(value.as_bytes());
+        self.out.push(b'"');
+    }
+
+    /// A member whose value is base64url (no padding) of `bytes`.
+    fn bytes(&mut self, name: &str, bytes: &[u8]) {
+        self.key(name);
+        let start = self.out.len();
+        let len = base64::encoded_len(bytes.len(), false).unwrap_or(0);
+        if self.out.capacity() < start + len + 64 {
+            // Grow by moving into a fresh zeroizing buffer, so no copy is left behind.
+            let mut bigger = Zeroizing::new(Vec::with_capacity(2 * (start + len + 64)));
+            bigger.extend_from_slice(&self.out);
+            self.out = bigger;
+        }
+        self.out.resize(start + len, 0);
+        // The slice has exactly the encoded length, so this cannot fail.
+        let _ = URL_SAFE_NO_PAD.encode_slice(bytes, &mut self.out[start..]);
+        self.out.push(b'"');
+    }
+
+    fn finish(mut self) -> Zeroizing<Vec<u8>> {
+        self.out.extend_from_slice(b"}\n");
+        self.out
+    }
+}
+
+/// The PKCS#1 fields of a stored RSA private key (PKCS#8 DER).
+fn rsa_private_fields(pkcs8: &[u8]) -> Result<RsaPrivateKeyRef<'_>> {
+    let bad = || Error::Integrity("the stored RSA private key does not decode".into());
+    let info = PrivateKeyInfoRef::from_der(pkcs8).map_err(|_| bad())?;
+    RsaPrivateKeyRef::try_from(info.private_key).map_err(|_| bad())
+}
+
+/// The PKCS#1 fields of a stored RSA public key (SPKI DER).
+fn rsa_public_fields(spki: &[u8]) -> Result<RsaPublicKeyRef<'_>> {
+    let bad = || Error::Integrity("the stored RSA public key does not decode".into());
+    let info = SubjectPublicKeyInfoRef::from_der(spki).map_err(|_| bad())?;
+    let bits = info.subject_public_key.as_bytes().ok_or_else(bad)?;
+    RsaPublicKeyRef::from_der(bits).map_err(|_| bad())
+}
+
+/// Exports a key as a JWK: the private key, or with `public` its public half only.
+pub fn export(
+    key_type: KeyType,
+    material: &KeyMaterial,
+    public: bool,
+) -> Result<Zeroizing<Vec<u8>>> {
+    let kid = keys::fingerprint(key_type, material);
+    let mut w = Writer::new();
+    if !key_type.is_asymmetric() {
+        if public {
+            return Err(Error::Usage(format!(
+                "{key_type} keys are symmetric and have no public part"
+            )));
+        }
+        w.text("kty", "oct");
+        w.bytes("k", &material.secret);
+        w.text("kid", &kid);
+        return Ok(w.finish());
+    }
+    if !public && material.secret.is_empty() {
+        return Err(Error::Usage(
+            "this key is public-only: it has no private part to export; use --public".into(),
+        ));
+    }
+    let spki = material
+        .public
+        .as_deref()
+        .ok_or_else(|| Error::Integrity("the key record has no public key".into()))?;
+    if key_type == KeyType::Ed25519 {
+        let verifying = ed25519_keys::verifying_key(material)?;
+        w.text("kty", "OKP");
+        w.text("crv", "Ed25519");
+        w.bytes("x", verifying.as_bytes());
+        if !public {
+            let seed = ed25519_keys::seed(material)?;
+            w.bytes("d", seed.as_ref());
+        }
+    } else if public {
+        let k = rsa_public_fields(spki)?;
+        w.text("kty", "RSA");
+        w.bytes("n", k.modulus.as_bytes());
+        w.bytes("e", k.public_exponent.as_bytes());
+    } else {
+        let k = rsa_private_fields(&material.secret)?;
+        if k.other_prime_infos.is_some() {
+            return Err(Error::Usage(
+                "multi-prime RSA keys cannot be exported as JWK".into(),
+            ));
+        }
+        w.text("kty", "RSA");
+        w.bytes("n", k.modulus.as_bytes());
+        w.bytes("e", k.public_exponent.as_bytes());
+        w.bytes("d", k.private_exponent.as_bytes());
+        w.bytes("p", k.prime1.as_bytes());
+        w.bytes("q", k.prime2.as_bytes());
+        w.bytes("dp", k.exponent1.as_bytes());
+        w.bytes("dq", k.exponent2.as_bytes());
+        w.bytes("qi", k.coefficient.as_bytes());
+    }
+    w.text("kid", &kid);
+    Ok(w.finish())
+}
+
+/// The members of a JWK that import reads; the others are ignored.
+#[derive(Deserialize)]
+struct JwkIn {
+    kty: Option<String>,
+    crv: Option<String>,
+    n: Option<String>,
+    e: Option<String>,
+    x: Option<String>,
+    d: Option<Zeroizing<String>>,
+    p: Option<Zeroizing<String>>,
+    q: Option<Zeroizing<String>>,
+    dp: Option<Zeroizing<String>>,
+    dq: Option<Zeroizing<String>>,
+    qi: Option<Zeroizing<String>>,
+    k: Option<Zeroizing<String>>,
+    oth: Option<IgnoredAny>,
+    keys: Option<IgnoredAny>,
+}
+
+fn usage(msg: impl Into<String>) -> Error {
+    Error::Usage(msg.into())
+}
+
+/// A base64url member, decoded (trailing `=` padding is tolerated).
+fn member(name: &str, value: Option<&str>) -> Result<Zeroizing<Vec<u8>>> {
+    let value = value.ok_or_else(|| usage(format!("the JWK has no {name:?} member")))?;
+    URL_SAFE_NO_PAD
+        .decode(value.trim_end_matches('='))
+        .map(Zeroizing::new)
+        .map_err(|_| {
+            usage(format!(
+                "the JWK member {name:?} is not base64url (RFC 7515 §2)"
+            ))
+        })
+}
+
+fn expected(key_type: KeyType) -> &'static str {
+    if key_type == KeyType::Ed25519 {
+        "kty \"OKP\" with crv \"Ed25519\""
+    } else if key_type.is_rsa() {
+        "kty \"RSA\""
+    } else {
+        "kty \"oct\" with a 256-bit \"k\""
+    }
+}
+
+/// Parses a JWK (RFC 7517) holding a key of `key_type`. A public JWK (RSA or Ed25519 with
+/// no `d`) needs `allow_public_only`.
+pub fn import(key_type: KeyType, input: &[u8], allow_public_only: bool) -> Result<KeyMaterial> {
+    let jwk: JwkIn = serde_json::from_slice(input).map_err(|e| {
+        // The error's text may quote the input: give only its position.
+        usage(format!(
+            "cannot read the JWK: {} at line {}, column {}; expected a JSON object (RFC 7517) with {}",
+            match e.classify() {
+                serde_json::error::Category::Data => "a member has the wrong type",
+                serde_json::error::Category::Eof => "the JSON is truncated",
+                _ => "the JSON is malformed",
+            },
+            e.line(),
+            e.column(),
+            expected(key_type)
+        ))
+    })?;
+    if jwk.keys.is_some() {
+        return Err(usage(
+            "this is a JWK Set (a \"keys\" array): import one key of it as a single JWK object",
+        ));
+    }
+    let kty = jwk.kty.as_deref().unwrap_or("");
+    let crv = jwk.crv.as_deref();
+    let fits = match key_type {
+        KeyType::Ed25519 => kty == "OKP" && crv == Some("Ed25519"),
+        t if t.is_rsa() => kty == "RSA",
+        _ => kty == "oct",
+    };
+    if !fits {
+        let found = match crv {
+            Some(c) => format!("kty {kty:?} with crv {c:?}"),
+            None if kty.is_empty() => "no kty".to_string(),
+            None => format!("kty {kty:?}"),
+        };
+        return Err(usage(format!(
+            "the JWK does not hold a {key_type} key: type {key_type} expects {}, found {found}",
+            expected(key_type)
+        )));
+    }
+    match key_type {
+        KeyType::Ed25519 => import_ed25519(&jwk, allow_public_only),
+        t => match t.rsa_bits() {
+            Some(bits) => import_rsa(t, bits, &jwk, allow_public_only),
+            None => import_oct(t, &jwk),
+        },
+    }
+}
+
+fn import_oct(key_type: KeyType, jwk: &JwkIn) -> Result<KeyMaterial> {
+    let k = member("k", jwk.k.as_ref().map(|s| s.as_str()))?;
+    if k.len() != 32 {
+        return Err(usage(format!(
+            "the JWK's key is {} bits: type {key_type} expects a 256-bit key",
+            k.len() * 8
+        )));
+    }
+    Ok(KeyMaterial {
+        secret: k,
+        public: None,
+    })
+}
+
+fn import_ed25519(jwk: &JwkIn, allow_public_only: bool) -> Result<KeyMaterial> {
+    let x = member("x", jwk.x.as_deref())?;
+    let x: [u8; 32] = x.as_slice().try_into().map_err(|_| {
+        usage(format!(
+            "the JWK's \"x\" is {} bytes: an Ed25519 public key is 32 bytes",
+            x.len()
+        ))
+    })?;
+    let Some(d) = jwk.d.as_ref() else {
+        if !allow_public_only {
+            return Err(usage(
+                "expected a private key for type ed25519, found a public JWK (no \"d\"); pass --public to import a public-only key",
+            ));
+        }
+        let public = ed25519_dalek::VerifyingKey::from_bytes(&x)
+            .map_err(|_| usage("the JWK's \"x\" is not an Ed25519 public key"))?;
+        ed25519_keys::check_public(&public)?;
+        return ed25519_keys::material_from_public(&public);
+    };
+    let d = member("d", Some(d.as_str()))?;
+    let seed: Zeroizing<[u8; 32]> = Zeroizing::new(d.as_slice().try_into().map_err(|_| {
+        usage(format!(
+            "the JWK's \"d\" is {} bytes: an Ed25519 private key is 32 bytes",
+            d.len()
+        ))
+    })?);
+    if SigningKey::from_bytes(&seed).verifying_key().to_bytes() != x {
+        return Err(usage("the JWK's \"x\" is not the public key of its \"d\""));
+    }
+    ed25519_keys::material_from_seed(&seed)
+}
+
+fn uint<'a>(name: &str, bytes: &'a [u8]) -> Result<UintRef<'a>> {
+    if bytes.is_empty() {
+        return Err(usage(format!("the JWK member {name:?} is empty")));
+    }
+    UintRef::new(bytes).map_err(|_| usage(format!("the JWK member {name:?} is too long")))
+}
+
+fn import_rsa(
+    key_type: KeyType,
+    bits: usize,
+    jwk: &JwkIn,
+    allow_public_only: bool,
+) -> Result<KeyMaterial> {
+    let n = member("n", jwk.n.as_deref())?;
+    let e = member("e", jwk.e.as_deref())?;
+    let invalid = || usage("the RSA JWK does not hold a valid RSA key");
+    let Some(d) = jwk.d.as_ref() else {
+        let public = rsa::PublicKey::try_from(RsaPublicKeyRef {
+            modulus: uint("n", &n)?,
+            public_exponent: uint("e", &e)?,
+        })
+        .map_err(|_| invalid())?;
+        return keys::import_rsa_parsed(key_type, bits, Parsed::Public(public), allow_public_only);
+    };
+    if jwk.oth.is_some() {
+        return Err(usage("multi-prime RSA keys (\"oth\") are not supported"));
+    }
+    if jwk.p.is_none() || jwk.q.is_none() {
+        return Err(usage(
+            "the RSA private JWK has no \"p\" and \"q\": keys without their primes are not supported",
+        ));
+    }
+    let d = member("d", Some(d.as_str()))?;
+    let p = member("p", jwk.p.as_ref().map(|s| s.as_str()))?;
+    let q = member("q", jwk.q.as_ref().map(|s| s.as_str()))?;
+    let dp = member("dp", jwk.dp.as_ref().map(|s| s.as_str()))?;
+    let dq = member("dq", jwk.dq.as_ref().map(|s| s.as_str()))?;
+    let qi = member("qi", jwk.qi.as_ref().map(|s| s.as_str()))?;
+    let given = RsaPrivateKeyRef {
+        modulus: uint("n", &n)?,
+        public_exponent: uint("e", &e)?,
+        private_exponent: uint("d", &d)?,
+        prime1: uint("p", &p)?,
+        prime2: uint("q", &q)?,
+        exponent1: uint("dp", &dp)?,
+        exponent2: uint("dq", &dq)?,
+        coefficient: uint("qi", &qi)?,
+        other_prime_infos: None,
+    };
+    let private = rsa::PrivateKey::try_from(given.clone()).map_err(|_| invalid())?;
+    let material =
+        keys::import_rsa_parsed(key_type, bits, Parsed::Private(Box::new(private)), false)?;
+    // The rsa crate recomputes dp, dq and qi: check the JWK's are those.
+    let stored = rsa_private_fields(&material.secret)?;
+    let same = [
+        (given.modulus, stored.modulus),
+        (given.public_exponent, stored.public_exponent),
+        (given.private_exponent, stored.private_exponent),
+        (given.prime1, stored.prime1),
+        (given.prime2, stored.prime2),
+        (given.exponent1, stored.exponent1),
+        (given.exponent2, stored.exponent2),
+        (given.coefficient, stored.coefficient),
+    ]
+    .iter()
+    .all(|(a, b)| a.as_bytes() == b.as_bytes());
+    if !same {
+        return Err(usage(
+            "the RSA JWK is inconsistent: its \"dp\", \"dq\" or \"qi\" do not match its \"d\", \"p\" and \"q\"",
+        ));
+    }
+    Ok(material)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::keys::{ExportFormat, generate};
+
+    fn json(bytes: &[u8]) -> serde_json::Value {
+        assert_eq!(bytes.last(), Some(&b'\n'));
+        assert!(!bytes[..bytes.len() - 1].contains(&b'\n'), "compact JSON");
+        serde_json::from_slice(bytes).unwrap()
+    }
+
+    fn b64(v: &serde_json::Value, name: &str) -> Vec<u8> {
+        let s = v[name].as_str().unwrap();
+        assert!(!s.contains(['=', '+', '/']), "{name} is unpadded base64url");
+        URL_SAFE_NO_PAD.decode(s).unwrap()
+    }
+
+    #[test]
+    fn ed25519_rfc8037_appendix_a_vector() {
+        // RFC 8037 appendix A.1 / A.2.
+        let d = URL_SAFE_NO_PAD
+            .decode("nWGxne_9WmC6hEr0kuwsxERJxWl7MmkZcDusAxyuf2A")
+            .unwrap();
+        let m = ed25519_keys::material_from_seed(d.as_slice().try_into().unwrap()).unwrap();
+        let out = export(KeyType::Ed25519, &m, false).unwrap();
+        let v = json(&out);
+        assert_eq!(v["kty"], "OKP");
+        assert_eq!(v["crv"], "Ed25519");
+        assert_eq!(v["x"], "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo");
+        assert_eq!(v["d"], "nWGxne_9WmC6hEr0kuwsxERJxWl7MmkZcDusAxyuf2A");
+        assert_eq!(v["kid"], keys::fingerprint(KeyType::Ed25519, &m));
+        let public = export(KeyType::Ed25519, &m, true).unwrap();
+        let pv = json(&public);
+        assert!(pv.get("d").is_none());
+        assert_eq!(pv["kid"], v["kid"]);
+        let back = import(KeyType::Ed25519, &out, false).unwrap();
+        assert_eq!(back.secret.as_slice(), m.secret.as_slice());
+        assert!(matches!(
+            import(KeyType::Ed25519, &public, false),
+            Err(Error::Usage(_))
+        ));
+        let only = import(KeyType::Ed25519, &public, true).unwrap();
+        assert!(only.secret.is_empty());
+        assert_eq!(only.public, m.public);
+    }
+
+    #[test]
+    fn rsa_private_and_public_round_trip() {
+        let m = generate(KeyType::Rsa2048).unwrap();
+        let out = export(KeyType::Rsa2048, &m, false).unwrap();
+        let v = json(&out);
+        assert_eq!(v["kty"], "RSA");
+        assert_eq!(v["e"], "AQAB");
+        assert_eq!(b64(&v, "n").len(), 256);
+        for name in ["d", "p", "q", "dp", "dq", "qi"] {
+            let bytes = b64(&v, name);
+            assert!(!bytes.is_empty() && bytes[0] != 0, "{name} is minimal");
+        }
+        let back = import(KeyType::Rsa2048, &out, false).unwrap();
+        assert_eq!(back.secret.as_slice(), m.secret.as_slice());
+        assert_eq!(back.public, m.public);
+        assert_eq!(export(KeyType::Rsa2048, &back, false).unwrap(), out);
+
+        let public = export(KeyType::Rsa2048, &m, true).unwrap();
+        let pv = json(&public);
+        assert_eq!(pv.as_object().unwrap().len(), 4, "kty, n, e, kid");
+        assert_eq!(pv["n"], v["n"]);
+        assert_eq!(pv["kid"], v["kid"]);
+        let only = import(KeyType::Rsa2048, &public, true).unwrap();
+        assert!(only.secret.is_empty());
+        assert_eq!(only.public, m.public);
+        assert!(matches!(
+            import(KeyType::Rsa2048, &public, false),
+            Err(Error::Usage(_))
+        ));
+        // Size mismatch: a usage error naming the right type.
+        match import(KeyType::Rsa3072, &out, false) {
+            Err(Error::Usage(msg)) => assert!(msg.contains("rsa-2048"), "{msg}"),
+            other => panic!("{:?}", other.err()),
+        }
+        // The same key through keys::import (JSON detected) and the PEM it exports.
+        let via_keys = keys::import(KeyType::Rsa2048, &out, false).unwrap();
+        assert_eq!(via_keys.public, m.public);
+        let pem = keys::export(KeyType::Rsa2048, &m, false, ExportFormat::Pem).unwrap();
+        assert_eq!(
+            keys::import(KeyType::Rsa2048, &pem, false).unwrap().public,
+            m.public
+        );
+    }
+
+    #[test]
+    fn rsa_inconsistent_or_incomplete_is_refused() {
+        let m = generate(KeyType::Rsa2048).unwrap();
+        let out = export(KeyType::Rsa2048, &m, false).unwrap();
+        let v = json(&out);
+        let mut wrong_qi = v.clone();
+        wrong_qi["qi"] = v["dp"].clone();
+        let bytes = serde_json::to_vec(&wrong_qi).unwrap();
+        match import(KeyType::Rsa2048, &bytes, false) {
+            Err(Error::Usage(msg)) => assert!(msg.contains("inconsistent"), "{msg}"),
+            other => panic!("{:?}", other.err()),
+        }
+        let mut wrong_d = v.clone();
+        wrong_d["d"] = v["p"].clone();
+        let bytes = serde_json::to_vec(&wrong_d).unwrap();
+        assert!(matches!(
+            import(KeyType::Rsa2048, &bytes, false),
+            Err(Error::Usage(_))
+        ));
+        let mut no_primes = v.clone();
+        for name in ["p", "q", "dp", "dq", "qi"] {
+            no_primes.as_object_mut().unwrap().remove(name);
+        }
+        let bytes = serde_json::to_vec(&no_primes).unwrap();
+        assert!(matches!(
+            import(KeyType::Rsa2048, &bytes, false),
+            Err(Error::Usage(_))
+        ));
+        let mut oth = v.clone();
+        oth["oth"] = serde_json::json!([]);
+        let bytes = serde_json::to_vec(&oth).unwrap();
+        assert!(matches!(
+            import(KeyType::Rsa2048, &bytes, false),
+            Err(Error::Usage(_))
+        ));
+    }
+
+    #[test]
+    fn oct_round_trip_and_sizes() {
+        for kt in [
+            KeyType::Fernet,
+            KeyType::Aes256Gcm,
+            KeyType::ChaCha20Poly1305,
+        ] {
+            let m = generate(kt).unwrap();
+            let out = export(kt, &m, false).unwrap();
+            let v = json(&out);
+            assert_eq!(v["kty"], "oct");
+            assert_eq!(b64(&v, "k"), m.secret.as_slice());
+            assert_eq!(v["kid"], keys::fingerprint(kt, &m));
+            let back = keys::import(kt, &out, false).unwrap();
+            assert_eq!(back.secret.as_slice(), m.secret.as_slice());
+            assert!(matches!(export(kt, &m, true), Err(Error::Usage(_))));
+        }
+        let short = br#"{"kty":"oct","k":"AAAAAAAAAAAAAAAAAAAAAA"}"#;
+        match import(KeyType::Aes256Gcm, short, false) {
+            Err(Error::Usage(msg)) => assert!(msg.contains("128 bits"), "{msg}"),
+            other => panic!("{:?}", other.err()),
+        }
+    }
+
+    #[test]
+    fn kty_mismatch_says_what_was_expected() {
+        let ed = ed25519_keys::generate().unwrap();
+        let ed_jwk = export(KeyType::Ed25519, &ed, false).unwrap();
+        match import(KeyType::Rsa2048, &ed_jwk, false) {
+            Err(Error::Usage(msg)) => {
+                assert!(msg.contains("expects kty \"RSA\""), "{msg}");
+                assert!(msg.contains("found kty \"OKP\""), "{msg}");
+            }
+            other => panic!("{:?}", other.err()),
+        }
+        match import(KeyType::Fernet, &ed_jwk, false) {
+            Err(Error::Usage(msg)) => assert!(msg.contains("kty \"oct\""), "{msg}"),
+            other => panic!("{:?}", other.err()),
+        }
+        let x25519 = br#"{"kty":"OKP","crv":"X25519","x":"AAAA"}"#;
+        match import(KeyType::Ed25519, x25519, true) {
+            Err(Error::Usage(msg)) => assert!(msg.contains("crv \"X25519\""), "{msg}"),
+            other => panic!("{:?}", other.err()),
+        }
+        let fernet = keys::generate(KeyType::Fernet).unwrap();
+        let oct = export(KeyType::Fernet, &fernet, false).unwrap();
+        assert!(matches!(
+            import(KeyType::Ed25519, &oct, false),
+            Err(Error::Usage(_))
+        ));
+    }
+
+    #[test]
+    fn malformed_jwks_are_usage_errors_without_echoing_input() {
+        let secretish = br#"{"kty":"oct","k":12345678901234}"#;
+        match import(KeyType::Fernet, secretish, false) {
+            Err(Error::Usage(msg)) => assert!(!msg.contains("12345678901234"), "{msg}"),
+            other => panic!("{:?}", other.err()),
+        }
+        for bad in [
+            &br#"{"kty":"oct""#[..],
+            br#"{"kty":"oct","k":"not base64!!"}"#,
+            br#"{"kty":"oct"}"#,
+            br#"{"keys":[{"kty":"oct","k":"AAAA"}]}"#,
+            br#"{}"#,
+            br#"[1,2]"#,
+        ] {
+            assert!(
+                matches!(import(KeyType::Fernet, bad, false), Err(Error::Usage(_))),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+        let ed = ed25519_keys::generate().unwrap();
+        let v = json(&export(KeyType::Ed25519, &ed, false).unwrap());
+        let mut wrong_x = v.clone();
+        wrong_x["x"] = serde_json::Value::String(URL_SAFE_NO_PAD.encode([9u8; 32]));
+        let bytes = serde_json::to_vec(&wrong_x).unwrap();
+        assert!(matches!(
+            import(KeyType::Ed25519, &bytes, false),
+            Err(Error::Usage(_))
+        ));
+        let mut short_d = v.clone();
+        short_d["d"] = serde_json::Value::String("AAAA".into());
+        let bytes = serde_json::to_vec(&short_d).unwrap();
+        assert!(matches!(
+            import(KeyType::Ed25519, &bytes, false),
+            Err(Error::Usage(_))
+        ));
+    }
+
+    #[test]
+    fn jwks_from_a_python_library_import_as_the_same_keys() {
+        use crate::crypto::python_vectors as py;
+        for (kt, name, pem) in [
+            (KeyType::Rsa2048, "JWKRSA", 0),
+            (KeyType::Ed25519, "JWKOKP", 1),
+        ] {
+            let from_jwk = import(kt, py::text(name).as_bytes(), false).unwrap();
+            let from_pem = keys::import(kt, py::pem(pem).as_bytes(), false).unwrap();
+            assert_eq!(
+                from_jwk.secret.as_slice(),
+                from_pem.secret.as_slice(),
+                "{name}"
+            );
+            assert_eq!(from_jwk.public, from_pem.public, "{name}");
+        }
+    }
+
+    #[test]
+    fn detects_json() {
+        assert!(looks_like_jwk(b"  \n{\"kty\":1}"));
+        assert!(!looks_like_jwk(b"-----BEGIN"));
+        assert!(!looks_like_jwk(b""));
+    }
+}

@@ -1,0 +1,340 @@
+//! Signatures: RSA (PSS-SHA256 by default, or PKCS#1 v1.5-SHA256) and Ed25519.
+//!
+//! - RSA-PSS signs with MGF1-SHA256 and a salt as long as the digest (32 bytes), what
+//!   RFC 8017 recommends and Python's `PSS.DIGEST_LENGTH` gives. Verification accepts any
+//!   salt length, recovered from the encoded message, so signatures made with Python's
+//!   `PSS.MAX_LENGTH` (the salt its documentation recommends) verify too; the rsa crate's
+//!   plain `pss_verify` requires a 32-byte salt and would reject them.
+//! - RSA PKCS#1 v1.5 with SHA-256 (`--scheme pkcs1v15`): deterministic.
+//! - Ed25519 (RFC 8032, pure): verification is `verify_strict` (canonical S, no small-order
+//!   key or R), which every signature from an honest signer passes.
+//!
+//! Verification answers `Ok(true)` or `Ok(false)`; `Ok(false)` covers every signature that
+//! does not verify, whatever its length (exit 1 at the command line). Errors are for the
+//! rest: a key type that does not sign, a scheme that does not fit the key, an empty
+//! signature, or a stored key that does not decode.
+
+use ed25519_dalek::Signer as _;
+use rsa::pkcs8::{DecodePrivateKey, DecodePublicKey};
+use rsa::signature::Verifier as _;
+use sha2::Sha256;
+
+use super::ed25519_keys;
+use super::keys::KeyMaterial;
+use crate::error::{Error, Result};
+use crate::keytype::{KeyType, KeyUse};
+
+/// The RSA signature scheme.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum RsaScheme {
+    /// RSASSA-PSS with SHA-256, MGF1-SHA256 and a 32-byte salt (the default).
+    #[default]
+    Pss,
+    /// RSASSA-PKCS1-v1_5 with SHA-256.
+    Pkcs1v15,
+}
+
+impl RsaScheme {
+    /// The name users type (`--scheme`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RsaScheme::Pss => "pss",
+            RsaScheme::Pkcs1v15 => "pkcs1v15",
+        }
+    }
+}
+
+impl std::str::FromStr for RsaScheme {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "pss" => Ok(RsaScheme::Pss),
+            "pkcs1v15" => Ok(RsaScheme::Pkcs1v15),
+            other => Err(Error::Usage(format!(
+                "unknown signature scheme {other:?}; expected pss or pkcs1v15"
+            ))),
+        }
+    }
+}
+
+/// The RSA private key of stored material.
+pub(crate) fn rsa_private(key_type: KeyType, material: &KeyMaterial) -> Result<rsa::PrivateKey> {
+    if material.secret.is_empty() {
+        return Err(Error::Usage(format!(
+            "this {key_type} key is public-only: it has no private key"
+        )));
+    }
+    rsa::PrivateKey::from_pkcs8_der(&material.secret)
+        .map_err(|_| Error::Integrity("the stored RSA private key does not decode".into()))
+}
+
+/// The RSA public key of stored material.
+pub(crate) fn rsa_public(material: &KeyMaterial) -> Result<rsa::PublicKey> {
+    let der = material
+        .public
+        .as_ref()
+        .ok_or_else(|| Error::Integrity("the key record has no public key".into()))?;
+    rsa::PublicKey::from_public_key_der(der)
+        .map_err(|_| Error::Integrity("the stored RSA public key does not decode".into()))
+}
+
+fn check_scheme(key_type: KeyType, scheme: Option<RsaScheme>) -> Result<RsaScheme> {
+    match scheme {
+        Some(s) if !key_type.is_rsa() => Err(Error::Usage(format!(
+            "--scheme {} applies to RSA keys; {key_type} keys have one signature scheme",
+            s.as_str()
+        ))),
+        s => Ok(s.unwrap_or_default()),
+    }
+}
+
+/// Signs `message` with the private key of `material`. `scheme` is for RSA keys only
+/// (`None`: PSS). Returns the raw signature (RSA: the modulus size; Ed25519: 64 bytes).
+pub fn sign(
+    key_type: KeyType,
+    material: &KeyMaterial,
+    scheme: Option<RsaScheme>,
+    message: &[u8],
+) -> Result<Vec<u8>> {
+    key_type.check_use(KeyUse::Sign)?;
+    let scheme = check_scheme(key_type, scheme)?;
+    if key_type == KeyType::Ed25519 {
+        let key = ed25519_keys::signing_key(material)?;
+        return Ok(key.sign(message).to_bytes().to_vec());
+    }
+    let key = rsa_private(key_type, material)?;
+    match scheme {
+        RsaScheme::Pss => key.pss_sign::<Sha256>(message),
+        RsaScheme::Pkcs1v15 => key.pkcs1v15_sign::<Sha256>(message),
+    }
+    .map_err(|e| Error::Internal(format!("RSA signing failed: {e}")))
+}
+
+/// Verifies `signature` over `message` with the public key of `material`: `Ok(true)` if
+/// it verifies, `Ok(false)` if not. RSA-PSS accepts any salt length.
+pub fn verify(
+    key_type: KeyType,
+    material: &KeyMaterial,
+    scheme: Option<RsaScheme>,
+    message: &[u8],
+    signature: &[u8],
+) -> Result<bool> {
+    key_type.check_use(KeyUse::Verify)?;
+    let scheme = check_scheme(key_type, scheme)?;
+    if signature.is_empty() {
+        return Err(Error::Usage("the signature is empty".into()));
+    }
+    if key_type == KeyType::Ed25519 {
+        let key = ed25519_keys::verifying_key(material)?;
+        let Ok(sig) = ed25519_dalek::Signature::from_slice(signature) else {
+            return Ok(false);
+        };
+        return Ok(key.verify_strict(message, &sig).is_ok());
+    }
+    let key = rsa_public(material)?;
+    Ok(match scheme {
+        RsaScheme::Pss => {
+            let Ok(sig) = rsa::pss::Signature::try_from(signature) else {
+                return Ok(false);
+            };
+            rsa::pss::VerifyingKey::<Sha256>::new_with_auto_salt_len(key)
+                .verify(message, &sig)
+                .is_ok()
+        }
+        RsaScheme::Pkcs1v15 => key.pkcs1v15_verify::<Sha256>(message, signature).is_ok(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::keys::{generate, import};
+    use crate::crypto::python_vectors as py;
+    use rsa::signature::RandomizedSigner as _;
+    use rsa::traits::PublicKeyParts as _;
+
+    fn python_rsa() -> KeyMaterial {
+        import(KeyType::Rsa2048, py::pem(0).as_bytes(), false).unwrap()
+    }
+
+    #[test]
+    fn python_signatures_verify_including_pss_max_length() {
+        let m = python_rsa();
+        for (name, scheme) in [
+            ("PSSMAX", None),
+            ("PSSDIG", Some(RsaScheme::Pss)),
+            ("PKCS", Some(RsaScheme::Pkcs1v15)),
+        ] {
+            let sig = py::bytes(name);
+            assert!(
+                verify(KeyType::Rsa2048, &m, scheme, py::MESSAGE, &sig).unwrap(),
+                "{name}"
+            );
+            assert!(
+                !verify(KeyType::Rsa2048, &m, scheme, b"another message", &sig).unwrap(),
+                "{name}"
+            );
+        }
+        // The trap: the crate's default PSS verifier insists on a 32-byte salt.
+        let public = rsa_public(&m).unwrap();
+        assert!(
+            public
+                .pss_verify::<Sha256>(py::MESSAGE, &py::bytes("PSSMAX"))
+                .is_err()
+        );
+        // Schemes are not interchangeable.
+        assert!(
+            !verify(
+                KeyType::Rsa2048,
+                &m,
+                Some(RsaScheme::Pkcs1v15),
+                py::MESSAGE,
+                &py::bytes("PSSMAX")
+            )
+            .unwrap()
+        );
+        let ed = import(KeyType::Ed25519, py::pem(1).as_bytes(), false).unwrap();
+        assert!(verify(KeyType::Ed25519, &ed, None, py::MESSAGE, &py::bytes("ESIG")).unwrap());
+    }
+
+    #[test]
+    fn pss_verify_accepts_any_salt_length() {
+        let m = generate(KeyType::Rsa2048).unwrap();
+        let private = rsa_private(KeyType::Rsa2048, &m).unwrap();
+        let em_len = (private.n().as_ref().bit_width() as usize - 1).div_ceil(8);
+        let max_salt = em_len - 32 - 2;
+        assert_eq!(max_salt, 222);
+        for salt in [0, 20, 32, 64, max_salt] {
+            let signer = rsa::pss::SigningKey::<Sha256>::new_with_salt_len(private.clone(), salt);
+            let sig = signer
+                .try_sign_with_rng(&mut getrandom::SysRng, b"msg")
+                .unwrap();
+            let sig: Box<[u8]> = sig.into();
+            assert!(
+                verify(KeyType::Rsa2048, &m, None, b"msg", &sig).unwrap(),
+                "salt {salt}"
+            );
+            let strict = rsa_public(&m).unwrap().pss_verify::<Sha256>(b"msg", &sig);
+            assert_eq!(strict.is_ok(), salt == 32, "salt {salt}");
+        }
+    }
+
+    #[test]
+    fn our_pss_uses_a_32_byte_salt() {
+        let m = generate(KeyType::Rsa2048).unwrap();
+        let sig = sign(KeyType::Rsa2048, &m, None, b"data").unwrap();
+        assert_eq!(sig.len(), 256);
+        // The crate's strict verifier (salt = digest length) accepts it.
+        assert!(
+            rsa_public(&m)
+                .unwrap()
+                .pss_verify::<Sha256>(b"data", &sig)
+                .is_ok()
+        );
+        // PSS is randomized.
+        assert_ne!(sig, sign(KeyType::Rsa2048, &m, None, b"data").unwrap());
+        // PKCS#1 v1.5 is deterministic and verifies against the python key too.
+        let p = python_rsa();
+        let a = sign(KeyType::Rsa2048, &p, Some(RsaScheme::Pkcs1v15), py::MESSAGE).unwrap();
+        assert_eq!(a, py::bytes("PKCS"), "same bytes as OpenSSL");
+    }
+
+    #[test]
+    fn tampered_or_malformed_signatures_are_false() {
+        let m = generate(KeyType::Rsa2048).unwrap();
+        let ed = generate(KeyType::Ed25519).unwrap();
+        for (kt, mat, scheme) in [
+            (KeyType::Rsa2048, &m, None),
+            (KeyType::Rsa2048, &m, Some(RsaScheme::Pkcs1v15)),
+            (KeyType::Ed25519, &ed, None),
+        ] {
+            let sig = sign(kt, mat, scheme, b"hello").unwrap();
+            assert!(verify(kt, mat, scheme, b"hello", &sig).unwrap());
+            for i in [0, sig.len() / 2, sig.len() - 1] {
+                let mut bad = sig.clone();
+                bad[i] ^= 0x04;
+                assert!(
+                    !verify(kt, mat, scheme, b"hello", &bad).unwrap(),
+                    "{kt} byte {i}"
+                );
+            }
+            assert!(!verify(kt, mat, scheme, b"hello", &sig[..sig.len() - 1]).unwrap());
+            let mut long = sig.clone();
+            long.push(0);
+            assert!(!verify(kt, mat, scheme, b"hello", &long).unwrap());
+            assert!(!verify(kt, mat, scheme, b"hello", &vec![0xff; 100_000]).unwrap());
+            assert!(matches!(
+                verify(kt, mat, scheme, b"hello", &[]),
+                Err(Error::Usage(_))
+            ));
+        }
+        // Another key's signature.
+        let other = generate(KeyType::Ed25519).unwrap();
+        let sig = sign(KeyType::Ed25519, &other, None, b"x").unwrap();
+        assert!(!verify(KeyType::Ed25519, &ed, None, b"x", &sig).unwrap());
+    }
+
+    #[test]
+    fn ed25519_rfc8032_test_1() {
+        let seed: [u8; 32] =
+            py_hex("9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60");
+        let m = ed25519_keys::material_from_seed(&seed).unwrap();
+        let sig = sign(KeyType::Ed25519, &m, None, b"").unwrap();
+        let expected: [u8; 64] = py_hex(
+            "e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e065224901555fb8821590a33bacc61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b",
+        );
+        assert_eq!(sig, expected);
+        assert!(verify(KeyType::Ed25519, &m, None, b"", &sig).unwrap());
+    }
+
+    fn py_hex<const N: usize>(s: &str) -> [u8; N] {
+        let v: Vec<u8> = (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+            .collect();
+        v.try_into().unwrap()
+    }
+
+    #[test]
+    fn wrong_key_type_scheme_or_public_only_is_usage() {
+        let f = generate(KeyType::Fernet).unwrap();
+        match sign(KeyType::Fernet, &f, None, b"x") {
+            Err(Error::Usage(m)) => assert!(m.contains("use an rsa or ed25519 key"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            verify(KeyType::Aes256Gcm, &f, None, b"x", b"sig"),
+            Err(Error::Usage(_))
+        ));
+        let ed = generate(KeyType::Ed25519).unwrap();
+        assert!(matches!(
+            sign(KeyType::Ed25519, &ed, Some(RsaScheme::Pkcs1v15), b"x"),
+            Err(Error::Usage(_))
+        ));
+        let p = python_rsa();
+        let public_only = KeyMaterial {
+            secret: zeroize::Zeroizing::new(Vec::new()),
+            public: p.public.clone(),
+        };
+        assert!(matches!(
+            sign(KeyType::Rsa2048, &public_only, None, b"x"),
+            Err(Error::Usage(_))
+        ));
+        assert!(
+            verify(
+                KeyType::Rsa2048,
+                &public_only,
+                None,
+                py::MESSAGE,
+                &py::bytes("PSSMAX")
+            )
+            .unwrap()
+        );
+        assert_eq!(
+            "pkcs1v15".parse::<RsaScheme>().unwrap(),
+            RsaScheme::Pkcs1v15
+        );
+        assert!(matches!("pss2".parse::<RsaScheme>(), Err(Error::Usage(_))));
+    }
+}

@@ -1,0 +1,185 @@
+//! `check`: open and authenticate every record of every tree, check that every
+//! database key matches its record's ids, that the audit chain holds, and that the
+//! format version is known. Read-only; reports each problem with its tree and position,
+//! never a secret.
+
+use std::collections::BTreeSet;
+
+use serde::{Deserialize, Serialize};
+
+use crate::crypto::seal::Keyring;
+use crate::error::Result;
+use crate::store::Tree;
+use crate::store::migrate::CURRENT_FORMAT;
+use crate::store::records::{self, Header, KeyRecord, RevokedRecord, VersionState, meta_keys};
+
+use super::{audit, key_db_key, open_record, user_hash};
+
+/// One problem found.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Problem {
+    /// The tree.
+    pub tree: String,
+    /// The record's position in the tree, from 1, in key order.
+    pub position: u64,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// What `check` found.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckReport {
+    /// The format version recorded.
+    pub format_version: u32,
+    /// Key records checked.
+    pub keys: u64,
+    /// Revocation records checked.
+    pub revoked: u64,
+    /// Audit entries checked.
+    pub audit_entries: u64,
+    /// Every problem; empty when all is well.
+    pub problems: Vec<Problem>,
+}
+
+impl CheckReport {
+    /// Whether the check passed.
+    pub fn ok(&self) -> bool {
+        self.problems.is_empty()
+    }
+
+    fn problem(&mut self, tree: Tree, position: u64, message: impl Into<String>) {
+        self.problems.push(Problem {
+            tree: tree.name().to_string(),
+            position,
+            message: message.into(),
+        });
+    }
+}
+
+/// The records of every tree, in key order.
+pub type TreeRecords = Vec<(Vec<u8>, Vec<u8>)>;
+
+/// Checks the records of a vault (or of a backup) against its keyring and header.
+pub fn check_records(
+    keyring: &Keyring,
+    header: &Header,
+    records: &dyn Fn(Tree) -> Result<TreeRecords>,
+) -> Result<CheckReport> {
+    let mut report = CheckReport::default();
+
+    // Meta: a known format version and the header that unlocked us.
+    let meta = records(Tree::Meta)?;
+    let mut saw_format = false;
+    let mut saw_header = false;
+    for (i, (k, v)) in meta.iter().enumerate() {
+        let pos = i as u64 + 1;
+        if k.as_slice() == meta_keys::FORMAT {
+            saw_format = true;
+            match <[u8; 4]>::try_from(v.as_slice()) {
+                Ok(b) => {
+                    report.format_version = u32::from_be_bytes(b);
+                    if report.format_version != CURRENT_FORMAT {
+                        report.problem(
+                            Tree::Meta,
+                            pos,
+                            format!(
+                                "format version {} is not the current {CURRENT_FORMAT}",
+                                report.format_version
+                            ),
+                        );
+                    }
+                }
+                Err(_) => report.problem(Tree::Meta, pos, "the format version is malformed"),
+            }
+        } else if k.as_slice() == meta_keys::HEADER {
+            saw_header = true;
+            match records::decode::<Header>(v, "header") {
+                Ok(h) if &h == header => {}
+                Ok(_) => report.problem(
+                    Tree::Meta,
+                    pos,
+                    "the header differs from the one that unlocked the vault",
+                ),
+                Err(e) => report.problem(Tree::Meta, pos, e.to_string()),
+            }
+        }
+    }
+    if !saw_format {
+        report.problem(Tree::Meta, 0, "no format version record");
+    }
+    if !saw_header {
+        report.problem(Tree::Meta, 0, "no header record");
+    }
+
+    // Keys: each opens, decodes, sits under the key its ids give, and is well formed.
+    let mut users_with_keys = BTreeSet::new();
+    for (i, (k, v)) in records(Tree::Keys)?.iter().enumerate() {
+        let pos = i as u64 + 1;
+        report.keys += 1;
+        match open_record::<KeyRecord>(keyring, Tree::Keys, k, v) {
+            Err(e) => report.problem(Tree::Keys, pos, e.to_string()),
+            Ok(r) => {
+                if key_db_key(keyring, &r.user, &r.name) != *k {
+                    report.problem(
+                        Tree::Keys,
+                        pos,
+                        "the record's ids do not match its database key",
+                    );
+                }
+                let primaries = r
+                    .versions
+                    .iter()
+                    .filter(|v| v.state == VersionState::Primary)
+                    .count();
+                if r.versions.is_empty() || primaries != 1 {
+                    report.problem(Tree::Keys, pos, format!(
+                        "the key has {} versions and {primaries} primary ones; expected one primary",
+                        r.versions.len()
+                    ));
+                }
+                if r.versions.windows(2).any(|w| w[0].version >= w[1].version) {
+                    report.problem(Tree::Keys, pos, "the key's versions are out of order");
+                }
+                users_with_keys.insert(r.user);
+            }
+        }
+    }
+
+    // Revoked: each opens and sits under its user's hash; a revoked user keeps no key.
+    for (i, (k, v)) in records(Tree::Revoked)?.iter().enumerate() {
+        let pos = i as u64 + 1;
+        report.revoked += 1;
+        match open_record::<RevokedRecord>(keyring, Tree::Revoked, k, v) {
+            Err(e) => report.problem(Tree::Revoked, pos, e.to_string()),
+            Ok(r) => {
+                if user_hash(keyring, &r.user).as_slice() != k.as_slice() {
+                    report.problem(
+                        Tree::Revoked,
+                        pos,
+                        "the record's user does not match its database key",
+                    );
+                }
+                if users_with_keys.contains(&r.user) {
+                    report.problem(Tree::Revoked, pos, "a revoked user still has keys");
+                }
+            }
+        }
+    }
+
+    // Audit: the chain holds from the first entry to the stored head.
+    let audit = records(Tree::Audit)?;
+    report.audit_entries = audit.len() as u64;
+    let head_record = meta
+        .iter()
+        .find(|(k, _)| k.as_slice() == audit::HEAD_KEY)
+        .map(|(_, v)| v.as_slice());
+    match audit::stored_head(keyring, head_record) {
+        Err(e) => report.problem(Tree::Meta, 0, e.to_string()),
+        Ok(head) => {
+            if let Err(b) = audit::verify_chain(keyring, &audit, head) {
+                report.problem(Tree::Audit, b.position, b.message);
+            }
+        }
+    }
+    Ok(report)
+}
