@@ -131,10 +131,11 @@ impl Vault {
         let mut head = self.lock_writer();
         // The backup's own audit entry goes in first, so the backup holds it.
         let created = Timestamp::now();
-        self.commit(
+        self.commit_with(
             &mut head,
             Batch::new(),
             AuditEvent::new("backup").detail(format!("to {}", path.display())),
+            true,
         )?;
         let trees = self.all_records()?;
         let total: u64 = trees.iter().map(|t| t.len() as u64).sum();
@@ -222,13 +223,17 @@ impl Vault {
             meta_keys::HEADER,
             records::encode(&header)?.to_vec(),
         );
-        self.commit(
+        // Swap the in-memory header under the writer lock too, so that a backup never
+        // pairs the old header with the new record.
+        let ticket = self.commit_with(
             &mut head,
             batch,
             AuditEvent::new("passwd").detail(format!("kdf {kdf}")),
+            false,
         )?;
         *self.header.lock().unwrap_or_else(|p| p.into_inner()) = header;
-        Ok(())
+        drop(head);
+        self.wait_durable(ticket)
     }
 
     /// The audit log, oldest first, from `since` (Unix seconds) on, after verifying the
@@ -289,6 +294,9 @@ impl Vault {
             keyring,
             header,
             writer: std::sync::Mutex::new(head),
+            flushes: Default::default(),
+            flushed: Default::default(),
+            deferred_flush: Default::default(),
         };
         if let Err(e) = swapped {
             // The old database is still in place and was reopened: nothing changed.
@@ -389,7 +397,7 @@ impl Vault {
         let mut applied = Vec::new();
         for r in revocations.iter().filter(|r| r.revoked_at.0 >= since) {
             validate::user_id(&r.user)?;
-            let mut head = self.lock_writer();
+            let head = self.lock_writer();
             if self.revoked_record(&r.user)?.is_some() {
                 continue;
             }
@@ -412,7 +420,7 @@ impl Vault {
                 self.seal(Tree::Revoked, &db_key, &records::encode(&revoked)?)?,
             );
             self.commit(
-                &mut head,
+                head,
                 batch,
                 AuditEvent::new("revoke").user(&r.user).detail(format!(
                     "re-applied a revocation of {}, {} key(s) destroyed",

@@ -11,7 +11,8 @@ pub mod types;
 pub mod validate;
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Condvar, Mutex};
 
 use zeroize::Zeroizing;
 
@@ -47,6 +48,19 @@ pub struct Vault {
     header: Mutex<Header>,
     /// Serializes changes, and holds the head of the audit chain.
     writer: Mutex<AuditHead>,
+    /// Group commit: how many changes were applied and how many are on disk.
+    flushes: Mutex<FlushState>,
+    /// Signalled when a flush ends.
+    flushed: Condvar,
+    /// Whether commits skip waiting for durability (bulk loads).
+    deferred_flush: AtomicBool,
+}
+
+#[derive(Default)]
+struct FlushState {
+    applied: u64,
+    durable: u64,
+    flushing: bool,
 }
 
 /// Which key to export, and how.
@@ -145,6 +159,9 @@ impl Vault {
             keyring: Box::new(master.keyring()),
             header: Mutex::new(header),
             writer: Mutex::new(AuditHead::default()),
+            flushes: Mutex::new(FlushState::default()),
+            flushed: Condvar::new(),
+            deferred_flush: AtomicBool::new(false),
         };
         vault.record(AuditEvent::new("init").detail(format!("kdf {kdf}")))?;
         Ok(vault)
@@ -189,6 +206,9 @@ impl Vault {
             keyring,
             header: Mutex::new(header),
             writer: Mutex::new(head),
+            flushes: Mutex::new(FlushState::default()),
+            flushed: Condvar::new(),
+            deferred_flush: AtomicBool::new(false),
         };
         if let Some(bytes) = vault.store.get(Tree::Meta, meta_keys::FAILED_UNLOCKS)? {
             let detail = match records::decode::<FailedUnlocks>(&bytes, "failed unlocks") {
@@ -200,12 +220,12 @@ impl Vault {
                 ),
                 Err(_) => "failed attempts (record unreadable)".to_string(),
             };
-            let mut head = vault.lock_writer();
+            let head = vault.lock_writer();
             let mut batch = Batch::new();
             batch.remove(Tree::Meta, meta_keys::FAILED_UNLOCKS);
             let mut event = AuditEvent::new("unlock-failures").detail(detail);
             event.outcome("failed");
-            vault.commit(&mut head, batch, event)?;
+            vault.commit(head, batch, event)?;
         }
         if let Some(op) = event {
             vault.record(AuditEvent::new(op))?;
@@ -379,28 +399,90 @@ impl Vault {
         self.writer.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Applies `batch` with the audit entry for `event`, atomically, and flushes: the
-    /// change is durable when this returns.
-    fn commit(&self, head: &mut AuditHead, batch: Batch, event: AuditEvent) -> Result<()> {
-        self.commit_with(head, batch, event, true)
+    /// Applies `batch` with the audit entry for `event`, atomically, releases the
+    /// writer lock, and waits until the change is durable (unless flushing is deferred,
+    /// see [`Vault::set_deferred_flush`]). Writers that commit while a flush runs share
+    /// the next one (group commit).
+    fn commit(
+        &self,
+        mut head: std::sync::MutexGuard<'_, AuditHead>,
+        batch: Batch,
+        event: AuditEvent,
+    ) -> Result<()> {
+        let ticket = self.commit_with(&mut head, batch, event, false)?;
+        drop(head);
+        if self.deferred_flush.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        self.wait_durable(ticket)
     }
 
+    /// Applies `batch` with the audit entry for `event` under the writer lock, and
+    /// returns the ticket to wait on for durability (flushed at once if `durable`).
     fn commit_with(
         &self,
         head: &mut AuditHead,
         mut batch: Batch,
         event: AuditEvent,
         durable: bool,
-    ) -> Result<()> {
+    ) -> Result<u64> {
         let next = head.append(&self.keyring, event, &mut batch, |tree, db_key, plain| {
             self.seal(tree, db_key, plain)
         })?;
         self.store.apply(&batch)?;
-        if durable {
-            self.store.flush()?;
-        }
         *head = next;
-        Ok(())
+        let ticket = {
+            let mut f = self.flushes.lock().unwrap_or_else(|p| p.into_inner());
+            f.applied += 1;
+            f.applied
+        };
+        if durable {
+            self.wait_durable(ticket)?;
+        }
+        Ok(ticket)
+    }
+
+    /// Waits until every change up to `ticket` is on disk, flushing if no flush that
+    /// covers it is running.
+    fn wait_durable(&self, ticket: u64) -> Result<()> {
+        let mut f = self.flushes.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            if f.durable >= ticket {
+                return Ok(());
+            }
+            if !f.flushing {
+                f.flushing = true;
+                let target = f.applied;
+                drop(f);
+                let result = self.store.flush();
+                f = self.flushes.lock().unwrap_or_else(|p| p.into_inner());
+                f.flushing = false;
+                if result.is_ok() {
+                    f.durable = f.durable.max(target);
+                }
+                self.flushed.notify_all();
+                result?;
+                continue;
+            }
+            f = self.flushed.wait(f).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+
+    /// Defers flushing: changes are still atomic, but become durable only at the next
+    /// [`Vault::flush`] (or the store's background flush, within a second). For bulk
+    /// loads and benchmarks; commands never set it.
+    pub fn set_deferred_flush(&self, deferred: bool) {
+        self.deferred_flush.store(deferred, Ordering::Relaxed);
+    }
+
+    /// Makes every change so far durable.
+    pub fn flush(&self) -> Result<()> {
+        let ticket = self
+            .flushes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .applied;
+        self.wait_durable(ticket)
     }
 
     /// Appends the audit entry of a read (an export or other use of a secret). It is
@@ -410,12 +492,13 @@ impl Vault {
     fn record_use(&self, event: AuditEvent) -> Result<()> {
         let mut head = self.lock_writer();
         self.commit_with(&mut head, Batch::new(), event, false)
+            .map(|_| ())
     }
 
     /// Appends an audit entry on its own, durably.
     fn record(&self, event: AuditEvent) -> Result<()> {
-        let mut head = self.lock_writer();
-        self.commit(&mut head, Batch::new(), event)
+        let head = self.lock_writer();
+        self.commit(head, Batch::new(), event)
     }
 
     /// Generates and stores a key. `name` defaults to the type's name.
@@ -469,7 +552,7 @@ impl Vault {
         material: KeyMaterial,
         operation: &'static str,
     ) -> Result<KeyInfo> {
-        let mut head = self.lock_writer();
+        let head = self.lock_writer();
         self.check_can_add(user, name)?;
         let mut id = [0u8; 16];
         random_bytes(&mut id)?;
@@ -497,7 +580,7 @@ impl Vault {
             self.seal(Tree::Keys, &db_key, &records::encode(&record)?)?,
         );
         self.commit(
-            &mut head,
+            head,
             batch,
             AuditEvent::new(operation)
                 .user(user)
@@ -572,12 +655,12 @@ impl Vault {
 
     /// Destroys one key, every version.
     pub fn delete(&self, user: &str, name: &str) -> Result<KeyInfo> {
-        let mut head = self.lock_writer();
+        let head = self.lock_writer();
         let (db_key, record) = self.require_key(user, name)?;
         let mut batch = Batch::new();
         batch.remove(Tree::Keys, db_key);
         self.commit(
-            &mut head,
+            head,
             batch,
             AuditEvent::new("delete")
                 .user(user)
@@ -598,7 +681,7 @@ impl Vault {
         if let Some(reason) = reason {
             validate::reason(reason)?;
         }
-        let mut head = self.lock_writer();
+        let head = self.lock_writer();
         if let Some(existing) = self.revoked_record(user)? {
             return Ok(RevokeOutcome {
                 already_revoked: true,
@@ -625,7 +708,7 @@ impl Vault {
             self.seal(Tree::Revoked, &db_key, &records::encode(&revoked)?)?,
         );
         self.commit(
-            &mut head,
+            head,
             batch,
             AuditEvent::new("revoke")
                 .user(user)
