@@ -125,18 +125,17 @@ pub fn run(cli: Cli) -> std::result::Result<ExitCode, RunError> {
                 ))
                 .into());
             }
-            if params.is_weak() {
-                // Warned here, before the passphrase prompt; `validate` refused it
-                // unless --allow-weak-kdf was given.
-                eprintln!(
-                    "warning: KDF parameters {params} are below OWASP's floor (m=19 MiB, t=2, p=1): the passphrase is easier to guess from a copy of the vault"
-                );
-            }
             let source = PassphraseSource {
                 file: cli.passphrase_file.clone(),
                 env_var: ENV_PASSPHRASE,
             };
             let passphrase = source.new_passphrase("New passphrase: ")?;
+            if params.is_weak() {
+                // `validate` refused it unless --allow-weak-kdf was given.
+                eprintln!(
+                    "warning: KDF parameters {params} are below OWASP's floor (m=19 MiB, t=2, p=1): the passphrase is easier to guess from a copy of the vault"
+                );
+            }
             let v = Vault::create(&path, &passphrase, params, a.kdf.allow_weak_kdf)?;
             if out.json() {
                 out.doc(&json!({

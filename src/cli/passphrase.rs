@@ -97,7 +97,7 @@ fn ask(prompt: &str) -> Result<Passphrase> {
     match rpassword::prompt_password(prompt) {
         Ok(s) => Ok(Zeroizing::new(s.into_bytes())),
         Err(_) => Err(Error::NoPassphrase(
-            "the vault is locked and no passphrase is available (no terminal to ask on)".into(),
+            "no passphrase is available: no passphrase file, no KEYVAULT_PASSPHRASE, and no terminal to ask on".into(),
         )),
     }
 }

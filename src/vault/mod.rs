@@ -90,6 +90,13 @@ pub(crate) fn header_aad(kdf: &KdfParams, salt: &[u8]) -> Result<Vec<u8>> {
 pub fn peek_status(path: &Path) -> Result<VaultStatus> {
     let store = Store::open(path)?;
     let format_version = migrate::format_version(&store)?;
+    if format_version > CURRENT_FORMAT {
+        return Err(Error::NewerFormat {
+            path: path.to_path_buf(),
+            found: format_version,
+            supported: CURRENT_FORMAT,
+        });
+    }
     status_of(&store, format_version)
 }
 

@@ -1,0 +1,154 @@
+//! Nothing readable in the vault directory (SPEC §2): no user id, key name, reason or
+//! key material, in any encoding, in any file under the vault dir.
+
+mod common;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
+use sha2::Digest as _;
+
+use common::{PASSPHRASE, TestEnv, contains_bytes, files_under, pkcs8_der, pkcs8_pem, rsa_key};
+
+const USER: &str = "User123";
+const REVOKED_USER: &str = "Revoked-Zebra-User";
+const REASON: &str = "zebra crossing laptop theft 4711";
+const FERNET_NAME: &str = "known-fernet-key";
+const AES_NAME: &str = "known-aes-key";
+const RSA_NAME: &str = "known-rsa-key";
+const GONE_NAME: &str = "soon-destroyed-key";
+
+/// 32 bytes that look random and are known to the test.
+fn known_bytes(label: &str) -> Vec<u8> {
+    sha2::Sha256::digest(format!("keyvault at-rest test {label}").as_bytes()).to_vec()
+}
+
+/// Every encoding of `bytes` that must not appear: raw, and base64 in the standard and
+/// url-safe alphabets, padded or not.
+fn encodings(label: &str, bytes: &[u8]) -> Vec<(String, Vec<u8>)> {
+    let mut out = vec![(format!("{label} (raw)"), bytes.to_vec())];
+    for (name, text) in [
+        ("base64", STANDARD.encode(bytes)),
+        ("base64, no padding", STANDARD_NO_PAD.encode(bytes)),
+        ("url-safe base64", URL_SAFE.encode(bytes)),
+        ("url-safe base64, no padding", URL_SAFE_NO_PAD.encode(bytes)),
+    ] {
+        out.push((format!("{label} ({name})"), text.into_bytes()));
+    }
+    out
+}
+
+#[test]
+fn no_ids_names_reasons_or_key_material_in_any_vault_file() {
+    let env = TestEnv::new();
+    env.init();
+
+    let fernet = known_bytes("fernet");
+    let aes = known_bytes("aes");
+    let rsa = rsa_key(2048);
+    let rsa_der = pkcs8_der(&rsa);
+    let rsa_pem = pkcs8_pem(&rsa);
+
+    let import = |name: &str, ty: &str, file: &str, contents: &[u8]| {
+        let path = env.write_private(file, contents);
+        env.ok([
+            "import",
+            USER,
+            name,
+            "--type",
+            ty,
+            "--file",
+            path.to_str().unwrap(),
+        ]);
+    };
+    import(
+        FERNET_NAME,
+        "fernet",
+        "f.key",
+        URL_SAFE.encode(&fernet).as_bytes(),
+    );
+    import(
+        AES_NAME,
+        "aes256-gcm",
+        "a.key",
+        STANDARD.encode(&aes).as_bytes(),
+    );
+    import(RSA_NAME, "rsa-2048", "r.pem", rsa_pem.as_bytes());
+    // A key of the revoked user, destroyed by the revocation, with known bytes too.
+    let gone = known_bytes("destroyed");
+    let path = env.write_private("g.key", URL_SAFE.encode(&gone).as_bytes());
+    env.ok([
+        "import",
+        REVOKED_USER,
+        GONE_NAME,
+        "--type",
+        "fernet",
+        "--file",
+        path.to_str().unwrap(),
+    ]);
+    env.ok(["revoke", REVOKED_USER, "--reason", REASON]);
+    // Exports write audit entries too: they must not leak either.
+    env.ok(["export", USER, FERNET_NAME]);
+    env.ok(["export", USER, RSA_NAME, "--public"]);
+
+    // The keys really are there (so the scan below is not vacuous).
+    let listed = env.json(["list", USER]);
+    assert_eq!(listed["keys"].as_array().unwrap().len(), 3, "{listed}");
+    assert_eq!(
+        env.ok(["export", USER, AES_NAME]).trim(),
+        STANDARD.encode(&aes)
+    );
+
+    let mut needles: Vec<(String, Vec<u8>)> = Vec::new();
+    for text in [
+        USER,
+        REVOKED_USER,
+        REASON,
+        FERNET_NAME,
+        AES_NAME,
+        RSA_NAME,
+        GONE_NAME,
+        PASSPHRASE,
+    ] {
+        needles.push((format!("{text:?}"), text.as_bytes().to_vec()));
+    }
+    needles.extend(encodings("the fernet key", &fernet));
+    needles.extend(encodings("the aes256-gcm key", &aes));
+    needles.extend(encodings("the revoked user's destroyed key", &gone));
+    needles.push(("the RSA PKCS#8 DER".into(), rsa_der.clone()));
+    let mid = rsa_der.len() / 2;
+    needles.push((
+        "32 bytes from the middle of the RSA PKCS#8 DER".into(),
+        rsa_der[mid..mid + 32].to_vec(),
+    ));
+    let pem_line = rsa_pem.lines().nth(10).unwrap();
+    assert_eq!(pem_line.len(), 64);
+    needles.push(("a line of the RSA PEM".into(), pem_line.as_bytes().to_vec()));
+
+    let files = files_under(&env.vault());
+    assert!(!files.is_empty());
+    let mut total = 0;
+    let mut leaks = Vec::new();
+    for file in &files {
+        let bytes = std::fs::read(file).unwrap();
+        total += bytes.len();
+        for (what, needle) in &needles {
+            if contains_bytes(&bytes, needle) {
+                leaks.push(format!("{what} in {}", file.display()));
+            }
+        }
+    }
+    assert!(total > 0, "the vault files are empty");
+    // A control: the scan sees sled's uncompressed bytes (the meta tree's key "header"
+    // is stored as is), so a plaintext id would be seen too.
+    assert!(
+        files
+            .iter()
+            .any(|f| contains_bytes(&std::fs::read(f).unwrap(), b"header")),
+        "the scan cannot see the database's contents"
+    );
+    assert!(
+        leaks.is_empty(),
+        "plaintext in the vault dir:\n{}",
+        leaks.join("\n")
+    );
+}

@@ -1,0 +1,298 @@
+//! The committed format v1 vault (tests/fixtures/v1, see its README.md) opens with the
+//! current keyvault and gives back exactly the keys and revocation it was made with; a
+//! vault claiming a newer format is refused.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use keyvault::store::records::meta_keys;
+use keyvault::store::{Batch, Store, Tree};
+use serde_json::Value;
+
+use common::{TestEnv, assert_error, assert_success, copy_dir, parse_json, pem_body};
+
+/// The fixture's passphrase (also in tests/fixtures/v1/README.md).
+const FIXTURE_PASSPHRASE: &str = "keyvault fixture v1 passphrase";
+
+/// Every key the fixture holds: user, name, type, public only, fingerprint as `gen` and
+/// `import` printed it when the fixture was made.
+const KEYS: [(&str, &str, &str, bool, &str); 6] = [
+    (
+        "User123",
+        "aes256-gcm",
+        "aes256-gcm",
+        false,
+        "SHA256:GxrM+LJbBQDqmjBU/qhmYPO6ZzmYWR9Gx8iA6rOUi4I",
+    ),
+    (
+        "User123",
+        "fernet",
+        "fernet",
+        false,
+        "SHA256:lW4I8HwTZNTFYmixzanfql8ssCSOGHre3JhyFKbIs+0",
+    ),
+    (
+        "alice",
+        "chacha",
+        "chacha20-poly1305",
+        false,
+        "SHA256:6P+uyh0cT2UI1anBmeml8/rQoilI2BeJY7pON/CRERc",
+    ),
+    (
+        "alice",
+        "signing",
+        "rsa-2048",
+        false,
+        "SHA256:08j6stm0Ej/xGKp2P6nwV2kmAjl3G+0nvUczFThRXnE",
+    ),
+    (
+        "carol",
+        "verify",
+        "rsa-2048",
+        true,
+        "SHA256:08j6stm0Ej/xGKp2P6nwV2kmAjl3G+0nvUczFThRXnE",
+    ),
+    (
+        "dave",
+        "generated",
+        "aes256-gcm",
+        false,
+        "SHA256:RjlNzSKYSShDoeSOL+dIo7bahzPJPm/c3rYHEeZ7iBE",
+    ),
+];
+
+fn fixture_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/v1")
+}
+
+/// Every file of the fixture vault with its bytes.
+fn fixture_files() -> BTreeMap<PathBuf, Vec<u8>> {
+    common::files_under(&fixture_dir().join("vault"))
+        .into_iter()
+        .map(|p| {
+            let bytes = fs::read(&p).unwrap();
+            (p, bytes)
+        })
+        .collect()
+}
+
+/// A test env whose vault is a fresh copy of the fixture.
+fn copy_of_fixture() -> TestEnv {
+    let env = TestEnv::new();
+    copy_dir(&fixture_dir().join("vault"), &env.vault());
+    env
+}
+
+fn run(env: &TestEnv, args: &[&str]) -> Output {
+    let pass = env.write_private("fixture-passphrase", FIXTURE_PASSPHRASE.as_bytes());
+    env.bare()
+        .env("KEYVAULT_PASSPHRASE_FILE", pass)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn ok(env: &TestEnv, args: &[&str]) -> Vec<u8> {
+    let out = run(env, args);
+    assert_success(&out, &args.join(" "));
+    out.stdout
+}
+
+fn json(env: &TestEnv, args: &[&str]) -> Value {
+    let mut all = vec!["--json"];
+    all.extend(args);
+    parse_json(&ok(env, &all), &args.join(" "))
+}
+
+fn known(file: &str) -> String {
+    fs::read_to_string(fixture_dir().join("keys").join(file)).unwrap()
+}
+
+#[test]
+fn the_v1_fixture_opens_and_gives_back_its_keys() {
+    let before = fixture_files();
+    assert!(!before.is_empty(), "the fixture vault is missing");
+    let env = copy_of_fixture();
+
+    let status = json(&env, &["status"]);
+    assert_eq!(status["format_version"], 1, "{status}");
+    assert_eq!(status["users"], 4, "{status}");
+    assert_eq!(status["keys"], 6, "{status}");
+    assert_eq!(status["revoked_users"], 1, "{status}");
+
+    // list: exactly the expected users, keys, types and fingerprints
+    let listed = json(&env, &["list"]);
+    let got: Vec<(String, String, String, bool, String)> = listed["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| {
+            assert_eq!(k["primary_version"], 1, "{k}");
+            (
+                k["user"].as_str().unwrap().to_string(),
+                k["name"].as_str().unwrap().to_string(),
+                k["type"].as_str().unwrap().to_string(),
+                k["public_only"].as_bool().unwrap(),
+                k["fingerprint"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let want: Vec<(String, String, String, bool, String)> = KEYS
+        .iter()
+        .map(|(u, n, t, p, f)| {
+            (
+                u.to_string(),
+                n.to_string(),
+                t.to_string(),
+                *p,
+                f.to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(got, want);
+    let alice = json(&env, &["list", "alice"]);
+    assert_eq!(alice["keys"].as_array().unwrap().len(), 2);
+
+    // exports: the exact known material
+    let text = |args: &[&str]| String::from_utf8(ok(&env, args)).unwrap();
+    assert_eq!(
+        text(&["export", "User123", "fernet"]),
+        known("user123-fernet.key")
+    );
+    assert_eq!(
+        ok(&env, &["export", "User123", "fernet", "--format", "der"]),
+        (0x00..0x20).collect::<Vec<u8>>()
+    );
+    assert_eq!(
+        text(&["export", "User123", "aes256-gcm"]),
+        known("user123-aes256-gcm.key")
+    );
+    assert_eq!(
+        text(&["export", "alice", "chacha"]),
+        known("alice-chacha.key")
+    );
+    assert_eq!(
+        ok(&env, &["export", "alice", "signing", "--format", "der"]),
+        pem_body(&known("alice-signing.pem"))
+    );
+    assert_eq!(
+        text(&["export", "alice", "signing"]),
+        known("alice-signing.pem")
+    );
+    assert_eq!(
+        text(&["export", "alice", "signing", "--public"]),
+        known("alice-signing.pub.pem")
+    );
+    assert_eq!(
+        text(&["export", "carol", "verify", "--public"]),
+        known("alice-signing.pub.pem")
+    );
+    let generated = text(&["export", "dave", "generated"]);
+    {
+        use base64::Engine as _;
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(generated.trim())
+            .unwrap();
+        assert_eq!(raw.len(), 32);
+    }
+
+    // the revocation
+    let revoked = json(&env, &["revoked"]);
+    let list = revoked["revoked"].as_array().unwrap();
+    assert_eq!(list.len(), 1, "{revoked}");
+    assert_eq!(list[0]["user"], "bob");
+    assert_eq!(list[0]["reason"], "fixture: bob left");
+    let mut destroyed: Vec<(&str, &str)> = list[0]["destroyed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| (d["name"].as_str().unwrap(), d["type"].as_str().unwrap()))
+        .collect();
+    destroyed.sort();
+    assert_eq!(destroyed, vec![("backup", "fernet"), ("fernet", "fernet")]);
+    assert_eq!(run(&env, &["is-revoked", "bob"]).status.code(), Some(0));
+    assert_eq!(run(&env, &["is-revoked", "alice"]).status.code(), Some(1));
+    let err = assert_error(&run(&env, &["gen", "bob"]), 6, "gen for the revoked bob");
+    assert!(err.contains("bob is revoked"), "{err}");
+    assert!(
+        json(&env, &["list", "bob"])["keys"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+
+    // the wrong passphrase is still refused
+    let out = env
+        .bare()
+        .env("KEYVAULT_PASSPHRASE", "not the fixture passphrase")
+        .arg("list")
+        .output()
+        .unwrap();
+    assert_error(&out, 3, "the fixture with a wrong passphrase");
+
+    // the current binary writes to an old vault too
+    ok(&env, &["gen", "erin", "--type", "rsa-2048"]);
+    ok(&env, &["delete", "User123", "fernet"]);
+    assert_eq!(json(&env, &["status"])["keys"], 6);
+    assert_eq!(
+        text(&["export", "User123", "aes256-gcm"]),
+        known("user123-aes256-gcm.key")
+    );
+
+    // the committed fixture itself was not touched
+    assert_eq!(
+        fixture_files(),
+        before,
+        "the test changed the committed fixture"
+    );
+}
+
+/// Marks the test's vault (a copy of the fixture) as written by a future keyvault.
+fn mark_as_format_99(env: &TestEnv) {
+    let store = Store::open(&env.vault()).expect("open the copy as a store");
+    let mut batch = Batch::new();
+    batch.insert(Tree::Meta, meta_keys::FORMAT, 99u32.to_be_bytes().to_vec());
+    store.apply(&batch).expect("mark the copy as format 99");
+    store.flush().expect("flush");
+}
+
+#[test]
+fn a_vault_of_a_newer_format_is_refused() {
+    let env = copy_of_fixture();
+    mark_as_format_99(&env);
+    for args in [
+        &["list"][..],
+        &["gen", "User123", "--name", "new"][..],
+        &["revoked"][..],
+    ] {
+        let out = run(&env, args);
+        let err = assert_error(&out, 8, &format!("{} on a format 99 vault", args.join(" ")));
+        assert!(err.contains("format version 99"), "{err}");
+        assert!(err.contains("newer"), "{err}");
+        assert!(err.contains("upgrade keyvault"), "{err}");
+    }
+    // The refusal changed nothing: the vault still says 99 (no downgrade, no migration).
+    let store = Store::open(&env.vault()).unwrap();
+    assert_eq!(
+        keyvault::store::migrate::format_version(&store).unwrap(),
+        99
+    );
+}
+
+/// SPEC §7: a vault of a newer format is refused with exit 8. `status` counts users and
+/// keys by the v1 layout, which a newer format need not have, so it must refuse too
+/// rather than print counts it cannot know.
+#[test]
+fn status_of_a_vault_of_a_newer_format_is_refused() {
+    let env = copy_of_fixture();
+    mark_as_format_99(&env);
+    for args in [&["status"][..], &["--json", "status"][..]] {
+        let out = run(&env, args);
+        let err = assert_error(&out, 8, &format!("{} on a format 99 vault", args.join(" ")));
+        assert!(err.contains("format version 99"), "{err}");
+    }
+}

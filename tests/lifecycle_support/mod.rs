@@ -1,0 +1,199 @@
+//! Helpers for the lifecycle tests (backup, restore, check, passwd, audit, compact):
+//! commands on a vault other than the test's own, a seeded RNG, raw store edits, and a
+//! guard that locks the agent even when a test fails.
+
+// Each lifecycle test binary uses a different subset of these helpers.
+#![allow(dead_code)]
+
+use std::ffi::OsStr;
+use std::fs;
+use std::path::Path;
+use std::process::Output;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use assert_cmd::Command;
+use keyvault::store::{Store, Tree};
+use serde_json::Value;
+
+use crate::common::{TestEnv, assert_success, parse_json};
+
+/// The passphrase a `passwd` test changes to.
+pub const NEW_PASSPHRASE: &str = "a much better passphrase, surely";
+
+/// The binary with the passphrase given through `KEYVAULT_PASSPHRASE`.
+pub fn with_pass(env: &TestEnv, passphrase: &str) -> Command {
+    let mut cmd = env.bare();
+    cmd.env("KEYVAULT_PASSPHRASE", passphrase);
+    cmd
+}
+
+/// The binary with the test passphrase, on the vault at `vault`.
+pub fn at(env: &TestEnv, vault: &Path) -> Command {
+    let mut cmd = env.kv();
+    cmd.arg("--vault").arg(vault);
+    cmd
+}
+
+/// Runs a command on the vault at `vault` and returns its output.
+pub fn run_at<I, S>(env: &TestEnv, vault: &Path, args: I) -> Output
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    at(env, vault).args(args).output().expect("run keyvault")
+}
+
+/// Runs a command on the vault at `vault` that must succeed; returns its stdout.
+pub fn ok_at(env: &TestEnv, vault: &Path, args: &[&str]) -> Vec<u8> {
+    let out = run_at(env, vault, args);
+    assert_success(
+        &out,
+        &format!("keyvault --vault {} {}", vault.display(), args.join(" ")),
+    );
+    out.stdout
+}
+
+/// Runs `--json` plus a command on the vault at `vault` that must succeed.
+pub fn json_at(env: &TestEnv, vault: &Path, args: &[&str]) -> Value {
+    let mut all = vec!["--json"];
+    all.extend_from_slice(args);
+    let stdout = ok_at(env, vault, &all);
+    parse_json(&stdout, &all.join(" "))
+}
+
+/// The entries of `audit --json` of the vault at `vault`.
+pub fn audit_of(env: &TestEnv, vault: &Path) -> Vec<Value> {
+    json_at(env, vault, &["audit"])["entries"]
+        .as_array()
+        .expect("audit --json has an entries array")
+        .clone()
+}
+
+/// A key of a test vault: user, name, and whether it has a public half to export.
+#[derive(Clone, Copy, Debug)]
+pub struct KeyRef {
+    /// The user.
+    pub user: &'static str,
+    /// The key name (= its type).
+    pub name: &'static str,
+    /// Whether `export --public` applies.
+    pub asymmetric: bool,
+}
+
+/// Every export of every key (the default encoding, and `--public` of asymmetric
+/// keys), in order, from the vault at `vault`.
+pub fn exports_of(env: &TestEnv, vault: &Path, keys: &[KeyRef]) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    for k in keys {
+        out.push(ok_at(env, vault, &["export", k.user, k.name]));
+        if k.asymmetric {
+            out.push(ok_at(env, vault, &["export", k.user, k.name, "--public"]));
+        }
+    }
+    out
+}
+
+/// Names in `parent` that start with `.NAME.` — the hidden work dirs and temp files
+/// keyvault makes beside `NAME`.
+pub fn hidden_siblings(parent: &Path, name: &str) -> Vec<String> {
+    let prefix = format!(".{name}.");
+    let mut found: Vec<String> = fs::read_dir(parent)
+        .expect("read a dir")
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(&prefix))
+        .collect();
+    found.sort();
+    found
+}
+
+/// A tiny xorshift64* generator: reproducible runs without a dependency.
+pub struct Rng(u64);
+
+impl Rng {
+    /// A generator seeded from `KEYVAULT_TEST_SEED` or the clock; prints the seed so a
+    /// failing run can be repeated.
+    pub fn seeded(what: &str) -> Rng {
+        let seed = std::env::var("KEYVAULT_TEST_SEED")
+            .ok()
+            .and_then(|s| s.parse::<u64>().ok())
+            .unwrap_or_else(|| {
+                SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .map(|d| d.as_nanos() as u64)
+                    .unwrap_or(0x9E37_79B9_7F4A_7C15)
+            });
+        println!("{what}: seed {seed} (rerun with KEYVAULT_TEST_SEED={seed})");
+        Rng(seed.max(1))
+    }
+
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// A number in `0..n` (`n` > 0).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n
+    }
+}
+
+/// Opens the test's vault database directly (no agent may run). sled's background
+/// threads keep the file lock of a database this process just closed for a moment, so
+/// "in use" is retried briefly.
+pub fn open_store(env: &TestEnv) -> Store {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match Store::open(&env.vault()) {
+            Ok(store) => return store,
+            Err(keyvault::Error::VaultInUse(_)) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => panic!("open the vault's database: {e:?}"),
+        }
+    }
+}
+
+/// Opens the test's vault database directly, lets `edit` change it, then flushes and
+/// closes it.
+pub fn edit_store(env: &TestEnv, edit: impl FnOnce(&Store)) {
+    let store = open_store(env);
+    edit(&store);
+    store.flush().expect("flush the edited database");
+}
+
+/// Every entry of one tree of the test's vault (no agent may run).
+pub fn tree_entries(env: &TestEnv, tree: Tree) -> Vec<(Vec<u8>, Vec<u8>)> {
+    open_store(env).entries(tree).expect("read a tree")
+}
+
+/// Runs `lock` when dropped, so that a failing test does not leave its agent running.
+pub struct AgentGuard<'a>(pub &'a TestEnv);
+
+impl Drop for AgentGuard<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.bare().arg("lock").output();
+    }
+}
+
+/// Unlocks the test's vault (agent with a short idle timeout) and returns a guard
+/// that locks it again.
+pub fn unlock(env: &TestEnv) -> AgentGuard<'_> {
+    env.ok(["unlock", "--timeout", "2m"]);
+    AgentGuard(env)
+}
+
+/// The state of the agent as `status --json` reports it.
+pub fn agent_state(env: &TestEnv) -> String {
+    let out = env.bare().args(["--json", "status"]).output().expect("status");
+    assert_success(&out, "status");
+    parse_json(&out.stdout, "status")["state"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
