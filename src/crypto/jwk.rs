@@ -55,7 +55,19 @@ impl Writer {
         Writer { out, first: true }
     }
 
+    /// Makes room for `extra` more bytes. Growing moves the text into a fresh zeroizing
+    /// buffer (the old one is wiped on drop), so a reallocation leaves no copy behind.
+    fn reserve(&mut self, extra: usize) {
+        let needed = self.out.len() + extra;
+        if self.out.capacity() < needed {
+            let mut bigger = Zeroizing::new(Vec::with_capacity(2 * needed));
+            bigger.extend_from_slice(&self.out);
+            self.out = bigger;
+        }
+    }
+
     fn key(&mut self, name: &str) {
+        self.reserve(name.len() + 5);
         if !self.first {
             self.out.push(b',');
         }
@@ -70,6 +82,7 @@ impl Writer {
     fn text(&mut self, name: &str, value: &str) {
         debug_assert!(!value.contains(['"', '\\']));
         self.key(name);
+        self.reserve(value.len() + 1);
         self.out.extend_from_slice(value.as_bytes());
         self.out.push(b'"');
     }
@@ -77,21 +90,20 @@ impl Writer {
     /// A member whose value is base64url (no padding) of `bytes`.
     fn bytes(&mut self, name: &str, bytes: &[u8]) {
         self.key(name);
+        let len = bytes.len().div_ceil(3) * 4;
+        self.reserve(len + 1);
         let start = self.out.len();
-        let len = base64::encoded_len(bytes.len(), false).unwrap_or(0);
-        if self.out.capacity() < start + len + 64 {
-            // Grow by moving into a fresh zeroizing buffer, so no copy is left behind.
-            let mut bigger = Zeroizing::new(Vec::with_capacity(2 * (start + len + 64)));
-            bigger.extend_from_slice(&self.out);
-            self.out = bigger;
-        }
         self.out.resize(start + len, 0);
-        // The slice has exactly the encoded length, so this cannot fail.
-        let _ = URL_SAFE_NO_PAD.encode_slice(bytes, &mut self.out[start..]);
+        // Room for the padded length, which is at least the unpadded one.
+        let written = URL_SAFE_NO_PAD
+            .encode_slice(bytes, &mut self.out[start..])
+            .unwrap_or(0);
+        self.out.truncate(start + written);
         self.out.push(b'"');
     }
 
     fn finish(mut self) -> Zeroizing<Vec<u8>> {
+        self.reserve(2);
         self.out.extend_from_slice(b"}\n");
         self.out
     }
@@ -624,6 +636,18 @@ mod tests {
             );
             assert_eq!(from_jwk.public, from_pem.public, "{name}");
         }
+    }
+
+    #[test]
+    fn writer_grows_without_losing_text() {
+        let mut w = Writer::new();
+        w.text("kty", "oct");
+        let big = vec![0xfbu8; 10_000];
+        w.bytes("k", &big);
+        w.text("kid", "SHA256:x");
+        let v = json(&w.finish());
+        assert_eq!(b64(&v, "k"), big);
+        assert_eq!(v["kid"], "SHA256:x");
     }
 
     #[test]

@@ -122,10 +122,18 @@ pub(crate) fn decode_base64(text: &str) -> Option<Zeroizing<Vec<u8>>> {
 
 fn import_symmetric(key_type: KeyType, input: &[u8]) -> Result<KeyMaterial> {
     let expected = if key_type == KeyType::Fernet {
-        "a Fernet key (url-safe base64 of 32 bytes)"
+        "a Fernet key (url-safe base64 of 32 bytes, or the 32 raw bytes)"
     } else {
-        "base64 of a 32-byte key"
+        "base64 of a 32-byte key, or the 32 raw bytes"
     };
+    // The raw form (what `export --format der` writes): exactly 32 bytes. Base64 of 32
+    // bytes is 43 or 44 characters, so the two cannot be confused.
+    if input.len() == 32 {
+        return Ok(KeyMaterial {
+            secret: Zeroizing::new(input.to_vec()),
+            public: None,
+        });
+    }
     let text = std::str::from_utf8(input).map_err(|_| {
         Error::Usage(format!(
             "cannot read the {key_type} key: expected {expected}"
