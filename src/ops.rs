@@ -7,10 +7,13 @@ use zeroize::Zeroizing;
 
 use std::path::PathBuf;
 
+use crate::crypto::envelope;
 use crate::crypto::kdf::KdfParams;
+use crate::crypto::sign::RsaScheme;
 use crate::error::Result;
 use crate::keytype::KeyType;
 use crate::vault::check::CheckReport;
+use crate::vault::keyuse::Used;
 use crate::vault::lifecycle::{AuditEntry, BackupReport, CompactReport};
 use crate::vault::types::{KeyInfo, RevocationInfo, RevokeOutcome, VaultStatus};
 use crate::vault::{ExportOptions, Vault};
@@ -104,6 +107,82 @@ pub enum Request {
     },
     /// Rewrite the database so destroyed records leave the files.
     Compact,
+    /// Describe one key.
+    KeyInfo {
+        /// Owner.
+        user: String,
+        /// Name.
+        name: String,
+    },
+    /// Add a version.
+    Rotate {
+        /// Owner.
+        user: String,
+        /// Name.
+        name: String,
+    },
+    /// Destroy one version.
+    DeleteVersion {
+        /// Owner.
+        user: String,
+        /// Name.
+        name: String,
+        /// The version.
+        version: u32,
+    },
+    /// Encrypt a message (Fernet, RSA-OAEP).
+    Encrypt {
+        /// Owner.
+        user: String,
+        /// Name.
+        name: String,
+        /// The message.
+        plaintext: Zeroizing<Vec<u8>>,
+    },
+    /// Decrypt a message (Fernet, RSA-OAEP).
+    Decrypt {
+        /// Owner.
+        user: String,
+        /// Name.
+        name: String,
+        /// The token or ciphertext.
+        ciphertext: Vec<u8>,
+        /// Refuse Fernet tokens older than this many seconds.
+        ttl: Option<u64>,
+    },
+    /// The key of one AEAD envelope (a new one, or the one a header names).
+    EnvelopeKey {
+        /// Owner.
+        user: String,
+        /// Name.
+        name: String,
+        /// The header of an envelope to decrypt; none to encrypt.
+        header: Option<Vec<u8>>,
+    },
+    /// Sign a message.
+    Sign {
+        /// Owner.
+        user: String,
+        /// Name.
+        name: String,
+        /// RSA scheme (default PSS).
+        scheme: Option<RsaScheme>,
+        /// The message.
+        message: Zeroizing<Vec<u8>>,
+    },
+    /// Verify a signature.
+    Verify {
+        /// Owner.
+        user: String,
+        /// Name.
+        name: String,
+        /// RSA scheme (default PSS).
+        scheme: Option<RsaScheme>,
+        /// The message.
+        message: Zeroizing<Vec<u8>>,
+        /// The signature.
+        signature: Vec<u8>,
+    },
 }
 
 impl Request {
@@ -131,6 +210,14 @@ impl std::fmt::Debug for Request {
             Request::Passwd { .. } => "Passwd",
             Request::Audit { .. } => "Audit",
             Request::Compact => "Compact",
+            Request::KeyInfo { .. } => "KeyInfo",
+            Request::Rotate { .. } => "Rotate",
+            Request::DeleteVersion { .. } => "DeleteVersion",
+            Request::Encrypt { .. } => "Encrypt",
+            Request::Decrypt { .. } => "Decrypt",
+            Request::EnvelopeKey { .. } => "EnvelopeKey",
+            Request::Sign { .. } => "Sign",
+            Request::Verify { .. } => "Verify",
         };
         f.write_str(name)
     }
@@ -165,6 +252,26 @@ pub enum Response {
     Audit(Vec<AuditEntry>),
     /// For `Compact`, and `Revoke` with `purge` (with its outcome).
     Compacted(Option<RevokeOutcome>, CompactReport),
+    /// For `Encrypt` (the token or ciphertext) and `Sign` (the signature).
+    Produced(Used<Vec<u8>>),
+    /// For `Decrypt`.
+    Plaintext {
+        /// The version that opened it.
+        version: u32,
+        /// The message.
+        plaintext: Zeroizing<Vec<u8>>,
+    },
+    /// For `EnvelopeKey`.
+    EnvelopeKey {
+        /// The envelope header (new, or the one given).
+        header: Vec<u8>,
+        /// The envelope's key (opens that envelope only).
+        key: Zeroizing<Vec<u8>>,
+        /// A warning for the user.
+        warning: Option<String>,
+    },
+    /// For `Verify`: the version the signature verifies under, if any.
+    Verified(Option<u32>),
 }
 
 impl Vault {
@@ -212,6 +319,61 @@ impl Vault {
                 return Err(crate::Error::Internal(
                     "compaction needs the vault to itself".into(),
                 ));
+            }
+            Request::KeyInfo { user, name } => Response::Key(self.key_info(&user, &name)?),
+            Request::Rotate { user, name } => Response::Key(self.rotate(&user, &name)?),
+            Request::DeleteVersion {
+                user,
+                name,
+                version,
+            } => Response::Deleted(self.delete_version(&user, &name, version)?),
+            Request::Encrypt {
+                user,
+                name,
+                plaintext,
+            } => Response::Produced(self.encrypt_message(&user, &name, &plaintext)?),
+            Request::Decrypt {
+                user,
+                name,
+                ciphertext,
+                ttl,
+            } => {
+                let (version, plaintext) = self.decrypt_message(&user, &name, &ciphertext, ttl)?;
+                Response::Plaintext { version, plaintext }
+            }
+            Request::EnvelopeKey { user, name, header } => {
+                let parsed = match header {
+                    Some(bytes) => {
+                        let arr: [u8; envelope::HEADER_LEN] =
+                            bytes.as_slice().try_into().map_err(|_| {
+                                crate::Error::Integrity("the envelope header is malformed".into())
+                            })?;
+                        Some(envelope::EnvelopeHeader::from_bytes(&arr)?)
+                    }
+                    None => None,
+                };
+                let used = self.envelope_key(&user, &name, parsed.as_ref())?;
+                let (header, key) = used.value;
+                Response::EnvelopeKey {
+                    header: header.to_bytes().to_vec(),
+                    key: Zeroizing::new(key.to_vec()),
+                    warning: used.warning,
+                }
+            }
+            Request::Sign {
+                user,
+                name,
+                scheme,
+                message,
+            } => Response::Produced(self.sign_message(&user, &name, scheme, &message)?),
+            Request::Verify {
+                user,
+                name,
+                scheme,
+                message,
+                signature,
+            } => {
+                Response::Verified(self.verify_message(&user, &name, scheme, &message, &signature)?)
             }
         })
     }

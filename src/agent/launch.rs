@@ -165,6 +165,8 @@ fn prepare(vault: &Path, options: AgentOptions) -> Result<(Arc<Agent>, UnixListe
     let master = MasterKey::from_bytes(mk);
     let (socket_path, pid_path) = paths_for(vault, true)?;
     let agent_vault = Vault::open_with_master_key(vault, master)?;
+    // Persist use counts in blocks: a crash overcounts by at most this many.
+    agent_vault.set_use_reservation(256);
     // Bind before announcing; a stale socket (no listener) is replaced.
     if socket_path.exists() {
         if std::os::unix::net::UnixStream::connect(&socket_path).is_ok() {

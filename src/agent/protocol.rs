@@ -15,8 +15,9 @@ use crate::vault::types::VaultStatus;
 /// The protocol version. Bump it on any change to the messages below.
 pub const PROTOCOL_VERSION: u32 = 1;
 
-/// The largest request the agent reads (an import of a 1 MiB key file fits).
-pub const MAX_REQUEST_BYTES: u32 = 4 * 1024 * 1024;
+/// The largest request the agent reads: a message to encrypt or sign through the agent
+/// (larger files go through an AEAD key, whose envelopes stream in the client).
+pub const MAX_REQUEST_BYTES: u32 = 64 * 1024 * 1024;
 /// The largest response a client reads (the list of a very large vault fits).
 pub const MAX_RESPONSE_BYTES: u32 = 512 * 1024 * 1024;
 
@@ -135,8 +136,17 @@ pub fn read_message<T: DeserializeOwned>(
     if len > limit {
         return Err(FrameError::TooLarge(len));
     }
-    let mut body = Zeroizing::new(vec![0u8; len as usize]);
-    r.read_exact(&mut body).map_err(FrameError::Io)?;
+    // Grow the buffer as bytes arrive: a length prefix alone allocates nothing.
+    let mut body = Zeroizing::new(Vec::with_capacity((len as usize).min(1024 * 1024)));
+    r.take(u64::from(len))
+        .read_to_end(&mut body)
+        .map_err(FrameError::Io)?;
+    if body.len() != len as usize {
+        return Err(FrameError::Io(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "the frame ended early",
+        )));
+    }
     let (version, rest): (u32, &[u8]) =
         postcard::take_from_bytes(&body).map_err(|_| FrameError::Malformed)?;
     if version != PROTOCOL_VERSION {

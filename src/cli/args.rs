@@ -8,6 +8,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use keyvault::KeyType;
 use keyvault::crypto::kdf::{KdfParams, KdfProfile};
 use keyvault::crypto::keys::ExportFormat;
+use keyvault::crypto::sign::RsaScheme;
 
 /// A local, offline key vault: generate, store, use and revoke keys for named users,
 /// encrypted at rest under a passphrase.
@@ -106,12 +107,83 @@ pub enum Command {
         /// Only this user's keys
         user: Option<String>,
     },
-    /// Destroy one key, all of its versions
+    /// Destroy one key, all of its versions (or one version with --version)
     Delete {
         /// The user who owns the key
         user: String,
         /// The key name
         name: String,
+        /// Destroy only this version (never the only one)
+        #[arg(long, value_name = "V")]
+        version: Option<u32>,
+    },
+    /// Add a new version of a key; it becomes primary, older versions still decrypt and verify
+    Rotate {
+        /// The user who owns the key
+        user: String,
+        /// The key name
+        name: String,
+    },
+    /// Encrypt with a key, without exporting it (stdin to stdout by default)
+    Encrypt {
+        /// The user who owns the key
+        user: String,
+        /// The key name
+        name: String,
+        /// Read the plaintext from FILE [default: stdin]
+        #[arg(long = "in", short = 'i', value_name = "FILE")]
+        input: Option<PathBuf>,
+        /// Write the result to FILE (created 0600, never overwritten) [default: stdout]
+        #[arg(long, short = 'o', value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+    /// Decrypt with a key (a Fernet token, an AEAD envelope or an RSA-OAEP ciphertext)
+    Decrypt {
+        /// The user who owns the key
+        user: String,
+        /// The key name
+        name: String,
+        /// Read the ciphertext from FILE [default: stdin]
+        #[arg(long = "in", short = 'i', value_name = "FILE")]
+        input: Option<PathBuf>,
+        /// Write the plaintext to FILE (created 0600, only once all of it authenticated)
+        #[arg(long, short = 'o', value_name = "FILE")]
+        out: Option<PathBuf>,
+        /// Refuse Fernet tokens made more than SECONDS ago
+        #[arg(long, value_name = "SECONDS")]
+        ttl: Option<u64>,
+    },
+    /// Sign with a key (RSA-PSS-SHA256 by default, or PKCS#1 v1.5; Ed25519)
+    Sign {
+        /// The user who owns the key
+        user: String,
+        /// The key name
+        name: String,
+        /// Read the message from FILE [default: stdin]
+        #[arg(long = "in", short = 'i', value_name = "FILE")]
+        input: Option<PathBuf>,
+        /// Write the signature to FILE [default: stdout]
+        #[arg(long, short = 'o', value_name = "FILE")]
+        out: Option<PathBuf>,
+        /// The RSA signature scheme
+        #[arg(long, value_enum, value_name = "SCHEME")]
+        scheme: Option<SchemeArg>,
+    },
+    /// Verify a signature: exit 0 if valid, 1 if not
+    Verify {
+        /// The user who owns the key
+        user: String,
+        /// The key name
+        name: String,
+        /// The signature file
+        #[arg(long, short = 's', value_name = "FILE")]
+        signature: PathBuf,
+        /// Read the message from FILE [default: stdin]
+        #[arg(long = "in", short = 'i', value_name = "FILE")]
+        input: Option<PathBuf>,
+        /// The RSA signature scheme
+        #[arg(long, value_enum, value_name = "SCHEME")]
+        scheme: Option<SchemeArg>,
     },
     /// Destroy all of a user's keys and mark the user revoked; prints a receipt
     Revoke {
@@ -284,6 +356,26 @@ pub enum FormatArg {
     Der,
     /// base64 text
     Base64,
+    /// a JSON Web Key (RFC 7517/7518; OKP per RFC 8037)
+    Jwk,
+}
+
+/// `--scheme` values.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum SchemeArg {
+    /// RSASSA-PSS, SHA-256, 32-byte salt (verify accepts any salt length)
+    Pss,
+    /// RSASSA-PKCS1-v1_5, SHA-256
+    Pkcs1v15,
+}
+
+impl From<SchemeArg> for RsaScheme {
+    fn from(s: SchemeArg) -> Self {
+        match s {
+            SchemeArg::Pss => RsaScheme::Pss,
+            SchemeArg::Pkcs1v15 => RsaScheme::Pkcs1v15,
+        }
+    }
 }
 
 impl From<FormatArg> for ExportFormat {
@@ -292,6 +384,7 @@ impl From<FormatArg> for ExportFormat {
             FormatArg::Pem => ExportFormat::Pem,
             FormatArg::Der => ExportFormat::Der,
             FormatArg::Base64 => ExportFormat::Base64,
+            FormatArg::Jwk => ExportFormat::Jwk,
         }
     }
 }

@@ -4,6 +4,7 @@
 mod agent_cmds;
 pub mod args;
 mod demo;
+mod keyuse_cmds;
 mod lifecycle_cmds;
 mod output;
 mod passphrase;
@@ -285,17 +286,36 @@ pub fn run(cli: Cli) -> std::result::Result<ExitCode, RunError> {
                 out.text(&output::key_table(&keys))?;
             }
         }
-        Command::Delete { user, name } => {
+        Command::Delete {
+            user,
+            name,
+            version,
+        } => {
             let mut s = Session::new(&cli)?;
-            let Response::Deleted(k) = s.call(Request::Delete {
-                user: user.clone(),
-                name: name.clone(),
-            })?
-            else {
+            let request = match version {
+                Some(v) => Request::DeleteVersion {
+                    user: user.clone(),
+                    name: name.clone(),
+                    version: *v,
+                },
+                None => Request::Delete {
+                    user: user.clone(),
+                    name: name.clone(),
+                },
+            };
+            let Response::Deleted(k) = s.call(request)? else {
                 return Err(unexpected().into());
             };
             if out.json() {
-                out.doc(&json!({ "deleted": k }))?;
+                out.doc(&json!({ "deleted": k, "version": version }))?;
+            } else if let Some(v) = version {
+                out.text(&format!(
+                    "Deleted version {v} of {} key {:?} of {}; versions left: {}\n",
+                    k.key_type.0,
+                    k.name,
+                    k.user,
+                    output::version_list(&k)
+                ))?;
             } else {
                 out.text(&format!(
                     "Deleted {} key {:?} of {} ({} version(s), {})\n",
@@ -306,6 +326,91 @@ pub fn run(cli: Cli) -> std::result::Result<ExitCode, RunError> {
                     k.fingerprint
                 ))?;
             }
+        }
+        Command::Rotate { user, name } => {
+            let mut s = Session::new(&cli)?;
+            let Response::Key(k) = s.call(Request::Rotate {
+                user: user.clone(),
+                name: name.clone(),
+            })?
+            else {
+                return Err(unexpected().into());
+            };
+            if out.json() {
+                out.doc(&k)?;
+            } else {
+                out.text(&format!(
+                    "Rotated {} key {:?} of {}: version {} is primary ({}); versions: {}\n",
+                    k.key_type.0,
+                    k.name,
+                    k.user,
+                    k.primary_version,
+                    k.fingerprint,
+                    output::version_list(&k)
+                ))?;
+            }
+        }
+        Command::Encrypt {
+            user,
+            name,
+            input,
+            out: output,
+        } => keyuse_cmds::encrypt(
+            &mut out,
+            &mut Session::new(&cli)?,
+            user,
+            name,
+            input.as_deref(),
+            output.as_deref(),
+        )?,
+        Command::Decrypt {
+            user,
+            name,
+            input,
+            out: output,
+            ttl,
+        } => keyuse_cmds::decrypt(
+            &mut out,
+            &mut Session::new(&cli)?,
+            user,
+            name,
+            input.as_deref(),
+            output.as_deref(),
+            *ttl,
+        )?,
+        Command::Sign {
+            user,
+            name,
+            input,
+            out: output,
+            scheme,
+        } => keyuse_cmds::sign(
+            &mut out,
+            &mut Session::new(&cli)?,
+            user,
+            name,
+            input.as_deref(),
+            output.as_deref(),
+            scheme.map(Into::into),
+        )?,
+        Command::Verify {
+            user,
+            name,
+            signature,
+            input,
+            scheme,
+        } => {
+            let code = keyuse_cmds::verify(
+                &mut out,
+                &mut Session::new(&cli)?,
+                user,
+                name,
+                signature,
+                input.as_deref(),
+                scheme.map(Into::into),
+            )?;
+            out.flush()?;
+            return Ok(code);
         }
         Command::Revoke {
             user,

@@ -68,7 +68,7 @@ pub fn key_table(keys: &[KeyInfo]) -> String {
     if keys.is_empty() {
         return "no keys\n".to_string();
     }
-    let rows: Vec<[String; 6]> = keys
+    let rows: Vec<[String; 7]> = keys
         .iter()
         .map(|k| {
             [
@@ -84,12 +84,25 @@ pub fn key_table(keys: &[KeyInfo]) -> String {
                     .map(|v| v.version.to_string())
                     .collect::<Vec<_>>()
                     .join(","),
+                k.versions
+                    .iter()
+                    .map(|v| v.uses.to_string())
+                    .collect::<Vec<_>>()
+                    .join(","),
                 k.created.to_string(),
                 k.fingerprint.clone(),
             ]
         })
         .collect();
-    let header = ["USER", "NAME", "TYPE", "VERSIONS", "CREATED", "FINGERPRINT"];
+    let header = [
+        "USER",
+        "NAME",
+        "TYPE",
+        "VERSIONS",
+        "USES",
+        "CREATED",
+        "FINGERPRINT",
+    ];
     let mut widths = header.map(str::len);
     for row in &rows {
         for (w, cell) in widths.iter_mut().zip(row) {
@@ -174,4 +187,10 @@ pub fn compacted(r: &CompactReport) -> String {
         "Compacted the vault: {} records, {} bytes before, {} bytes after\n",
         r.records, r.bytes_before, r.bytes_after
     )
+}
+
+/// The versions of a key, e.g. `1,2,3 (primary 3)`.
+pub fn version_list(k: &KeyInfo) -> String {
+    let list: Vec<String> = k.versions.iter().map(|v| v.version.to_string()).collect();
+    format!("{} (primary {})", list.join(","), k.primary_version)
 }

@@ -198,20 +198,45 @@ enum Cipher {
     ChaCha(Box<ChaCha20Poly1305>),
 }
 
+/// The key of one envelope: HKDF-SHA256 of the key version's bytes with the envelope's
+/// salt. It opens only that envelope, so the agent can hand it to a client that streams
+/// a large file itself, without the key version ever leaving the agent.
+pub fn message_key(header: &EnvelopeHeader, version_key: &[u8; 32]) -> Zeroizing<[u8; 32]> {
+    let name = header.algorithm.key_type().as_str();
+    let mut info = Vec::with_capacity(48);
+    info.extend_from_slice(b"keyvault envelope v1 ");
+    info.extend_from_slice(name.as_bytes());
+    let hk = Hkdf::<Sha256>::new(Some(&header.salt), version_key);
+    let mut k = Zeroizing::new([0u8; 32]);
+    hk.expand(&info, k.as_mut())
+        .unwrap_or_else(|_| unreachable!("32 bytes is a valid HKDF-SHA256 length"));
+    k
+}
+
+/// A fresh header (random salt and nonce prefix) for an envelope under `version`.
+pub fn new_header(algorithm: AeadAlgorithm, version: u32) -> Result<EnvelopeHeader> {
+    let mut header = EnvelopeHeader {
+        algorithm,
+        key_version: version,
+        salt: [0u8; SALT_LEN],
+        nonce_prefix: [0u8; NONCE_PREFIX_LEN],
+        chunk_size: CHUNK_SIZE,
+    };
+    super::random_bytes(&mut header.salt)?;
+    super::random_bytes(&mut header.nonce_prefix)?;
+    Ok(header)
+}
+
 impl Cipher {
     fn new(header: &EnvelopeHeader, key: &[u8; 32]) -> Self {
-        let name = header.algorithm.key_type().as_str();
-        let mut info = Vec::with_capacity(48);
-        info.extend_from_slice(b"keyvault envelope v1 ");
-        info.extend_from_slice(name.as_bytes());
-        let hk = Hkdf::<Sha256>::new(Some(&header.salt), key);
-        let mut k = Zeroizing::new([0u8; 32]);
-        hk.expand(&info, k.as_mut())
-            .unwrap_or_else(|_| unreachable!("32 bytes is a valid HKDF-SHA256 length"));
+        Self::with_message_key(header, &message_key(header, key))
+    }
+
+    fn with_message_key(header: &EnvelopeHeader, k: &[u8; 32]) -> Self {
         match header.algorithm {
-            AeadAlgorithm::Aes256Gcm => Cipher::Aes(Box::new(Aes256Gcm::new((&*k).into()))),
+            AeadAlgorithm::Aes256Gcm => Cipher::Aes(Box::new(Aes256Gcm::new(k.into()))),
             AeadAlgorithm::ChaCha20Poly1305 => {
-                Cipher::ChaCha(Box::new(ChaCha20Poly1305::new((&*k).into())))
+                Cipher::ChaCha(Box::new(ChaCha20Poly1305::new(k.into())))
             }
         }
     }
@@ -285,20 +310,34 @@ fn encrypt_with_chunk_size(
     reader: &mut impl Read,
     writer: &mut impl Write,
 ) -> Result<u64> {
-    let mut header = EnvelopeHeader {
-        algorithm,
-        key_version: version,
-        salt: [0u8; SALT_LEN],
-        nonce_prefix: [0u8; NONCE_PREFIX_LEN],
-        chunk_size,
-    };
-    super::random_bytes(&mut header.salt)?;
-    super::random_bytes(&mut header.nonce_prefix)?;
-    let aad = header.to_bytes();
+    let mut header = new_header(algorithm, version)?;
+    header.chunk_size = chunk_size;
     let cipher = Cipher::new(&header, key);
+    seal_chunks(&header, &cipher, reader, writer)
+}
+
+/// Encrypts `reader` into an envelope with `header` (from [`new_header`]) and its
+/// message key (from [`message_key`]). Returns the number of plaintext bytes.
+pub fn encrypt_with_message_key(
+    header: &EnvelopeHeader,
+    message_key: &[u8; 32],
+    reader: &mut impl Read,
+    writer: &mut impl Write,
+) -> Result<u64> {
+    let cipher = Cipher::with_message_key(header, message_key);
+    seal_chunks(header, &cipher, reader, writer)
+}
+
+fn seal_chunks(
+    header: &EnvelopeHeader,
+    cipher: &Cipher,
+    reader: &mut impl Read,
+    writer: &mut impl Write,
+) -> Result<u64> {
+    let aad = header.to_bytes();
     write(writer, &aad)?;
 
-    let chunk = chunk_size as usize;
+    let chunk = header.chunk_size as usize;
     // One chunk and one byte of look-ahead: a full chunk is the last one only if the
     // input ends right after it.
     let mut buf = Zeroizing::new(vec![0u8; chunk + 1]);
@@ -357,8 +396,19 @@ pub fn decrypt_stream(
     reader: &mut impl Read,
     writer: &mut impl Write,
 ) -> Result<u64> {
+    decrypt_with_message_key(header, &message_key(header, key), reader, writer)
+}
+
+/// Decrypts the chunks that follow `header` with the envelope's message key (from
+/// [`message_key`]). Each chunk is written only once it authenticated.
+pub fn decrypt_with_message_key(
+    header: &EnvelopeHeader,
+    message_key: &[u8; 32],
+    reader: &mut impl Read,
+    writer: &mut impl Write,
+) -> Result<u64> {
     let aad = header.to_bytes();
-    let cipher = Cipher::new(header, key);
+    let cipher = Cipher::with_message_key(header, message_key);
     let segment = header.chunk_size as usize + TAG_LEN;
     // One sealed chunk and one byte of look-ahead, as in encryption.
     let mut buf = Zeroizing::new(vec![0u8; segment + 1]);

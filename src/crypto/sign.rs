@@ -25,7 +25,7 @@ use crate::error::{Error, Result};
 use crate::keytype::{KeyType, KeyUse};
 
 /// The RSA signature scheme.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum RsaScheme {
     /// RSASSA-PSS with SHA-256, MGF1-SHA256 and a 32-byte salt (the default).
     #[default]

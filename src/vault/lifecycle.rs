@@ -277,6 +277,7 @@ impl Vault {
             store,
             keyring,
             header,
+            uses,
             ..
         } = self;
         store.flush()?;
@@ -297,6 +298,7 @@ impl Vault {
             flushes: Default::default(),
             flushed: Default::default(),
             deferred_flush: Default::default(),
+            uses,
         };
         if let Err(e) = swapped {
             // The old database is still in place and was reopened: nothing changed.
@@ -403,9 +405,11 @@ impl Vault {
             }
             let mut batch = Batch::new();
             let mut destroyed = Vec::new();
+            let mut forget = Vec::new();
             for (db_key, record) in self.keys_of(&r.user)? {
                 destroyed.push(super::destroyed_key(&record));
-                batch.remove(Tree::Keys, db_key);
+                batch.remove(Tree::Keys, db_key.clone());
+                forget.push(db_key);
             }
             let revoked = RevokedRecord {
                 user: r.user.clone(),
@@ -428,6 +432,9 @@ impl Vault {
                     revoked.destroyed.len()
                 )),
             )?;
+            for db_key in forget {
+                self.forget_uses(&db_key);
+            }
             applied.push(r.user.clone());
         }
         Ok(applied)

@@ -6,6 +6,7 @@
 
 mod audit;
 pub mod check;
+pub mod keyuse;
 pub mod lifecycle;
 pub mod types;
 pub mod validate;
@@ -54,6 +55,8 @@ pub struct Vault {
     flushed: Condvar,
     /// Whether commits skip waiting for durability (bulk loads).
     deferred_flush: AtomicBool,
+    /// Use counts of key versions.
+    uses: keyuse::UseCounters,
 }
 
 #[derive(Default)]
@@ -169,6 +172,7 @@ impl Vault {
             flushes: Mutex::new(FlushState::default()),
             flushed: Condvar::new(),
             deferred_flush: AtomicBool::new(false),
+            uses: Default::default(),
         };
         vault.record(AuditEvent::new("init").detail(format!("kdf {kdf}")))?;
         Ok(vault)
@@ -216,6 +220,7 @@ impl Vault {
             flushes: Mutex::new(FlushState::default()),
             flushed: Condvar::new(),
             deferred_flush: AtomicBool::new(false),
+            uses: Default::default(),
         };
         if let Some(bytes) = vault.store.get(Tree::Meta, meta_keys::FAILED_UNLOCKS)? {
             let detail = match records::decode::<FailedUnlocks>(&bytes, "failed unlocks") {
@@ -629,8 +634,17 @@ impl Vault {
 
     /// Describes one key.
     pub fn key_info(&self, user: &str, name: &str) -> Result<KeyInfo> {
-        let (_, record) = self.require_key(user, name)?;
-        Ok(key_info(&record))
+        let (db_key, record) = self.require_key(user, name)?;
+        Ok(self.live_info(&db_key, &record))
+    }
+
+    /// The description of a key with the use counts this process has live.
+    fn live_info(&self, db_key: &[u8], record: &KeyRecord) -> KeyInfo {
+        let mut info = key_info(record);
+        for (v, r) in info.versions.iter_mut().zip(&record.versions) {
+            v.uses = self.live_uses(db_key, r.version, r.uses);
+        }
+        info
     }
 
     /// Lists the keys of one user, or of every user, sorted by user then name.
@@ -639,8 +653,8 @@ impl Vault {
         match user {
             Some(user) => {
                 validate::user_id(user)?;
-                for (_, record) in self.keys_of(user)? {
-                    out.push(key_info(&record));
+                for (db_key, record) in self.keys_of(user)? {
+                    out.push(self.live_info(&db_key, &record));
                 }
             }
             None => {
@@ -652,7 +666,7 @@ impl Vault {
                             "a key record does not match its index entry".into(),
                         ));
                     }
-                    out.push(key_info(&record));
+                    out.push(self.live_info(&db_key, &record));
                 }
             }
         }
@@ -665,7 +679,7 @@ impl Vault {
         let head = self.lock_writer();
         let (db_key, record) = self.require_key(user, name)?;
         let mut batch = Batch::new();
-        batch.remove(Tree::Keys, db_key);
+        batch.remove(Tree::Keys, db_key.clone());
         self.commit(
             head,
             batch,
@@ -678,6 +692,7 @@ impl Vault {
                     record.versions.len()
                 )),
         )?;
+        self.forget_uses(&db_key);
         Ok(key_info(&record))
     }
 
@@ -698,9 +713,11 @@ impl Vault {
         let keys = self.keys_of(user)?;
         let mut batch = Batch::new();
         let mut destroyed = Vec::with_capacity(keys.len());
+        let mut forget = Vec::with_capacity(keys.len());
         for (db_key, record) in keys {
             destroyed.push(destroyed_key(&record));
-            batch.remove(Tree::Keys, db_key);
+            batch.remove(Tree::Keys, db_key.clone());
+            forget.push(db_key);
         }
         let revoked = RevokedRecord {
             user: user.to_string(),
@@ -721,6 +738,9 @@ impl Vault {
                 .user(user)
                 .detail(format!("{} key(s) destroyed", revoked.destroyed.len())),
         )?;
+        for db_key in forget {
+            self.forget_uses(&db_key);
+        }
         Ok(RevokeOutcome {
             already_revoked: false,
             receipt: revocation_info(&revoked),

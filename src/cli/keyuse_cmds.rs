@@ -1,0 +1,428 @@
+//! `encrypt`, `decrypt`, `sign`, `verify`, `rotate` and `delete --version`: using keys
+//! without exporting them.
+//!
+//! AEAD envelopes stream: the vault (or agent) hands out the key of one envelope and
+//! this process streams the file through it, so large files never pass through the
+//! agent. Fernet tokens, RSA-OAEP and signatures take the whole message in memory.
+
+use std::fs;
+use std::io::{self, Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use serde_json::json;
+use zeroize::Zeroizing;
+
+use keyvault::agent::protocol::MAX_REQUEST_BYTES;
+use keyvault::crypto::envelope::{self, EnvelopeHeader};
+use keyvault::crypto::sign::RsaScheme;
+use keyvault::keytype::{KeyType, KeyUse};
+use keyvault::ops::{Request, Response};
+use keyvault::{Error, Result};
+
+use super::output::Out;
+use super::{RunError, Session, unexpected};
+
+type CmdResult<T = ()> = std::result::Result<T, RunError>;
+
+/// The most a message may hold when it is read whole (Fernet, RSA, signatures).
+const MAX_MESSAGE_BYTES: u64 = 2 * 1024 * 1024 * 1024;
+/// Room for the rest of a request around a message sent to the agent.
+const REQUEST_OVERHEAD: u64 = 4096;
+
+/// Where output goes: stdout, or a new file written under a temporary name and linked
+/// into place only when complete (never overwriting; removed on failure).
+enum Sink {
+    Stdout(io::Stdout),
+    File {
+        file: io::BufWriter<fs::File>,
+        temp: PathBuf,
+        target: PathBuf,
+    },
+    Memory(Vec<u8>),
+}
+
+impl Sink {
+    fn open(out: Option<&Path>, json: bool) -> Result<Sink> {
+        let Some(target) = out else {
+            return Ok(if json {
+                Sink::Memory(Vec::new())
+            } else {
+                Sink::Stdout(io::stdout())
+            });
+        };
+        if target.exists() {
+            return Err(Error::AlreadyExists(format!(
+                "{} exists; refusing to overwrite it",
+                target.display()
+            )));
+        }
+        let dir = target
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let mut rnd = [0u8; 6];
+        keyvault::crypto::random_bytes(&mut rnd)?;
+        let suffix: String = rnd.iter().map(|b| format!("{b:02x}")).collect();
+        let name = target.file_name().map(|n| n.to_string_lossy().into_owned());
+        let temp = dir.join(format!(".{}.tmp-{suffix}", name.unwrap_or_default()));
+        let file = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&temp)
+            .map_err(|e| Error::io(format!("cannot create {}", temp.display()), e))?;
+        Ok(Sink::File {
+            file: io::BufWriter::with_capacity(1 << 20, file),
+            temp,
+            target: target.to_path_buf(),
+        })
+    }
+
+    /// Completes the output: flushes, and links a file into place.
+    fn finish(mut self) -> Result<Option<Vec<u8>>> {
+        match &mut self {
+            Sink::Stdout(s) => {
+                s.flush().map_err(|e| Error::io("writing stdout", e))?;
+                Ok(None)
+            }
+            Sink::Memory(buf) => Ok(Some(std::mem::take(buf))),
+            Sink::File { file, temp, target } => {
+                file.flush()
+                    .and_then(|()| file.get_ref().sync_all())
+                    .map_err(|e| Error::io(format!("cannot write {}", temp.display()), e))?;
+                fs::hard_link(&*temp, &*target).map_err(|e| match e.kind() {
+                    io::ErrorKind::AlreadyExists => Error::AlreadyExists(format!(
+                        "{} exists; refusing to overwrite it",
+                        target.display()
+                    )),
+                    _ => Error::io(format!("cannot create {}", target.display()), e),
+                })?;
+                let _ = fs::remove_file(&*temp);
+                Ok(None)
+            }
+        }
+    }
+}
+
+impl Write for Sink {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Sink::Stdout(s) => s.write(buf),
+            Sink::File { file, .. } => file.write(buf),
+            Sink::Memory(m) => m.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Sink::Stdout(s) => s.flush(),
+            Sink::File { file, .. } => file.flush(),
+            Sink::Memory(_) => Ok(()),
+        }
+    }
+}
+
+impl Drop for Sink {
+    fn drop(&mut self) {
+        if let Sink::File { temp, .. } = self {
+            // Gone already when finished; otherwise a failed output leaves nothing.
+            let _ = fs::remove_file(&*temp);
+        }
+    }
+}
+
+fn open_input(input: Option<&Path>) -> Result<Box<dyn Read>> {
+    match input {
+        None => Ok(Box::new(io::stdin().lock())),
+        Some(p) if p == Path::new("-") => Ok(Box::new(io::stdin().lock())),
+        Some(p) => {
+            let f = fs::File::open(p).map_err(|e| match e.kind() {
+                io::ErrorKind::NotFound => Error::FileNotFound(p.to_path_buf()),
+                _ => Error::io(format!("cannot read {}", p.display()), e),
+            })?;
+            Ok(Box::new(io::BufReader::with_capacity(1 << 20, f)))
+        }
+    }
+}
+
+fn read_message(session: &mut Session, input: Option<&Path>) -> Result<Zeroizing<Vec<u8>>> {
+    let through_agent = session.agent()?.is_some();
+    let limit = if through_agent {
+        u64::from(MAX_REQUEST_BYTES) - REQUEST_OVERHEAD
+    } else {
+        MAX_MESSAGE_BYTES
+    };
+    let mut buf = Zeroizing::new(Vec::new());
+    open_input(input)?
+        .take(limit + 1)
+        .read_to_end(&mut buf)
+        .map_err(|e| Error::io("cannot read the input", e))?;
+    if buf.len() as u64 > limit {
+        return Err(Error::Usage(if through_agent {
+            format!(
+                "the input is over the {} MiB a message may hold through the agent; encrypt large files with an aes256-gcm or chacha20-poly1305 key (they stream)",
+                limit >> 20
+            )
+        } else {
+            "the input is over 2 GiB; encrypt large files with an aes256-gcm or chacha20-poly1305 key (they stream)".into()
+        }));
+    }
+    Ok(buf)
+}
+
+fn key_type_of(session: &mut Session, user: &str, name: &str) -> Result<KeyType> {
+    match session.call(Request::KeyInfo {
+        user: user.to_string(),
+        name: name.to_string(),
+    })? {
+        Response::Key(k) => Ok(k.key_type.0),
+        _ => Err(unexpected()),
+    }
+}
+
+fn warn(warning: &Option<String>) {
+    if let Some(w) = warning {
+        eprintln!("warning: {w}");
+    }
+}
+
+fn envelope_key(
+    session: &mut Session,
+    user: &str,
+    name: &str,
+    header: Option<Vec<u8>>,
+) -> Result<(EnvelopeHeader, Zeroizing<[u8; 32]>, Option<String>)> {
+    let Response::EnvelopeKey {
+        header,
+        key,
+        warning,
+    } = session.call(Request::EnvelopeKey {
+        user: user.to_string(),
+        name: name.to_string(),
+        header,
+    })?
+    else {
+        return Err(unexpected());
+    };
+    let arr: [u8; envelope::HEADER_LEN] = header
+        .as_slice()
+        .try_into()
+        .map_err(|_| Error::Integrity("malformed envelope header".into()))?;
+    let key: [u8; 32] = key
+        .as_slice()
+        .try_into()
+        .map_err(|_| Error::Integrity("malformed envelope key".into()))?;
+    Ok((
+        EnvelopeHeader::from_bytes(&arr)?,
+        Zeroizing::new(key),
+        warning,
+    ))
+}
+
+/// Emits the output of an operation: to the sink, and with `--json` a document.
+fn emit(out: &mut Out, sink: Sink, what: &str, text: bool, extra: serde_json::Value) -> CmdResult {
+    let written_to = match &sink {
+        Sink::File { target, .. } => Some(target.display().to_string()),
+        _ => None,
+    };
+    let data = sink.finish()?;
+    if out.json() {
+        let mut doc = extra;
+        match (data, written_to) {
+            (Some(bytes), _) => {
+                doc[what] = match (text, std::str::from_utf8(&bytes)) {
+                    (true, Ok(t)) => json!(t.trim_end()),
+                    _ => json!(STANDARD.encode(&bytes)),
+                };
+            }
+            (None, Some(path)) => doc["written"] = json!(path),
+            (None, None) => {}
+        }
+        out.doc(&doc)?;
+    }
+    Ok(())
+}
+
+/// `encrypt`.
+pub fn encrypt(
+    out: &mut Out,
+    session: &mut Session,
+    user: &str,
+    name: &str,
+    input: Option<&Path>,
+    output: Option<&Path>,
+) -> CmdResult {
+    let key_type = key_type_of(session, user, name)?;
+    key_type.check_use(KeyUse::Encrypt)?;
+    let mut sink = Sink::open(output, out.json())?;
+    if key_type.is_aead() {
+        let mut reader = open_input(input)?;
+        let (header, key, warning) = envelope_key(session, user, name, None)?;
+        envelope::encrypt_with_message_key(&header, &key, &mut reader, &mut sink)?;
+        warn(&warning);
+        let version = header.key_version;
+        return emit(
+            out,
+            sink,
+            "ciphertext",
+            false,
+            json!({ "user": user, "name": name, "version": version, "type": key_type.as_str() }),
+        );
+    }
+    let message = read_message(session, input)?;
+    let Response::Produced(used) = session.call(Request::Encrypt {
+        user: user.to_string(),
+        name: name.to_string(),
+        plaintext: message,
+    })?
+    else {
+        return Err(unexpected().into());
+    };
+    warn(&used.warning);
+    let fernet = key_type == KeyType::Fernet;
+    sink.write_all(&used.value)
+        .and_then(|()| {
+            if fernet {
+                sink.write_all(b"\n")
+            } else {
+                Ok(())
+            }
+        })
+        .map_err(|e| Error::io("writing the output", e))?;
+    emit(
+        out,
+        sink,
+        "ciphertext",
+        fernet,
+        json!({ "user": user, "name": name, "version": used.version, "type": key_type.as_str() }),
+    )
+}
+
+/// `decrypt`.
+pub fn decrypt(
+    out: &mut Out,
+    session: &mut Session,
+    user: &str,
+    name: &str,
+    input: Option<&Path>,
+    output: Option<&Path>,
+    ttl: Option<u64>,
+) -> CmdResult {
+    let key_type = key_type_of(session, user, name)?;
+    key_type.check_use(KeyUse::Decrypt)?;
+    if ttl.is_some() && key_type != KeyType::Fernet {
+        return Err(Error::Usage("--ttl applies to fernet keys only".into()).into());
+    }
+    if key_type.is_aead() {
+        let mut reader = open_input(input)?;
+        let header = envelope::read_header(&mut reader)?;
+        let (header, key, _) = envelope_key(session, user, name, Some(header.to_bytes().to_vec()))?;
+        let mut sink = Sink::open(output, out.json())?;
+        envelope::decrypt_with_message_key(&header, &key, &mut reader, &mut sink)?;
+        let version = header.key_version;
+        return emit(
+            out,
+            sink,
+            "plaintext",
+            true,
+            json!({ "user": user, "name": name, "version": version }),
+        );
+    }
+    let ciphertext = read_message(session, input)?;
+    let Response::Plaintext { version, plaintext } = session.call(Request::Decrypt {
+        user: user.to_string(),
+        name: name.to_string(),
+        ciphertext: ciphertext.to_vec(),
+        ttl,
+    })?
+    else {
+        return Err(unexpected().into());
+    };
+    let mut sink = Sink::open(output, out.json())?;
+    sink.write_all(&plaintext)
+        .map_err(|e| Error::io("writing the output", e))?;
+    emit(
+        out,
+        sink,
+        "plaintext",
+        true,
+        json!({ "user": user, "name": name, "version": version }),
+    )
+}
+
+/// `sign`.
+pub fn sign(
+    out: &mut Out,
+    session: &mut Session,
+    user: &str,
+    name: &str,
+    input: Option<&Path>,
+    output: Option<&Path>,
+    scheme: Option<RsaScheme>,
+) -> CmdResult {
+    let key_type = key_type_of(session, user, name)?;
+    key_type.check_use(KeyUse::Sign)?;
+    let mut sink = Sink::open(output, out.json())?;
+    let message = read_message(session, input)?;
+    let Response::Produced(used) = session.call(Request::Sign {
+        user: user.to_string(),
+        name: name.to_string(),
+        scheme,
+        message,
+    })?
+    else {
+        return Err(unexpected().into());
+    };
+    sink.write_all(&used.value)
+        .map_err(|e| Error::io("writing the output", e))?;
+    emit(
+        out,
+        sink,
+        "signature",
+        false,
+        json!({ "user": user, "name": name, "version": used.version, "type": key_type.as_str() }),
+    )
+}
+
+/// `verify`: exit 0 if the signature verifies under some version, 1 if not.
+pub fn verify(
+    out: &mut Out,
+    session: &mut Session,
+    user: &str,
+    name: &str,
+    signature: &Path,
+    input: Option<&Path>,
+    scheme: Option<RsaScheme>,
+) -> CmdResult<i32> {
+    let key_type = key_type_of(session, user, name)?;
+    key_type.check_use(KeyUse::Verify)?;
+    let sig = fs::read(signature).map_err(|e| match e.kind() {
+        io::ErrorKind::NotFound => Error::FileNotFound(signature.to_path_buf()),
+        _ => Error::io(format!("cannot read {}", signature.display()), e),
+    })?;
+    let message = read_message(session, input)?;
+    let Response::Verified(version) = session.call(Request::Verify {
+        user: user.to_string(),
+        name: name.to_string(),
+        scheme,
+        message,
+        signature: sig,
+    })?
+    else {
+        return Err(unexpected().into());
+    };
+    if out.json() {
+        out.doc(
+            &json!({ "user": user, "name": name, "valid": version.is_some(), "version": version }),
+        )?;
+    } else {
+        match version {
+            Some(v) => out.text(&format!("valid (version {v})\n"))?,
+            None => out.text("invalid\n")?,
+        }
+    }
+    Ok(if version.is_some() { 0 } else { 1 })
+}

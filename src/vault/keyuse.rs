@@ -1,0 +1,485 @@
+//! Using keys without exporting them: encrypt, decrypt, sign, verify; rotation and
+//! version deletion; and the per-version use counters.
+//!
+//! Every version counts its encryptions and signatures. Counts are persisted by
+//! reserving blocks ahead (the record stores the ceiling of the current block), so a
+//! crash can only overcount, never undercount; a one-shot command reserves exactly one
+//! use, the agent reserves blocks (see [`Vault::set_use_reservation`]). AEAD key versions
+//! are refused past 2^32 encryptions, NIST SP 800-38D's bound for random 96-bit nonces,
+//! and warn as they near it.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+use crate::crypto::envelope::{self, AeadAlgorithm, EnvelopeHeader};
+use crate::crypto::keys::{self, KeyMaterial};
+use crate::crypto::sign::RsaScheme;
+use crate::crypto::{fernet_token, oaep, sign};
+use crate::error::{Error, Result};
+use crate::keytype::{KeyType, KeyUse};
+use crate::store::records::{self, KeyRecord, KeyVersionRecord, VersionState};
+use crate::store::{Batch, Tree};
+
+use super::types::{KeyInfo, Timestamp};
+use super::{AuditEvent, Vault, key_info};
+
+/// Encryptions an AEAD key version may make: 2^32 (NIST SP 800-38D, random nonces).
+pub const AEAD_USE_LIMIT: u64 = 1 << 32;
+/// From this many encryptions on, an AEAD key version warns: rotate soon.
+pub const AEAD_WARN_AT: u64 = AEAD_USE_LIMIT - (1 << 28);
+
+/// In-memory use counts and the reservation block size.
+pub struct UseCounters {
+    map: Mutex<HashMap<(Vec<u8>, u32), Counter>>,
+    block: AtomicU64,
+}
+
+impl Default for UseCounters {
+    fn default() -> Self {
+        UseCounters {
+            map: Mutex::new(HashMap::new()),
+            block: AtomicU64::new(1),
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+struct Counter {
+    used: u64,
+    reserved: u64,
+}
+
+/// The result of an encryption or signature, with a warning when a key version nears
+/// its limit.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Used<T> {
+    /// The result.
+    pub value: T,
+    /// The version used.
+    pub version: u32,
+    /// A warning to show the user.
+    pub warning: Option<String>,
+}
+
+fn material(v: &KeyVersionRecord) -> KeyMaterial {
+    KeyMaterial {
+        secret: v.secret.clone(),
+        public: v.public.clone(),
+    }
+}
+
+fn primary(record: &KeyRecord) -> Result<&KeyVersionRecord> {
+    record
+        .versions
+        .iter()
+        .find(|v| v.state == VersionState::Primary)
+        .ok_or_else(|| Error::Integrity("a key record has no primary version".into()))
+}
+
+fn needs_private(record: &KeyRecord, v: &KeyVersionRecord, what: &str) -> Result<()> {
+    if v.secret.is_empty() {
+        return Err(Error::Usage(format!(
+            "{}/{} is a public-only key: it cannot {what}; import its private key to do that",
+            record.user, record.name
+        )));
+    }
+    Ok(())
+}
+
+/// Newest version first, as MultiFernet tries its keys.
+fn newest_first(record: &KeyRecord) -> impl Iterator<Item = &KeyVersionRecord> {
+    record.versions.iter().rev()
+}
+
+impl Vault {
+    /// How many uses the agent reserves at a time (1, the default, persists every use:
+    /// right for one-shot commands; a long-running agent reserves blocks).
+    pub fn set_use_reservation(&self, block: u64) {
+        self.uses.block.store(block.max(1), Ordering::Relaxed);
+    }
+
+    /// Forgets the in-memory counts of a key (after it was deleted or replaced).
+    pub(super) fn forget_uses(&self, db_key: &[u8]) {
+        self.uses
+            .map
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|(k, _), _| k.as_slice() != db_key);
+    }
+
+    /// The live use count of a version (the in-memory one where this process counted).
+    pub(super) fn live_uses(&self, db_key: &[u8], version: u32, persisted: u64) -> u64 {
+        self.uses
+            .map
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&(db_key.to_vec(), version))
+            .map(|c| c.used)
+            .unwrap_or(persisted)
+    }
+
+    /// Counts one use of `version`, persisting a new reservation when the current one
+    /// is used up; refuses an AEAD version at its limit. Returns a warning near it.
+    fn count_use(
+        &self,
+        db_key: &[u8],
+        record: &KeyRecord,
+        version: u32,
+        operation: &'static str,
+    ) -> Result<Option<String>> {
+        let persisted = record
+            .versions
+            .iter()
+            .find(|v| v.version == version)
+            .map(|v| v.uses)
+            .unwrap_or(0);
+        let mut map = self.uses.map.lock().unwrap_or_else(|p| p.into_inner());
+        let counter = map.entry((db_key.to_vec(), version)).or_insert(Counter {
+            used: persisted,
+            reserved: persisted,
+        });
+        let aead = record.key_type.is_aead();
+        if aead && counter.used >= AEAD_USE_LIMIT {
+            return Err(Error::TooWeak(format!(
+                "version {version} of {}/{} has made 2^32 encryptions, the limit for random 96-bit nonces (NIST SP 800-38D); run `keyvault rotate {} {}`",
+                record.user, record.name, record.user, record.name
+            )));
+        }
+        let used = counter.used + 1;
+        if used > counter.reserved {
+            let block = self.uses.block.load(Ordering::Relaxed);
+            let reserved = used - 1 + block;
+            self.persist_uses(
+                db_key,
+                &record.user,
+                &record.name,
+                version,
+                reserved,
+                operation,
+            )?;
+            counter.reserved = reserved;
+        }
+        counter.used = used;
+        Ok((aead && used >= AEAD_WARN_AT).then(|| {
+            format!(
+                "version {version} of {}/{} has made {used} encryptions, near the limit of 2^32; run `keyvault rotate {} {}` soon",
+                record.user, record.name, record.user, record.name
+            )
+        }))
+    }
+
+    fn persist_uses(
+        &self,
+        db_key: &[u8],
+        user: &str,
+        name: &str,
+        version: u32,
+        reserved: u64,
+        operation: &'static str,
+    ) -> Result<()> {
+        let head = self.lock_writer();
+        let (_, mut record) = self.require_key(user, name)?;
+        let v = record
+            .versions
+            .iter_mut()
+            .find(|v| v.version == version)
+            .ok_or_else(|| Error::VersionNotFound {
+                user: user.to_string(),
+                name: name.to_string(),
+                version,
+            })?;
+        v.uses = v.uses.max(reserved);
+        let mut batch = Batch::new();
+        batch.insert(
+            Tree::Keys,
+            db_key.to_vec(),
+            self.seal(Tree::Keys, db_key, &records::encode(&record)?)?,
+        );
+        self.commit(
+            head,
+            batch,
+            AuditEvent::new(operation)
+                .user(user)
+                .key(name)
+                .detail(format!("version {version}, uses counted up to {reserved}")),
+        )
+    }
+
+    /// Adds a new primary version to a key; older versions keep decrypting and
+    /// verifying.
+    pub fn rotate(&self, user: &str, name: &str) -> Result<KeyInfo> {
+        let (_, peek) = self.require_key(user, name)?;
+        if peek.versions.iter().all(|v| v.secret.is_empty()) {
+            return Err(Error::Usage(format!(
+                "{user}/{name} is a public-only key: import the new public key under another name instead of rotating"
+            )));
+        }
+        let fresh = keys::generate(peek.key_type)?;
+        let head = self.lock_writer();
+        let (db_key, mut record) = self.require_key(user, name)?;
+        let next = record.versions.iter().map(|v| v.version).max().unwrap_or(0) + 1;
+        for v in &mut record.versions {
+            v.state = VersionState::DecryptOnly;
+        }
+        record.versions.push(KeyVersionRecord {
+            version: next,
+            created: Timestamp::now().0,
+            state: VersionState::Primary,
+            secret: fresh.secret,
+            public: fresh.public,
+            uses: 0,
+        });
+        let mut batch = Batch::new();
+        batch.insert(
+            Tree::Keys,
+            db_key.clone(),
+            self.seal(Tree::Keys, &db_key, &records::encode(&record)?)?,
+        );
+        self.commit(
+            head,
+            batch,
+            AuditEvent::new("rotate")
+                .user(user)
+                .key(name)
+                .detail(format!("version {next} is primary")),
+        )?;
+        Ok(key_info(&record))
+    }
+
+    /// Destroys one version of a key (never the only one). Deleting the primary makes
+    /// the newest remaining version primary.
+    pub fn delete_version(&self, user: &str, name: &str, version: u32) -> Result<KeyInfo> {
+        let head = self.lock_writer();
+        let (db_key, mut record) = self.require_key(user, name)?;
+        let Some(pos) = record.versions.iter().position(|v| v.version == version) else {
+            return Err(Error::VersionNotFound {
+                user: user.to_string(),
+                name: name.to_string(),
+                version,
+            });
+        };
+        if record.versions.len() == 1 {
+            return Err(Error::Usage(format!(
+                "version {version} is the only version of {user}/{name}; delete the key instead"
+            )));
+        }
+        let removed = record.versions.remove(pos);
+        if removed.state == VersionState::Primary
+            && let Some(last) = record.versions.last_mut()
+        {
+            last.state = VersionState::Primary;
+        }
+        let mut batch = Batch::new();
+        batch.insert(
+            Tree::Keys,
+            db_key.clone(),
+            self.seal(Tree::Keys, &db_key, &records::encode(&record)?)?,
+        );
+        self.commit(
+            head,
+            batch,
+            AuditEvent::new("delete-version")
+                .user(user)
+                .key(name)
+                .detail(format!("version {version}")),
+        )?;
+        self.forget_uses(&db_key);
+        Ok(key_info(&record))
+    }
+
+    /// Encrypts a message with a Fernet key (a standard token) or an RSA key (OAEP-SHA256)
+    /// under the primary version. AEAD keys stream through [`Vault::envelope_key`].
+    pub fn encrypt_message(
+        &self,
+        user: &str,
+        name: &str,
+        plaintext: &[u8],
+    ) -> Result<Used<Vec<u8>>> {
+        let (db_key, record) = self.require_key(user, name)?;
+        record.key_type.check_use(KeyUse::Encrypt)?;
+        if record.key_type.is_aead() {
+            return Err(Error::Internal(
+                "AEAD keys encrypt through envelope_key".into(),
+            ));
+        }
+        let v = primary(&record)?;
+        let value = match record.key_type {
+            KeyType::Fernet => fernet_token::encrypt(&v.secret, plaintext)?.into_bytes(),
+            _ => oaep::encrypt(record.key_type, &material(v), plaintext)?,
+        };
+        let warning = self.count_use(&db_key, &record, v.version, "encrypt")?;
+        Ok(Used {
+            value,
+            version: v.version,
+            warning,
+        })
+    }
+
+    /// Decrypts a Fernet token (newest version first, as MultiFernet; `ttl` refuses
+    /// older tokens) or an RSA-OAEP ciphertext (each version, newest first).
+    pub fn decrypt_message(
+        &self,
+        user: &str,
+        name: &str,
+        ciphertext: &[u8],
+        ttl: Option<u64>,
+    ) -> Result<(u32, Zeroizing<Vec<u8>>)> {
+        let (_, record) = self.require_key(user, name)?;
+        record.key_type.check_use(KeyUse::Decrypt)?;
+        if ttl.is_some() && record.key_type != KeyType::Fernet {
+            return Err(Error::Usage("--ttl applies to fernet keys only".into()));
+        }
+        let result = match record.key_type {
+            KeyType::Fernet => {
+                let keys: Vec<(u32, &[u8])> = newest_first(&record)
+                    .map(|v| (v.version, v.secret.as_slice()))
+                    .collect();
+                match ttl {
+                    Some(t) => fernet_token::decrypt_with_ttl(&keys, ciphertext, t)?,
+                    None => fernet_token::decrypt(&keys, ciphertext)?,
+                }
+            }
+            kt if kt.is_aead() => {
+                return Err(Error::Internal(
+                    "AEAD keys decrypt through envelope_key".into(),
+                ));
+            }
+            kt => {
+                if ciphertext.is_empty() {
+                    return Err(Error::Usage(
+                        "the input is empty: expected an RSA-OAEP ciphertext".into(),
+                    ));
+                }
+                if record.versions.iter().all(|v| v.secret.is_empty()) {
+                    needs_private(&record, primary(&record)?, "decrypt")?;
+                }
+                let mut last =
+                    Error::Integrity("no version of the key opens the ciphertext".into());
+                let mut opened = None;
+                for v in newest_first(&record).filter(|v| !v.secret.is_empty()) {
+                    match oaep::decrypt(kt, &material(v), ciphertext) {
+                        Ok(p) => {
+                            opened = Some((v.version, p));
+                            break;
+                        }
+                        Err(e) => last = e,
+                    }
+                }
+                match opened {
+                    Some(o) => o,
+                    None => return Err(last),
+                }
+            }
+        };
+        self.record_use(
+            AuditEvent::new("decrypt")
+                .user(user)
+                .key(name)
+                .detail(format!("version {}", result.0)),
+        )?;
+        Ok(result)
+    }
+
+    /// The key of one AEAD envelope. With no header: a fresh header under the primary
+    /// version (counted as one encryption). With a header (from an envelope being
+    /// decrypted): the key of the version it names. The key opens only that envelope.
+    pub fn envelope_key(
+        &self,
+        user: &str,
+        name: &str,
+        header: Option<&EnvelopeHeader>,
+    ) -> Result<Used<(EnvelopeHeader, Zeroizing<[u8; 32]>)>> {
+        let (db_key, record) = self.require_key(user, name)?;
+        let what = if header.is_some() {
+            KeyUse::Decrypt
+        } else {
+            KeyUse::Encrypt
+        };
+        record.key_type.check_use(what)?;
+        let algorithm = AeadAlgorithm::for_key_type(record.key_type)?;
+        let (header, v, warning) = match header {
+            None => {
+                let v = primary(&record)?;
+                let warning = self.count_use(&db_key, &record, v.version, "encrypt")?;
+                (envelope::new_header(algorithm, v.version)?, v, warning)
+            }
+            Some(h) => {
+                h.check_key_type(record.key_type)?;
+                let v = record
+                    .versions
+                    .iter()
+                    .find(|v| v.version == h.key_version)
+                    .ok_or_else(|| Error::VersionNotFound {
+                        user: user.to_string(),
+                        name: name.to_string(),
+                        version: h.key_version,
+                    })?;
+                self.record_use(
+                    AuditEvent::new("decrypt")
+                        .user(user)
+                        .key(name)
+                        .detail(format!("version {}", v.version)),
+                )?;
+                (h.clone(), v, None)
+            }
+        };
+        let key: [u8; 32] = v
+            .secret
+            .as_slice()
+            .try_into()
+            .map_err(|_| Error::Integrity("a stored AEAD key is not 32 bytes".into()))?;
+        let key = Zeroizing::new(key);
+        let message_key = envelope::message_key(&header, &key);
+        Ok(Used {
+            value: (header, message_key),
+            version: v.version,
+            warning,
+        })
+    }
+
+    /// Signs a message with the primary version (RSA: PSS-SHA256 by default, or
+    /// PKCS#1 v1.5; Ed25519).
+    pub fn sign_message(
+        &self,
+        user: &str,
+        name: &str,
+        scheme: Option<RsaScheme>,
+        message: &[u8],
+    ) -> Result<Used<Vec<u8>>> {
+        let (db_key, record) = self.require_key(user, name)?;
+        record.key_type.check_use(KeyUse::Sign)?;
+        let v = primary(&record)?;
+        needs_private(&record, v, "sign")?;
+        let value = sign::sign(record.key_type, &material(v), scheme, message)?;
+        let warning = self.count_use(&db_key, &record, v.version, "sign")?;
+        Ok(Used {
+            value,
+            version: v.version,
+            warning,
+        })
+    }
+
+    /// Verifies a signature against every version, newest first; returns the version
+    /// it verifies under, or `None`.
+    pub fn verify_message(
+        &self,
+        user: &str,
+        name: &str,
+        scheme: Option<RsaScheme>,
+        message: &[u8],
+        signature: &[u8],
+    ) -> Result<Option<u32>> {
+        let (_, record) = self.require_key(user, name)?;
+        record.key_type.check_use(KeyUse::Verify)?;
+        for v in newest_first(&record) {
+            if sign::verify(record.key_type, &material(v), scheme, message, signature)? {
+                return Ok(Some(v.version));
+            }
+        }
+        Ok(None)
+    }
+}
