@@ -18,7 +18,21 @@ fn main() -> ExitCode {
         }
     };
     let json = parsed.json;
-    match cli::run(parsed) {
+    // No panic may reach the user as a backtrace: the storage engine can panic on
+    // damaged files, and a bug must still end in one `error:` line and an exit code.
+    std::panic::set_hook(Box::new(|_| {}));
+    let outcome = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| cli::run(parsed)))
+    {
+        Ok(outcome) => outcome,
+        Err(_) => {
+            eprintln!(
+                "error: internal error: keyvault stopped on an unexpected condition (damaged vault files, or a bug)"
+            );
+            eprintln!("hint: run `keyvault check`; if the files are damaged, restore from a backup");
+            return ExitCode::from(8);
+        }
+    };
+    match outcome {
         Ok(code) => ExitCode::from(code as u8),
         Err(cli::RunError::Stdout(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => {
             ExitCode::SUCCESS
