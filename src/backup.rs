@@ -158,9 +158,50 @@ pub fn sync_parent(path: &Path) {
     }
 }
 
-/// Writes a backup of `records` to `target` (which must not exist), through a temporary
-/// file that is synced and then linked into place: there is never a half-written backup
-/// under the final name. `progress` is told (done, total) as records are written.
+/// A backup being written: a temporary file beside its target, linked into place only
+/// when complete.
+pub struct BackupFile {
+    temp: TempFile,
+    file: fs::File,
+    target: PathBuf,
+}
+
+impl BackupFile {
+    /// Creates the temporary file for a backup at `target`, which must not exist: this
+    /// fails early (target exists, directory missing or not writable) before anything
+    /// else is done.
+    pub fn create(target: &Path) -> Result<BackupFile> {
+        if target.exists() {
+            return Err(Error::AlreadyExists(format!(
+                "{} exists; refusing to overwrite it",
+                target.display()
+            )));
+        }
+        let (temp, file) = TempFile::beside(target)?;
+        Ok(BackupFile {
+            temp,
+            file,
+            target: target.to_path_buf(),
+        })
+    }
+
+    /// Writes the backup of `records`, syncs it and links it into place: there is never
+    /// a half-written backup under the final name. `progress` is told (done, total).
+    pub fn write(
+        self,
+        header: &BackupHeader,
+        keyring: &Keyring,
+        records: &mut dyn Iterator<Item = Result<BackupRecord>>,
+        progress: &mut dyn FnMut(u64, u64),
+    ) -> Result<u64> {
+        let BackupFile { temp, file, target } = self;
+        write_records(&temp, file, header, keyring, records, progress)?;
+        temp.persist(&target)?;
+        Ok(header.records)
+    }
+}
+
+/// Writes a backup of `records` to `target` (which must not exist); see [`BackupFile`].
 pub fn write_backup(
     target: &Path,
     header: &BackupHeader,
@@ -168,13 +209,17 @@ pub fn write_backup(
     records: &mut dyn Iterator<Item = Result<BackupRecord>>,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<u64> {
-    if target.exists() {
-        return Err(Error::AlreadyExists(format!(
-            "{} exists; refusing to overwrite it",
-            target.display()
-        )));
-    }
-    let (temp, file) = TempFile::beside(target)?;
+    BackupFile::create(target)?.write(header, keyring, records, progress)
+}
+
+fn write_records(
+    temp: &TempFile,
+    file: fs::File,
+    header: &BackupHeader,
+    keyring: &Keyring,
+    records: &mut dyn Iterator<Item = Result<BackupRecord>>,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<()> {
     let io_err = |e| Error::io(format!("cannot write {}", temp.path.display()), e);
     let mut w = MacWriter {
         inner: BufWriter::with_capacity(1 << 20, file),
@@ -220,8 +265,7 @@ pub fn write_backup(
     file.sync_all().map_err(io_err)?;
     drop(file);
     progress(count, header.records);
-    temp.persist(target)?;
-    Ok(count)
+    Ok(())
 }
 
 /// A backup read and verified: its header, master key and records.

@@ -28,7 +28,9 @@ fn main() -> ExitCode {
             eprintln!(
                 "error: internal error: keyvault stopped on an unexpected condition (damaged vault files, or a bug)"
             );
-            eprintln!("hint: run `keyvault check`; if the files are damaged, restore from a backup");
+            eprintln!(
+                "hint: run `keyvault check`; if the files are damaged, restore from a backup"
+            );
             return ExitCode::from(8);
         }
     };
@@ -40,6 +42,13 @@ fn main() -> ExitCode {
         Err(cli::RunError::Stdout(e)) => {
             eprintln!("error: cannot write to stdout: {e}");
             ExitCode::from(8)
+        }
+        Err(cli::RunError::Reported(e)) => {
+            eprintln!("error: {e}");
+            if let Some(hint) = e.hint() {
+                eprintln!("hint: {hint}");
+            }
+            ExitCode::from(e.exit_code() as u8)
         }
         Err(cli::RunError::Vault(e)) => {
             let code = e.exit_code();

@@ -296,3 +296,52 @@ fn status_of_a_vault_of_a_newer_format_is_refused() {
         assert!(err.contains("format version 99"), "{err}");
     }
 }
+
+#[test]
+fn opening_the_v1_fixture_migrates_it_to_the_current_format_after_a_backup() {
+    let env = copy_of_fixture();
+    let status = json(&env, &["status"]);
+    assert_eq!(status["format_version"], 1, "{status}");
+    // The first unlocked open runs the pending steps, after a backup next to the vault.
+    ok(&env, &["list"]);
+    let status = json(&env, &["status"]);
+    assert_eq!(
+        status["format_version"],
+        keyvault::store::migrate::CURRENT_FORMAT,
+        "{status}"
+    );
+    let backups: Vec<PathBuf> = fs::read_dir(env.root())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("vault.pre-v2-backup-")
+        })
+        .collect();
+    assert_eq!(backups.len(), 1, "expected one pre-migration backup");
+    // The migrated vault checks (audit chain head now sealed), and the pre-migration
+    // backup checks too, as a format-1 backup.
+    let checked = json(&env, &["check"]);
+    assert_eq!(checked["ok"], true, "{checked}");
+    let b = backups[0].to_str().unwrap();
+    let checked = json(&env, &["check", "--backup", b]);
+    assert_eq!(checked["ok"], true, "{checked}");
+    assert_eq!(checked["format_version"], 1, "{checked}");
+    // A second open migrates nothing more and writes no second backup.
+    ok(&env, &["list"]);
+    let count = fs::read_dir(env.root())
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .starts_with("vault.pre-v2-backup-")
+        })
+        .count();
+    assert_eq!(count, 1);
+    // The audit log still verifies end to end.
+    ok(&env, &["audit", "--verify"]);
+}

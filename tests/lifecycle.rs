@@ -9,11 +9,10 @@ mod lifecycle_support;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 
-use common::{TestEnv, assert_error, assert_success, contains_bytes, files_under, pem_body};
-use keyvault::store::Tree;
+use common::{TestEnv, assert_error, assert_success, contains_bytes, pem_body};
 use lifecycle_support::{
     KeyRef, NEW_PASSPHRASE, agent_state, at, audit_of, exports_of, hidden_siblings, json_at,
-    ok_at, run_at, tree_entries, unlock, with_pass,
+    occurrences, ok_at, run_at, sealed_values_added_by, unlock, windows_of, with_pass,
 };
 use serde_json::Value;
 
@@ -85,7 +84,10 @@ fn backup_restore_round_trip_keeps_every_key_revocation_and_audit_entry() {
     let file = env.root().join("vault.kvb");
     let report = json_at(&env, &vault, &["backup", file.to_str().unwrap()]);
     assert_eq!(report["path"], file.to_str().unwrap(), "{report}");
-    let mode = fs::metadata(&file).expect("the backup exists").permissions().mode();
+    let mode = fs::metadata(&file)
+        .expect("the backup exists")
+        .permissions()
+        .mode();
     assert_eq!(mode & 0o777, 0o600, "backup mode {mode:o}");
     assert_eq!(
         report["bytes"].as_u64(),
@@ -108,7 +110,12 @@ fn backup_restore_round_trip_keeps_every_key_revocation_and_audit_entry() {
     let out = run_at(
         &env,
         &vault,
-        ["restore", file.to_str().unwrap(), "--to", restored.to_str().unwrap()],
+        [
+            "restore",
+            file.to_str().unwrap(),
+            "--to",
+            restored.to_str().unwrap(),
+        ],
     );
     assert_success(&out, "restore");
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -126,7 +133,15 @@ fn backup_restore_round_trip_keeps_every_key_revocation_and_audit_entry() {
         "{audit_restored:#?}"
     );
     for (orig, copy) in audit_at_backup.iter().zip(&audit_restored) {
-        for field in ["seq", "operation", "user", "key", "outcome", "detail", "time"] {
+        for field in [
+            "seq",
+            "operation",
+            "user",
+            "key",
+            "outcome",
+            "detail",
+            "time",
+        ] {
             assert_eq!(orig[field], copy[field], "field {field}: {orig} vs {copy}");
         }
     }
@@ -160,7 +175,11 @@ fn backup_restore_round_trip_keeps_every_key_revocation_and_audit_entry() {
     assert_eq!(is_revoked.status.code(), Some(0));
     // No key comes back for the revoked user.
     let gone = run_at(&env, &restored, ["export", "dave", "fernet"]);
-    assert_error(&gone, 5, "export a revoked user's key from the restored vault");
+    assert_error(
+        &gone,
+        5,
+        "export a revoked user's key from the restored vault",
+    );
     // The backup itself checks.
     let checked = ok_at(&env, &vault, &["check", "--backup", file.to_str().unwrap()]);
     assert!(String::from_utf8_lossy(&checked).contains("ok"));
@@ -265,13 +284,23 @@ fn restore_refuses_an_existing_target_and_a_missing_backup() {
     // An existing (empty) directory, and one holding a file: both refused, untouched.
     let empty = env.root().join("empty");
     fs::create_dir(&empty).unwrap();
-    let out = env.run(["restore", file.to_str().unwrap(), "--to", empty.to_str().unwrap()]);
+    let out = env.run([
+        "restore",
+        file.to_str().unwrap(),
+        "--to",
+        empty.to_str().unwrap(),
+    ]);
     assert_error(&out, 6, "restore onto an existing empty dir");
     assert_eq!(fs::read_dir(&empty).unwrap().count(), 0);
     let full = env.root().join("full");
     fs::create_dir(&full).unwrap();
     fs::write(full.join("notes.txt"), b"mine").unwrap();
-    let out = env.run(["restore", file.to_str().unwrap(), "--to", full.to_str().unwrap()]);
+    let out = env.run([
+        "restore",
+        file.to_str().unwrap(),
+        "--to",
+        full.to_str().unwrap(),
+    ]);
     assert_error(&out, 6, "restore onto an existing dir");
     assert_eq!(fs::read(full.join("notes.txt")).unwrap(), b"mine");
     assert_eq!(fs::read_dir(&full).unwrap().count(), 1);
@@ -355,7 +384,13 @@ fn passwd_changes_the_passphrase(via: NewVia) {
     env.init();
     env.ok(["gen", "alice"]);
     env.ok(["gen", "bob", "--type", "aes256-gcm"]);
-    let keys = [KEYS[0], KeyRef { user: "bob", ..KEYS[1] }];
+    let keys = [
+        KEYS[0],
+        KeyRef {
+            user: "bob",
+            ..KEYS[1]
+        },
+    ];
     let before = exports_of(&env, &env.vault(), &keys);
     let old_backup = env.root().join("before.kvb");
     env.ok(["backup", old_backup.to_str().unwrap()]);
@@ -382,7 +417,10 @@ fn passwd_changes_the_passphrase(via: NewVia) {
         .output()
         .unwrap();
     assert_error(&old, 3, "the old passphrase after passwd");
-    let new = with_pass(&env, NEW_PASSPHRASE).arg("list").output().unwrap();
+    let new = with_pass(&env, NEW_PASSPHRASE)
+        .arg("list")
+        .output()
+        .unwrap();
     assert_success(&new, "the new passphrase after passwd");
     for (k, expected) in keys.iter().zip(&before) {
         let out = with_pass(&env, NEW_PASSPHRASE)
@@ -467,7 +505,10 @@ fn passwd_with_a_wrong_old_passphrase_changes_nothing() {
         .unwrap();
     assert_error(&out, 3, "passwd with a wrong old passphrase");
     assert_eq!(env.snapshot(), snapshot);
-    let new = with_pass(&env, NEW_PASSPHRASE).arg("list").output().unwrap();
+    let new = with_pass(&env, NEW_PASSPHRASE)
+        .arg("list")
+        .output()
+        .unwrap();
     assert_error(&new, 3, "the would-be new passphrase");
     // No passphrase at all: exit 4, nothing changed.
     let out = env
@@ -507,7 +548,10 @@ fn passwd_refuses_weak_kdf_parameters_without_allow_weak_kdf() {
         seq_ops(&audit_of(&env, &env.vault())),
         seq_ops(&audit_before)
     );
-    let new = with_pass(&env, NEW_PASSPHRASE).arg("list").output().unwrap();
+    let new = with_pass(&env, NEW_PASSPHRASE)
+        .arg("list")
+        .output()
+        .unwrap();
     assert_error(&new, 3, "the refused new passphrase");
 
     // With consent, the parameters change (and say so in the audit log).
@@ -553,7 +597,11 @@ fn passwd_through_the_agent_keeps_the_session_unlocked() {
         .arg("passwd")
         .output()
         .unwrap();
-    assert_error(&out, 3, "passwd through the agent with a wrong old passphrase");
+    assert_error(
+        &out,
+        3,
+        "passwd through the agent with a wrong old passphrase",
+    );
     assert_eq!(agent_state(&env), "unlocked");
 
     let out = env
@@ -595,49 +643,10 @@ fn passwd_through_the_agent_keeps_the_session_unlocked() {
         .arg(&file)
         .output()
         .unwrap();
-    assert_success(&out, "check --backup of a post-passwd backup, new passphrase");
-}
-
-/// The sealed values of the key records a `gen` adds, read from sled before and after.
-fn sealed_values_added_by(env: &TestEnv, gens: &[&[&str]]) -> Vec<Vec<u8>> {
-    let before: Vec<Vec<u8>> = tree_entries(env, Tree::Keys)
-        .into_iter()
-        .map(|(k, _)| k)
-        .collect();
-    for g in gens {
-        env.ok(*g);
-    }
-    let added: Vec<Vec<u8>> = tree_entries(env, Tree::Keys)
-        .into_iter()
-        .filter(|(k, _)| !before.contains(k))
-        .map(|(_, v)| v)
-        .collect();
-    assert_eq!(added.len(), gens.len(), "each gen adds one key record");
-    added
-}
-
-/// A 32-byte window from the middle of each sealed value.
-fn windows_of(values: &[Vec<u8>]) -> Vec<Vec<u8>> {
-    values
-        .iter()
-        .map(|v| {
-            assert!(v.len() >= 64, "a sealed key record is longer than 64 bytes");
-            let mid = v.len() / 2;
-            v[mid - 16..mid + 16].to_vec()
-        })
-        .collect()
-}
-
-/// How many of `windows` occur in some file under `dir`.
-fn occurrences(dir: &std::path::Path, windows: &[Vec<u8>]) -> usize {
-    let files: Vec<Vec<u8>> = files_under(dir)
-        .iter()
-        .map(|f| fs::read(f).expect("read a vault file"))
-        .collect();
-    windows
-        .iter()
-        .filter(|w| files.iter().any(|f| contains_bytes(f, w)))
-        .count()
+    assert_success(
+        &out,
+        "check --backup of a post-passwd backup, new passphrase",
+    );
 }
 
 /// Compaction after a revocation: the destroyed records' sealed bytes leave the files.
@@ -700,7 +709,11 @@ fn destroyed_records_leave_the_files(how: &str) {
             let out = env.bare().arg("check").output().unwrap();
             assert_success(&out, "check through the agent after compact");
             for (k, expected) in others.iter().zip(&before) {
-                let out = env.bare().args(["export", k.user, k.name]).output().unwrap();
+                let out = env
+                    .bare()
+                    .args(["export", k.user, k.name])
+                    .output()
+                    .unwrap();
                 assert_success(&out, "export through the agent after compact");
                 assert_eq!(&out.stdout, expected);
             }
@@ -779,7 +792,9 @@ fn failed_unlocks_are_logged_on_the_next_successful_unlock() {
         .position(|e| e["operation"] == "unlock-failures")
         .unwrap();
     assert!(
-        entries[pos + 1..].iter().any(|e| e["operation"] == "unlock"),
+        entries[pos + 1..]
+            .iter()
+            .any(|e| e["operation"] == "unlock"),
         "no unlock entry after the failures: {log:#}"
     );
     drop(guard);
@@ -853,7 +868,10 @@ fn audit_since_filters_by_date_and_never_holds_key_material() {
         assert!(!json_text.contains(s.as_str()), "audit --json holds {s}");
         assert!(!table.contains(s.as_str()), "audit holds {s}");
     }
-    assert!(!contains_bytes(json_text.as_bytes(), &ed_der[ed_der.len() - 32..]));
+    assert!(!contains_bytes(
+        json_text.as_bytes(),
+        &ed_der[ed_der.len() - 32..]
+    ));
     // Nor the passphrase.
     assert!(!json_text.contains(common::PASSPHRASE));
 }
@@ -874,4 +892,254 @@ fn check_of_a_vault_or_backup_that_does_not_exist() {
     let out = env.run(["compact"]);
     assert_error(&out, 5, "compact without a vault");
     assert!(!env.vault().exists(), "compact created a vault");
+}
+
+/// A vault with alice, bob and carol (carol revoked), backed up; then alice is revoked
+/// in the live vault. Returns the env and the backup.
+fn revoked_after_backup() -> (TestEnv, std::path::PathBuf) {
+    let env = TestEnv::new();
+    env.init();
+    env.ok(["gen", "alice"]);
+    env.ok(["gen", "alice", "--type", "aes256-gcm"]);
+    env.ok(["gen", "bob"]);
+    env.ok(["gen", "carol"]);
+    env.ok(["revoke", "carol", "--reason", "before the backup"]);
+    let file = env.root().join("old.kvb");
+    env.ok(["backup", file.to_str().unwrap()]);
+    env.ok(["revoke", "alice", "--reason", "after the backup"]);
+    (env, file)
+}
+
+/// What a restored vault must look like once alice's later revocation is re-applied.
+fn assert_alice_revoked_in(env: &TestEnv, restored: &std::path::Path) {
+    let out = run_at(env, restored, ["is-revoked", "alice"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "alice came back from the backup"
+    );
+    let out = run_at(env, restored, ["export", "alice", "fernet"]);
+    assert_error(&out, 5, "export of alice's key from the restore");
+    let listed = json_at(env, restored, &["list"]);
+    assert!(
+        !listed.to_string().contains("\"alice\""),
+        "alice still has keys: {listed}"
+    );
+    let revoked = json_at(env, restored, &["revoked"]);
+    let alice = revoked["revoked"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["user"] == "alice")
+        .cloned()
+        .expect("alice in the revoked list");
+    assert_eq!(alice["reason"], "after the backup", "{alice}");
+    assert_eq!(json_at(env, restored, &["check"])["ok"], true);
+    ok_at(env, restored, &["export", "bob", "fernet"]);
+}
+
+#[test]
+fn restore_with_revocations_from_reapplies_later_revocations() {
+    let (env, file) = revoked_after_backup();
+    // Without the flag the old backup brings alice back (and says so).
+    let plain = env.root().join("plain");
+    ok_at(
+        &env,
+        &env.vault(),
+        &[
+            "restore",
+            file.to_str().unwrap(),
+            "--to",
+            plain.to_str().unwrap(),
+        ],
+    );
+    let out = run_at(&env, &plain, ["is-revoked", "alice"]);
+    assert_eq!(out.status.code(), Some(1));
+
+    let restored = env.root().join("restored");
+    let report = json_at(
+        &env,
+        &env.vault(),
+        &[
+            "restore",
+            file.to_str().unwrap(),
+            "--to",
+            restored.to_str().unwrap(),
+            "--revocations-from",
+            env.vault().to_str().unwrap(),
+        ],
+    );
+    assert_eq!(
+        report["revocations_applied"],
+        serde_json::json!(["alice"]),
+        "{report}"
+    );
+    assert_alice_revoked_in(&env, &restored);
+    let log = audit_of(&env, &restored);
+    assert!(
+        log.iter()
+            .any(|e| e["operation"] == "revoke" && e["user"] == "alice"),
+        "no revoke entry for the re-applied revocation: {log:#?}"
+    );
+}
+
+#[test]
+fn restore_with_revocations_from_an_unlocked_vault() {
+    let (env, file) = revoked_after_backup();
+    let guard = unlock(&env);
+    let restored = env.root().join("restored");
+    let out = env
+        .kv()
+        .arg("restore")
+        .arg(&file)
+        .arg("--to")
+        .arg(&restored)
+        .arg("--revocations-from")
+        .arg(env.vault())
+        .output()
+        .unwrap();
+    assert_success(&out, "restore --revocations-from an unlocked vault");
+    assert_eq!(agent_state(&env), "unlocked");
+    drop(guard);
+    assert_alice_revoked_in(&env, &restored);
+}
+
+/// A backup made before `passwd` opens with the old passphrase; the live vault now
+/// wants the new one. If the revocations cannot be read, the restore must fail as a
+/// whole: leaving the restored vault in place would bring the revoked user back, which
+/// is what `--revocations-from` exists to prevent.
+#[test]
+fn restore_with_revocations_from_a_vault_it_cannot_open_restores_nothing() {
+    let (env, file) = revoked_after_backup();
+    let out = env
+        .kv()
+        .env("KEYVAULT_NEW_PASSPHRASE", NEW_PASSPHRASE)
+        .arg("passwd")
+        .output()
+        .unwrap();
+    assert_success(&out, "passwd");
+    let restored = env.root().join("restored");
+    let out = with_pass(&env, common::PASSPHRASE)
+        .arg("restore")
+        .arg(&file)
+        .arg("--to")
+        .arg(&restored)
+        .arg("--revocations-from")
+        .arg(env.vault())
+        .output()
+        .unwrap();
+    assert_error(
+        &out,
+        3,
+        "restore --revocations-from a vault of another passphrase",
+    );
+    assert!(
+        !restored.exists(),
+        "the failed restore left {} in place, with the revoked user's keys",
+        restored.display()
+    );
+    assert!(hidden_siblings(env.root(), "restored").is_empty());
+
+    // A missing revocations vault is refused before anything is written.
+    let out = with_pass(&env, common::PASSPHRASE)
+        .arg("restore")
+        .arg(&file)
+        .arg("--to")
+        .arg(&restored)
+        .arg("--revocations-from")
+        .arg(env.root().join("no-such-vault"))
+        .output()
+        .unwrap();
+    assert_error(&out, 5, "restore --revocations-from a missing vault");
+    assert!(!restored.exists());
+}
+
+#[test]
+fn backup_with_a_relative_path_through_the_agent_lands_in_the_callers_directory() {
+    let env = TestEnv::new();
+    env.init();
+    env.ok(["gen", "alice"]);
+    let guard = unlock(&env);
+    let sub = env.root().join("sub");
+    fs::create_dir(&sub).unwrap();
+    let out = env
+        .bare()
+        .current_dir(&sub)
+        .args(["backup", "rel.kvb"])
+        .output()
+        .unwrap();
+    assert_success(&out, "backup rel.kvb through the agent");
+    drop(guard);
+    assert!(
+        sub.join("rel.kvb").is_file(),
+        "the backup is not in the caller's dir"
+    );
+    ok_at(
+        &env,
+        &env.vault(),
+        &["check", "--backup", sub.join("rel.kvb").to_str().unwrap()],
+    );
+}
+
+#[test]
+fn backup_into_a_missing_directory_fails_cleanly_and_logs_no_backup() {
+    let env = TestEnv::new();
+    env.init();
+    let before = audit_of(&env, &env.vault());
+    let file = env.root().join("no-such-dir").join("x.kvb");
+    let out = env.run(["backup", file.to_str().unwrap()]);
+    assert_error(&out, 8, "backup into a missing directory");
+    assert!(!env.root().join("no-such-dir").exists());
+    let after = audit_of(&env, &env.vault());
+    let added: Vec<_> = after[before.len()..]
+        .iter()
+        .filter(|e| e["outcome"] == "ok")
+        .collect();
+    assert!(
+        added.is_empty(),
+        "the failed backup left audit entries with outcome ok: {added:?}"
+    );
+}
+
+#[test]
+fn a_file_that_is_not_a_backup_or_of_a_newer_format_is_refused() {
+    use sha2::Digest as _;
+    let env = TestEnv::new();
+    env.init();
+    env.ok(["gen", "alice"]);
+    let file = env.root().join("b.kvb");
+    env.ok(["backup", file.to_str().unwrap()]);
+
+    let text = env.write_private("notes.txt", b"hello, not a backup\n");
+    let out = env.run(["check", "--backup", text.to_str().unwrap()]);
+    assert_error(&out, 7, "check --backup of a text file");
+    let target = env.root().join("t");
+    let out = env.run([
+        "restore",
+        text.to_str().unwrap(),
+        "--to",
+        target.to_str().unwrap(),
+    ]);
+    assert_error(&out, 7, "restore of a text file");
+    assert!(!target.exists());
+
+    // A well-formed header of backup format 2 (checksum recomputed): a newer keyvault
+    // wrote it, which is exit 8, not damage.
+    let mut bytes = fs::read(&file).unwrap();
+    let n = u32::from_be_bytes(bytes[12..16].try_into().unwrap()) as usize;
+    bytes[8..12].copy_from_slice(&2u32.to_be_bytes());
+    let sum = sha2::Sha256::digest(&bytes[..16 + n]);
+    bytes[16 + n..16 + n + 32].copy_from_slice(&sum);
+    let newer = env.write_private("newer.kvb", &bytes);
+    let out = env.run(["check", "--backup", newer.to_str().unwrap()]);
+    let err = assert_error(&out, 8, "check --backup of a format 2 backup");
+    assert!(err.contains("upgrade keyvault"), "{err}");
+    let out = env.run([
+        "restore",
+        newer.to_str().unwrap(),
+        "--to",
+        target.to_str().unwrap(),
+    ]);
+    assert_error(&out, 8, "restore of a format 2 backup");
+    assert!(!target.exists());
 }

@@ -379,7 +379,11 @@ fn swapping_key_records_between_users_is_detected() {
     assert_error(&out, 7, "list after swapping key records");
     for user in ["alice", "bob"] {
         let out = env.run(["export", user, "fernet"]);
-        assert_error(&out, 7, &format!("export {user} after swapping key records"));
+        assert_error(
+            &out,
+            7,
+            &format!("export {user} after swapping key records"),
+        );
     }
     // A backup of a tampered vault is refused or, if written, does not restore.
     let file = env.root().join("tampered.kvb");
@@ -446,7 +450,11 @@ fn check_reports_problems_without_secret_content() {
     });
     let out = env.run(["--json", "check"]);
     assert_error(&out, 7, "check --json of a tampered vault");
-    let doc = common::parse_json(&out.stdout, "check --json");
+    let docs: Vec<serde_json::Value> = serde_json::Deserializer::from_slice(&out.stdout)
+        .into_iter()
+        .collect::<Result<_, _>>()
+        .expect("check --json prints JSON");
+    let doc = &docs[0];
     assert_eq!(doc["ok"], false, "{doc}");
     let problems = doc["problems"].as_array().unwrap();
     assert!(
@@ -457,4 +465,11 @@ fn check_reports_problems_without_secret_content() {
     );
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(!text.contains(exported.trim()));
+    // SPEC §4: `--json` prints one JSON document on stdout, failure or not.
+    assert_eq!(
+        docs.len(),
+        1,
+        "check --json printed {} JSON documents: {text}",
+        docs.len()
+    );
 }

@@ -165,7 +165,10 @@ fn user_story(how: How) {
     if how.json {
         let d = s.doc(&init);
         assert_eq!(d["created"], s.vault.display().to_string());
-        assert_eq!(d["format_version"], 1);
+        assert_eq!(
+            d["format_version"],
+            keyvault::store::migrate::CURRENT_FORMAT
+        );
         assert_eq!(d["kdf"]["memory_kib"], 1024);
         assert_eq!(d["kdf"]["iterations"], 1);
         assert_eq!(d["kdf"]["parallelism"], 1);
@@ -464,7 +467,10 @@ fn user_story(how: How) {
         let d = s.doc(&["status"]);
         assert_eq!(d["state"], "locked");
         assert_eq!(d["path"], s.vault.display().to_string());
-        assert_eq!(d["format_version"], 1);
+        assert_eq!(
+            d["format_version"],
+            keyvault::store::migrate::CURRENT_FORMAT
+        );
         assert_eq!(d["users"], 1);
         assert_eq!(d["keys"], 1);
         assert_eq!(d["revoked_users"], 1);
@@ -473,7 +479,10 @@ fn user_story(how: How) {
         for line in [
             "state:          locked".to_string(),
             format!("vault:          {}", s.vault.display()),
-            "format version: 1".to_string(),
+            format!(
+                "format version: {}",
+                keyvault::store::migrate::CURRENT_FORMAT
+            ),
             "users:          1".to_string(),
             "keys:           1".to_string(),
             "revoked users:  1".to_string(),

@@ -107,6 +107,10 @@ impl Agent {
     fn wipe(&self) {
         // Waits for requests in flight (they hold read guards).
         let mut guard = self.vault.write().unwrap_or_else(|p| p.into_inner());
+        if let Some(vault) = guard.as_ref() {
+            // Best effort: a failure here only leaves the reserved (higher) counts.
+            let _ = vault.release_use_reservations();
+        }
         // Dropping in place zeroizes the subkeys where they live.
         *guard = None;
         let _ = fs::remove_file(&self.socket_path);

@@ -137,25 +137,25 @@ pub fn restore(
     {
         return Err(Error::VaultNotFound(rf.to_path_buf()).into());
     }
+    // Read the newer vault's revocations first: if that fails, nothing is restored.
+    let revocations = match revocations_from {
+        Some(rf) => Some(match AgentClient::connect(rf)? {
+            Some(mut agent) => match agent.op(Request::Revoked)? {
+                Response::Revocations(l) => l,
+                _ => return Err(unexpected().into()),
+            },
+            None => Vault::open(rf, &source(cli).unlock()?)?.revoked_users()?,
+        }),
+        None => None,
+    };
     let passphrase = source(cli).unlock()?;
-    let (vault, mut report) = Vault::restore(file, to, &passphrase)?;
-    match revocations_from {
-        Some(rf) => {
-            let list = match AgentClient::connect(rf)? {
-                Some(mut agent) => match agent.op(Request::Revoked)? {
-                    Response::Revocations(l) => l,
-                    _ => return Err(unexpected().into()),
-                },
-                None => Vault::open(rf, &source(cli).unlock()?)?.revoked_users()?,
-            };
-            report.revocations_applied = vault.apply_revocations(&list, report.backup_created.0)?;
-        }
-        None => eprintln!(
+    let report = Vault::restore(file, to, &passphrase, revocations.as_deref())?;
+    if revocations.is_none() {
+        eprintln!(
             "warning: revocations made after this backup ({}) are not in it; pass --revocations-from VAULT to re-apply them",
             report.backup_created
-        ),
+        );
     }
-    drop(vault);
     if out.json() {
         out.doc(&report)?;
     } else {
@@ -191,10 +191,15 @@ fn show_check(out: &mut Out, what: &str, report: &CheckReport) -> CmdResult<i32>
         }
     }
     if report.ok() {
-        Ok(0)
-    } else {
-        Err(Error::Integrity(format!("{} problem(s) found", report.problems.len())).into())
+        return Ok(0);
     }
+    let e = Error::Integrity(format!("{} problem(s) found", report.problems.len()));
+    Err(if out.json() {
+        // The report document (with "ok": false) is the one JSON document.
+        RunError::Reported(e)
+    } else {
+        e.into()
+    })
 }
 
 /// `check`.

@@ -520,6 +520,9 @@ pub fn run(cli: Cli) -> std::result::Result<ExitCode, RunError> {
 pub enum RunError {
     /// A library error, mapped to its exit code.
     Vault(Error),
+    /// A failure whose `--json` document was already printed (stderr still gets the
+    /// `error:` line; stdout gets no second document).
+    Reported(Error),
     /// Writing to stdout failed.
     Stdout(io::Error),
 }

@@ -5,15 +5,18 @@
 //! batch and applies it atomically, so a crash leaves the old or the new format, never a
 //! mix. A database of a newer format than this binary is refused.
 
+use crate::crypto::seal::Keyring;
 use crate::error::{Error, Result};
 use crate::store::records::{Header, meta_keys};
 use crate::store::{Batch, Store, Tree};
 
 #[path = "../../migrations/0001_initial.rs"]
 mod m0001_initial;
+#[path = "../../migrations/0002_audit_chain_head.rs"]
+mod m0002_audit_chain_head;
 
 /// The format version this binary writes.
-pub const CURRENT_FORMAT: u32 = 1;
+pub const CURRENT_FORMAT: u32 = 2;
 
 /// One format step.
 pub struct Migration {
@@ -31,12 +34,14 @@ pub struct MigrationContext<'a> {
     pub store: &'a Store,
     /// The header of a vault being created (only for the initial step).
     pub new_header: Option<&'a Header>,
+    /// The unlocked vault's subkeys (none when creating a vault).
+    pub keyring: Option<&'a Keyring>,
     /// The changes of this step.
     pub batch: Batch,
 }
 
 /// Every step, in order.
-pub const MIGRATIONS: &[Migration] = &[m0001_initial::MIGRATION];
+pub const MIGRATIONS: &[Migration] = &[m0001_initial::MIGRATION, m0002_audit_chain_head::MIGRATION];
 
 /// The format version recorded in the database (0 for an empty database).
 pub fn format_version(store: &Store) -> Result<u32> {
@@ -52,9 +57,15 @@ pub fn format_version(store: &Store) -> Result<u32> {
     }
 }
 
-/// Runs every pending step. `new_header` is given only when creating a vault.
-/// Returns the steps that ran.
-pub fn run_pending(store: &Store, new_header: Option<&Header>) -> Result<Vec<u32>> {
+/// Runs every pending step. `new_header` is given only when creating a vault, `keyring`
+/// when opening an existing one. Each step is one atomic batch together with its new
+/// format version. Returns the steps that ran. (Opening an older vault writes a backup
+/// next to it first: see `Vault::open`.)
+pub fn run_pending(
+    store: &Store,
+    new_header: Option<&Header>,
+    keyring: Option<&Keyring>,
+) -> Result<Vec<u32>> {
     let current = format_version(store)?;
     if current > CURRENT_FORMAT {
         return Err(Error::NewerFormat {
@@ -74,6 +85,7 @@ pub fn run_pending(store: &Store, new_header: Option<&Header>) -> Result<Vec<u32
         let mut ctx = MigrationContext {
             store,
             new_header,
+            keyring,
             batch: Batch::new(),
         };
         (step.apply)(&mut ctx)?;

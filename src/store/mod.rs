@@ -102,6 +102,9 @@ pub struct Store {
 /// The file sled writes first and that marks a directory as holding a database.
 const DB_FILE: &str = "db";
 
+/// How long `open` waits for a database another handle holds.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_millis(1500);
+
 impl Store {
     /// Whether `path` holds a database.
     pub fn exists(path: &Path) -> bool {
@@ -138,12 +141,22 @@ impl Store {
         Self::open_engine(path)
     }
 
-    /// Opens an existing database.
+    /// Opens an existing database. When another handle was just closed, sled lets go
+    /// of its file lock only when its background flusher ends (up to a second later), so
+    /// a vault found "in use" is retried for a moment before giving up.
     pub fn open(path: &Path) -> Result<Store> {
         if !Self::exists(path) {
             return Err(Error::VaultNotFound(path.to_path_buf()));
         }
-        Self::open_engine(path)
+        let deadline = std::time::Instant::now() + LOCK_WAIT;
+        loop {
+            match Self::open_engine(path) {
+                Err(Error::VaultInUse(_)) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(25));
+                }
+                other => return other,
+            }
+        }
     }
 
     fn open_engine(path: &Path) -> Result<Store> {

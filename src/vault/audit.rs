@@ -63,6 +63,11 @@ impl AuditEvent {
 pub struct AuditHead {
     seq: u64,
     mac: [u8; 32],
+    /// Set when the log was found truncated at open: the position where it breaks.
+    /// Appending would hide that, so every change is refused until it is dealt with
+    /// (restore from a backup); reads, `audit` and `check` still report it.
+    #[serde(skip)]
+    broken_at: Option<u64>,
 }
 
 /// The meta-tree key of the sealed chain head.
@@ -85,6 +90,16 @@ fn open_entry(keyring: &Keyring, db_key: &[u8], sealed: &[u8]) -> Result<AuditRe
     records::decode(&plain, "audit")
 }
 
+/// The head of a chain whose last entry is `last`.
+pub fn head_of(last: Option<&AuditRecord>) -> AuditHead {
+    last.map(|e| AuditHead {
+        seq: e.seq,
+        mac: e.mac,
+        broken_at: None,
+    })
+    .unwrap_or_default()
+}
+
 /// Reads the sealed chain head from meta records, if there is one.
 pub fn stored_head(keyring: &Keyring, sealed: Option<&[u8]>) -> Result<Option<AuditHead>> {
     let Some(sealed) = sealed else {
@@ -98,18 +113,23 @@ pub fn stored_head(keyring: &Keyring, sealed: Option<&[u8]>) -> Result<Option<Au
 }
 
 impl AuditHead {
-    /// Reads the head of the chain from the store.
+    /// Reads the head of the chain from the store (format 2 and later). A log with
+    /// entries but no head was truncated: an integrity error, since appending to it would
+    /// hide that.
     pub fn load(store: &Store, keyring: &Keyring) -> Result<AuditHead> {
         if let Some(head) = stored_head(keyring, store.get(Tree::Meta, HEAD_KEY)?.as_deref())? {
             return Ok(head);
         }
         match store.last(Tree::Audit)? {
             None => Ok(AuditHead::default()),
-            Some((db_key, sealed)) => {
-                let entry = open_entry(keyring, &db_key, &sealed)?;
+            Some((db_key, _)) => {
+                let n = <[u8; 8]>::try_from(db_key.as_slice())
+                    .map(u64::from_be_bytes)
+                    .unwrap_or(0);
                 Ok(AuditHead {
-                    seq: entry.seq,
-                    mac: entry.mac,
+                    seq: n,
+                    mac: [0; 32],
+                    broken_at: Some(n + 1),
                 })
             }
         }
@@ -124,6 +144,11 @@ impl AuditHead {
         batch: &mut Batch,
         seal: impl Fn(Tree, &[u8], &[u8]) -> Result<Vec<u8>>,
     ) -> Result<AuditHead> {
+        if let Some(position) = self.broken_at {
+            return Err(Error::Integrity(format!(
+                "audit chain broken at position {position}: the sealed chain head is missing (the log was truncated or tampered with); no change is made until the vault is restored from a backup"
+            )));
+        }
         let mut entry = AuditRecord {
             seq: self.seq + 1,
             time: Timestamp::now().0,
@@ -145,6 +170,7 @@ impl AuditHead {
         let head = AuditHead {
             seq: entry.seq,
             mac: entry.mac,
+            broken_at: None,
         };
         batch.insert(
             Tree::Meta,
@@ -170,9 +196,11 @@ impl From<ChainBreak> for Error {
     }
 }
 
-/// Reads and verifies the whole chain.
+/// Reads and verifies the whole chain (format 2 and later: the head must be there when
+/// there are entries).
 pub fn read_all(store: &Store, keyring: &Keyring) -> Result<Vec<AuditRecord>> {
-    let head = stored_head(keyring, store.get(Tree::Meta, HEAD_KEY)?.as_deref())?;
+    let head = stored_head(keyring, store.get(Tree::Meta, HEAD_KEY)?.as_deref())?
+        .or(Some(AuditHead::default()));
     let entries: Vec<_> = store.scan_prefix(Tree::Audit, &[]).collect::<Result<_>>()?;
     verify_chain(keyring, &entries, head).map_err(Error::from)
 }
@@ -207,8 +235,21 @@ pub fn verify_chain(
         prev = AuditHead {
             seq: entry.seq,
             mac: entry.mac,
+            broken_at: None,
         };
         out.push(entry);
+    }
+    if let Some(head) = head
+        && head.seq == 0
+        && prev.seq > 0
+    {
+        let position = prev.seq + 1;
+        return Err(ChainBreak {
+            position,
+            message: format!(
+                "audit chain broken at position {position}: the sealed chain head is missing (the log was truncated or tampered with)"
+            ),
+        });
     }
     if let Some(head) = head
         && head != prev

@@ -78,12 +78,13 @@ pub fn check_records(
             match <[u8; 4]>::try_from(v.as_slice()) {
                 Ok(b) => {
                     report.format_version = u32::from_be_bytes(b);
-                    if report.format_version != CURRENT_FORMAT {
+                    // An older format is fine (opening migrates it); a newer one is not.
+                    if report.format_version == 0 || report.format_version > CURRENT_FORMAT {
                         report.problem(
                             Tree::Meta,
                             pos,
                             format!(
-                                "format version {} is not the current {CURRENT_FORMAT}",
+                                "format version {} is not one this keyvault knows (1 to {CURRENT_FORMAT})",
                                 report.format_version
                             ),
                         );
@@ -176,6 +177,12 @@ pub fn check_records(
     match audit::stored_head(keyring, head_record) {
         Err(e) => report.problem(Tree::Meta, 0, e.to_string()),
         Ok(head) => {
+            // From format 2 on, a log with entries has a head; format 1 had none.
+            let head = if report.format_version >= 2 {
+                head.or(Some(audit::head_of(None)))
+            } else {
+                head
+            };
             if let Err(b) = audit::verify_chain(keyring, &audit, head) {
                 report.problem(Tree::Audit, b.position, b.message);
             }

@@ -122,6 +122,60 @@ impl Vault {
             .unwrap_or(persisted)
     }
 
+    /// Writes the exact use counts of this process over its reservations (when the
+    /// agent locks), so that counts survive an orderly stop exactly; only a crash
+    /// overcounts.
+    pub fn release_use_reservations(&self) -> Result<()> {
+        let mut map = self.uses.map.lock().unwrap_or_else(|p| p.into_inner());
+        let pending: Vec<((Vec<u8>, u32), Counter)> = map
+            .iter()
+            .filter(|(_, c)| c.used < c.reserved)
+            .map(|(k, c)| (k.clone(), *c))
+            .collect();
+        if pending.is_empty() {
+            return Ok(());
+        }
+        let head = self.lock_writer();
+        let mut batch = Batch::new();
+        let mut by_key: HashMap<Vec<u8>, KeyRecord> = HashMap::new();
+        for ((db_key, version), counter) in &pending {
+            let record = match by_key.get_mut(db_key) {
+                Some(r) => r,
+                None => {
+                    let Some(sealed) = self.store.get(Tree::Keys, db_key)? else {
+                        continue;
+                    };
+                    let r: KeyRecord = self.open_record(Tree::Keys, db_key, &sealed)?;
+                    by_key.entry(db_key.clone()).or_insert(r)
+                }
+            };
+            if let Some(v) = record.versions.iter_mut().find(|v| v.version == *version) {
+                v.uses = counter.used;
+            }
+        }
+        for (db_key, record) in &by_key {
+            batch.insert(
+                Tree::Keys,
+                db_key.clone(),
+                self.seal(Tree::Keys, db_key, &records::encode(record)?)?,
+            );
+        }
+        self.commit(
+            head,
+            batch,
+            AuditEvent::new("uses").detail(format!(
+                "exact use counts of {} key version(s) written at lock",
+                pending.len()
+            )),
+        )?;
+        for ((db_key, version), counter) in pending {
+            if let Some(c) = map.get_mut(&(db_key, version)) {
+                c.reserved = counter.used;
+            }
+        }
+        Ok(())
+    }
+
     /// Counts one use of `version`, persisting a new reservation when the current one
     /// is used up; refuses an AEAD version at its limit. Returns a warning near it.
     fn count_use(
@@ -250,8 +304,7 @@ impl Vault {
         Ok(key_info(&record))
     }
 
-    /// Destroys one version of a key (never the only one). Deleting the primary makes
-    /// the newest remaining version primary.
+    /// Destroys one older version of a key (never the only one, nor the primary).
     pub fn delete_version(&self, user: &str, name: &str, version: u32) -> Result<KeyInfo> {
         let head = self.lock_writer();
         let (db_key, mut record) = self.require_key(user, name)?;
@@ -267,12 +320,14 @@ impl Vault {
                 "version {version} is the only version of {user}/{name}; delete the key instead"
             )));
         }
-        let removed = record.versions.remove(pos);
-        if removed.state == VersionState::Primary
-            && let Some(last) = record.versions.last_mut()
-        {
-            last.state = VersionState::Primary;
+        if record.versions[pos].state == VersionState::Primary {
+            // The primary is always the newest version; keeping it means a version
+            // number is never given out twice.
+            return Err(Error::Usage(format!(
+                "version {version} is the primary version of {user}/{name}; rotate first, then delete it"
+            )));
         }
+        record.versions.remove(pos);
         let mut batch = Batch::new();
         batch.insert(
             Tree::Keys,

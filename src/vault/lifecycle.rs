@@ -104,6 +104,27 @@ fn sibling(path: &Path, what: &str) -> Result<PathBuf> {
     Ok(parent.join(format!(".{}.{what}-{suffix}", name.to_string_lossy())))
 }
 
+/// Removes the hidden `.NAME.WHAT-*` directories beside `path`.
+fn remove_stale_siblings(path: &Path, what: &str) {
+    let parent = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let Some(name) = path.file_name() else {
+        return;
+    };
+    let prefix = format!(".{}.{what}-", name.to_string_lossy());
+    if let Ok(entries) = fs::read_dir(parent) {
+        for e in entries.flatten() {
+            if e.file_name().to_string_lossy().starts_with(&prefix)
+                && e.file_type().map(|t| t.is_dir()).unwrap_or(false)
+            {
+                let _ = fs::remove_dir_all(e.path());
+            }
+        }
+    }
+}
+
 /// Removes a directory when dropped, unless disarmed.
 struct DirGuard(Option<PathBuf>);
 
@@ -129,6 +150,8 @@ impl Vault {
     /// changes wait while it is made. `progress` is told (done, total).
     pub fn backup(&self, path: &Path, progress: &mut dyn FnMut(u64, u64)) -> Result<BackupReport> {
         let mut head = self.lock_writer();
+        // Fails early (target exists, directory missing) before anything is logged.
+        let file = backup::BackupFile::create(path)?;
         // The backup's own audit entry goes in first, so the backup holds it.
         let created = Timestamp::now();
         self.commit_with(
@@ -137,6 +160,29 @@ impl Vault {
             AuditEvent::new("backup").detail(format!("to {}", path.display())),
             true,
         )?;
+        let written = self.write_backup_file(file, created, progress);
+        if let Err(e) = &written {
+            let mut event = AuditEvent::new("backup").detail(format!("to {}: {e}", path.display()));
+            event.outcome("failed");
+            let _ = self.commit_with(&mut head, Batch::new(), event, true);
+        }
+        drop(head);
+        let written = written?;
+        let bytes = fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+        Ok(BackupReport {
+            path: path.display().to_string(),
+            records: written,
+            created,
+            bytes,
+        })
+    }
+
+    fn write_backup_file(
+        &self,
+        file: backup::BackupFile,
+        created: Timestamp,
+        progress: &mut dyn FnMut(u64, u64),
+    ) -> Result<u64> {
         let trees = self.all_records()?;
         let total: u64 = trees.iter().map(|t| t.len() as u64).sum();
         let header = BackupHeader {
@@ -153,15 +199,7 @@ impl Vault {
             .into_iter()
             .zip(trees)
             .flat_map(|(tree, entries)| entries.into_iter().map(move |(k, v)| Ok((tree, k, v))));
-        let written = backup::write_backup(path, &header, &self.keyring, &mut records, progress)?;
-        drop(head);
-        let bytes = fs::metadata(path).map(|m| m.len()).unwrap_or(0);
-        Ok(BackupReport {
-            path: path.display().to_string(),
-            records: written,
-            created,
-            bytes,
-        })
+        file.write(&header, &self.keyring, &mut records, progress)
     }
 
     /// Checks every record of the vault; see [`super::check`].
@@ -264,6 +302,10 @@ impl Vault {
         let head = *self.lock_writer();
         let trees = self.all_records()?;
         let records: u64 = trees.iter().map(|t| t.len() as u64).sum();
+        // A compaction killed before (or right after) its swap leaves a hidden sibling
+        // holding a whole database, destroyed records included: remove it now. We hold
+        // the vault's lock, so no compaction of this vault is running.
+        remove_stale_siblings(&path, "compact");
         let tmp = sibling(&path, "compact")?;
         let mut guard = DirGuard(Some(tmp.clone()));
         {
@@ -322,13 +364,16 @@ impl Vault {
     }
 
     /// Creates a vault at `to` (which must not exist) from a backup, after verifying
-    /// all of the backup. Nothing is left behind on failure: the vault is built in a
-    /// hidden directory beside `to` and renamed into place once complete.
+    /// all of the backup, and re-applies `revocations` (from a newer copy of the vault)
+    /// made at or after the backup. Nothing is left behind on failure: the vault is
+    /// built and finished in a hidden directory beside `to`, and renamed into place only
+    /// once complete.
     pub fn restore(
         backup_path: &Path,
         to: &Path,
         passphrase: &[u8],
-    ) -> Result<(Vault, RestoreReport)> {
+        revocations: Option<&[RevocationInfo]>,
+    ) -> Result<RestoreReport> {
         if to.exists() {
             return Err(Error::AlreadyExists(format!(
                 "{} exists; restore never overwrites",
@@ -360,26 +405,30 @@ impl Vault {
             }
             store.flush()?;
         }
+        let backup_created = Timestamp(opened.header.created);
+        let revocations_applied = {
+            let vault = Vault::open_with_keyring(&tmp, opened.master)?;
+            vault.record(AuditEvent::new("restore").detail(format!(
+                "from a backup made at {backup_created}, {} records",
+                opened.header.records
+            )))?;
+            let applied = match revocations {
+                Some(list) => vault.apply_revocations(list, backup_created.0)?,
+                None => Vec::new(),
+            };
+            vault.flush()?;
+            applied
+        };
         fs::rename(&tmp, to)
             .map_err(|e| Error::io(format!("cannot create {}", to.display()), e))?;
         guard.0 = None;
         backup::sync_parent(to);
-        let vault = Vault::open_with_keyring(to, opened.master)?;
-        vault.record(AuditEvent::new("restore").detail(format!(
-            "from a backup made at {}, {} records",
-            Timestamp(opened.header.created),
-            opened.header.records
-        )))?;
-        let records = opened.header.records;
-        Ok((
-            vault,
-            RestoreReport {
-                path: to.display().to_string(),
-                records,
-                backup_created: Timestamp(opened.header.created),
-                revocations_applied: Vec::new(),
-            },
-        ))
+        Ok(RestoreReport {
+            path: to.display().to_string(),
+            records: opened.header.records,
+            backup_created,
+            revocations_applied,
+        })
     }
 
     fn open_with_keyring(path: &Path, master: MasterKey) -> Result<Vault> {

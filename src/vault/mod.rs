@@ -4,7 +4,7 @@
 //! Every method is one atomic change (or a read), flushed to disk before it returns.
 //! The command line and the agent call these methods and know nothing of the store.
 
-mod audit;
+pub(crate) mod audit;
 pub mod check;
 pub mod keyuse;
 pub mod lifecycle;
@@ -156,7 +156,7 @@ impl Vault {
         };
         let created_dir = !path.exists();
         let store = Store::create(path)?;
-        if let Err(e) = migrate::run_pending(&store, Some(&header)) {
+        if let Err(e) = migrate::run_pending(&store, Some(&header), None) {
             drop(store);
             // Leave nothing behind: a failed init changes nothing.
             if created_dir {
@@ -210,7 +210,12 @@ impl Vault {
     ) -> Result<Vault> {
         let keyring = Box::new(master.keyring());
         drop(master);
-        migrate::run_pending(&store, None)?;
+        let format = migrate::format_version(&store)?;
+        if format < CURRENT_FORMAT {
+            // Before migrating, keep a backup of the vault as it was, next to it.
+            backup_before_migration(&store, &header, &keyring, format)?;
+            migrate::run_pending(&store, None, Some(&keyring))?;
+        }
         let head = AuditHead::load(&store, &keyring)?;
         let vault = Vault {
             store,
@@ -285,6 +290,43 @@ fn unwrap_master_key(store: &Store, header: &Header, passphrase: &[u8]) -> Resul
             Err(Error::WrongPassphrase(store.path().to_path_buf()))
         }
     }
+}
+
+fn backup_before_migration(
+    store: &Store,
+    header: &Header,
+    keyring: &Keyring,
+    from: u32,
+) -> Result<()> {
+    let path = store.path();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "vault".into());
+    let target = path.with_file_name(format!(
+        "{name}.pre-v{CURRENT_FORMAT}-backup-{}.kvb",
+        Timestamp::now().0
+    ));
+    let mut records = Vec::new();
+    for tree in Tree::ALL {
+        for (k, v) in store.entries(tree)? {
+            records.push(Ok((tree, k, v)));
+        }
+    }
+    let backup_header = crate::backup::BackupHeader {
+        vault_format: from,
+        created: Timestamp::now().0,
+        vault_header: header.clone(),
+        records: records.len() as u64,
+    };
+    crate::backup::write_backup(
+        &target,
+        &backup_header,
+        keyring,
+        &mut records.into_iter(),
+        &mut |_, _| {},
+    )?;
+    Ok(())
 }
 
 fn note_failed_unlock(store: &Store) -> Result<()> {

@@ -15,7 +15,7 @@ use assert_cmd::Command;
 use keyvault::store::{Store, Tree};
 use serde_json::Value;
 
-use crate::common::{TestEnv, assert_success, parse_json};
+use crate::common::{TestEnv, assert_success, contains_bytes, files_under, parse_json};
 
 /// The passphrase a `passwd` test changes to.
 pub const NEW_PASSPHRASE: &str = "a much better passphrase, surely";
@@ -159,17 +159,43 @@ pub fn open_store(env: &TestEnv) -> Store {
     }
 }
 
+/// Waits until nothing holds the lock of the test's vault database (sled takes an
+/// exclusive `flock` on its `db` file), so the next command does not find it in use.
+pub fn wait_until_closed(env: &TestEnv) {
+    use std::os::fd::AsRawFd;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let file = fs::File::open(env.vault().join("db")).expect("open the db file");
+    loop {
+        // SAFETY: flock on a descriptor we own; no memory is involved.
+        let locked = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        if locked == 0 {
+            // SAFETY: as above.
+            unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_UN) };
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the vault database stays locked after the test closed it"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// Opens the test's vault database directly, lets `edit` change it, then flushes and
 /// closes it.
 pub fn edit_store(env: &TestEnv, edit: impl FnOnce(&Store)) {
     let store = open_store(env);
     edit(&store);
     store.flush().expect("flush the edited database");
+    drop(store);
+    wait_until_closed(env);
 }
 
 /// Every entry of one tree of the test's vault (no agent may run).
 pub fn tree_entries(env: &TestEnv, tree: Tree) -> Vec<(Vec<u8>, Vec<u8>)> {
-    open_store(env).entries(tree).expect("read a tree")
+    let entries = open_store(env).entries(tree).expect("read a tree");
+    wait_until_closed(env);
+    entries
 }
 
 /// Runs `lock` when dropped, so that a failing test does not leave its agent running.
@@ -190,10 +216,56 @@ pub fn unlock(env: &TestEnv) -> AgentGuard<'_> {
 
 /// The state of the agent as `status --json` reports it.
 pub fn agent_state(env: &TestEnv) -> String {
-    let out = env.bare().args(["--json", "status"]).output().expect("status");
+    let out = env
+        .bare()
+        .args(["--json", "status"])
+        .output()
+        .expect("status");
     assert_success(&out, "status");
     parse_json(&out.stdout, "status")["state"]
         .as_str()
         .unwrap_or_default()
         .to_string()
+}
+
+/// The sealed values of the key records a `gen` adds, read from sled before and after.
+pub fn sealed_values_added_by(env: &TestEnv, gens: &[&[&str]]) -> Vec<Vec<u8>> {
+    let before: Vec<Vec<u8>> = tree_entries(env, Tree::Keys)
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    for g in gens {
+        env.ok(*g);
+    }
+    let added: Vec<Vec<u8>> = tree_entries(env, Tree::Keys)
+        .into_iter()
+        .filter(|(k, _)| !before.contains(k))
+        .map(|(_, v)| v)
+        .collect();
+    assert_eq!(added.len(), gens.len(), "each gen adds one key record");
+    added
+}
+
+/// A 32-byte window from the middle of each sealed value.
+pub fn windows_of(values: &[Vec<u8>]) -> Vec<Vec<u8>> {
+    values
+        .iter()
+        .map(|v| {
+            assert!(v.len() >= 64, "a sealed key record is longer than 64 bytes");
+            let mid = v.len() / 2;
+            v[mid - 16..mid + 16].to_vec()
+        })
+        .collect()
+}
+
+/// How many of `windows` occur in some file under `dir`.
+pub fn occurrences(dir: &Path, windows: &[Vec<u8>]) -> usize {
+    let files: Vec<Vec<u8>> = files_under(dir)
+        .iter()
+        .map(|f| fs::read(f).expect("read a vault file"))
+        .collect();
+    windows
+        .iter()
+        .filter(|w| files.iter().any(|f| contains_bytes(f, w)))
+        .count()
 }
