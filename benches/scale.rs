@@ -1,0 +1,265 @@
+//! How the library API's costs grow with the vault's size: vaults of 1k, 10k and 100k
+//! Fernet keys (spread over users of 10 keys each), and per size: gen (fernet, one
+//! flush per batch of 1,000 as a bulk load does; and flushed per call), get, list one
+//! user, rotate, revoke, encrypt/decrypt 64 B and 1 MiB, sign/verify; then backup and
+//! restore of each vault, and unlock at the default KDF (reported apart).
+//!
+//! Run: `cargo bench --bench scale` (about 6 minutes; `KEYVAULT_BENCH_SIZES=1000,10000`
+//! to skip the largest).
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use keyvault::crypto::kdf::KdfParams;
+use keyvault::{KeyType, Vault};
+
+const FAST: KdfParams = KdfParams {
+    memory_kib: 1024,
+    iterations: 1,
+    parallelism: 1,
+};
+const PASS: &[u8] = b"bench passphrase";
+
+fn sizes() -> Vec<usize> {
+    std::env::var("KEYVAULT_BENCH_SIZES")
+        .ok()
+        .map(|s| s.split(',').filter_map(|n| n.trim().parse().ok()).collect())
+        .unwrap_or_else(|| vec![1_000, 10_000, 100_000])
+}
+
+/// A vault of `n` Fernet keys: users u0…, 10 keys each, loaded with deferred flushes.
+fn filled(dir: &Path, n: usize) -> Vault {
+    let vault = Vault::create(&dir.join("v"), PASS, FAST, true).expect("create");
+    vault.set_deferred_flush(true);
+    let start = Instant::now();
+    for i in 0..n {
+        let user = format!("u{}", i / 10);
+        let name = format!("k{}", i % 10);
+        vault
+            .generate(&user, Some(&name), KeyType::Fernet)
+            .expect("generate");
+    }
+    vault.flush().expect("flush");
+    let secs = start.elapsed().as_secs_f64();
+    eprintln!(
+        "filled {n} keys in {secs:.2} s: {:.0} gen/s with one flush at the end",
+        n as f64 / secs
+    );
+    vault.set_deferred_flush(false);
+    vault
+}
+
+fn dir_size(path: &Path) -> u64 {
+    let mut total = 0;
+    for e in std::fs::read_dir(path).into_iter().flatten().flatten() {
+        match e.metadata() {
+            Ok(m) if m.is_dir() => total += dir_size(&e.path()),
+            Ok(m) => total += m.len(),
+            Err(_) => {}
+        }
+    }
+    total
+}
+
+fn bench(c: &mut Criterion) {
+    let message = vec![7u8; 64];
+    let mib = vec![7u8; 1 << 20];
+    for n in sizes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let vault = filled(dir.path(), n);
+        vault
+            .generate("signer", Some("rsa"), KeyType::Rsa2048)
+            .expect("rsa");
+        vault
+            .generate("signer", Some("ed"), KeyType::Ed25519)
+            .expect("ed");
+        vault
+            .generate("signer2", Some("f"), KeyType::Fernet)
+            .expect("fernet");
+        vault.set_use_reservation(256);
+        let size = dir_size(&dir.path().join("v"));
+        // Raw material + metadata: 32 key bytes, the user id and name, per key.
+        let raw: u64 = (0..n)
+            .map(|i| 32 + format!("u{}", i / 10).len() as u64 + 2)
+            .sum();
+        // What is stored, sealed (keys, audit entries, metadata): a backup's size.
+        let sealed = {
+            let b = dir.path().join("size.kvb");
+            let r = vault.backup(&b, &mut |_, _| {}).expect("backup");
+            let _ = std::fs::remove_file(&b);
+            r.bytes
+        };
+        let (vault, _) = vault.compact().expect("compact");
+        let compacted = dir_size(&dir.path().join("v"));
+        eprintln!(
+            "{n} keys: vault dir {size} bytes ({compacted} after compact); raw key material and ids {raw} bytes; all records sealed {sealed} bytes; dir / sealed records = {:.1} ({:.1} after compact)",
+            size as f64 / sealed as f64,
+            compacted as f64 / sealed as f64
+        );
+
+        let mut g = c.benchmark_group(format!("{n} keys"));
+        g.sample_size(20).measurement_time(Duration::from_secs(3));
+        let mut next = 0u64;
+        g.bench_function("gen fernet, batch of 1000, one flush", |b| {
+            b.iter_custom(|iters| {
+                vault.set_deferred_flush(true);
+                let start = Instant::now();
+                for i in 0..iters {
+                    next += 1;
+                    vault
+                        .generate(&format!("batch{next}"), None, KeyType::Fernet)
+                        .expect("gen");
+                    if i % 1000 == 999 {
+                        vault.flush().expect("flush");
+                    }
+                }
+                vault.flush().expect("flush");
+                vault.set_deferred_flush(false);
+                start.elapsed()
+            })
+        });
+        g.bench_function("gen fernet, flushed", |b| {
+            b.iter(|| {
+                next += 1;
+                vault
+                    .generate(&format!("flushed{next}"), None, KeyType::Fernet)
+                    .expect("gen")
+            })
+        });
+        let mut k = 0usize;
+        g.bench_function("get (key_info)", |b| {
+            b.iter(|| {
+                k = (k + 7919) % n;
+                vault
+                    .key_info(&format!("u{}", k / 10), &format!("k{}", k % 10))
+                    .expect("get")
+            })
+        });
+        g.bench_function("list one user (10 keys)", |b| {
+            b.iter(|| {
+                k = (k + 7919) % n;
+                vault.list(Some(&format!("u{}", k / 10))).expect("list")
+            })
+        });
+        g.bench_function("rotate fernet", |b| {
+            b.iter(|| {
+                k = (k + 7919) % n;
+                vault
+                    .rotate(&format!("u{}", k / 10), &format!("k{}", k % 10))
+                    .expect("rotate")
+            })
+        });
+        let mut victims = 0u64;
+        g.bench_function("revoke a user of 10 keys", |b| {
+            b.iter_custom(|iters| {
+                // Fresh users of 10 keys each, loaded untimed.
+                vault.set_deferred_flush(true);
+                let first = victims;
+                for v in 0..iters {
+                    for j in 0..10 {
+                        vault
+                            .generate(
+                                &format!("victim{}", first + v),
+                                Some(&format!("k{j}")),
+                                KeyType::Fernet,
+                            )
+                            .expect("gen");
+                    }
+                }
+                vault.flush().expect("flush");
+                vault.set_deferred_flush(false);
+                victims += iters;
+                let start = Instant::now();
+                for v in 0..iters {
+                    vault
+                        .revoke(&format!("victim{}", first + v), Some("bench"))
+                        .expect("revoke");
+                }
+                start.elapsed()
+            })
+        });
+        g.throughput(Throughput::Bytes(64));
+        g.bench_function("fernet encrypt+decrypt 64 B", |b| {
+            b.iter(|| {
+                let t = vault
+                    .encrypt_message("signer2", "f", &message)
+                    .expect("enc");
+                vault
+                    .decrypt_message("signer2", "f", &t.value, None)
+                    .expect("dec")
+            })
+        });
+        g.throughput(Throughput::Bytes(1 << 20));
+        g.bench_function("fernet encrypt+decrypt 1 MiB", |b| {
+            b.iter(|| {
+                let t = vault.encrypt_message("signer2", "f", &mib).expect("enc");
+                vault
+                    .decrypt_message("signer2", "f", &t.value, None)
+                    .expect("dec")
+            })
+        });
+        g.throughput(Throughput::Elements(1));
+        g.bench_function("rsa-2048 PSS sign", |b| {
+            b.iter(|| {
+                vault
+                    .sign_message("signer", "rsa", None, &message)
+                    .expect("sign")
+            })
+        });
+        let sig = vault
+            .sign_message("signer", "rsa", None, &message)
+            .expect("sign")
+            .value;
+        g.bench_function("rsa-2048 PSS verify", |b| {
+            b.iter(|| {
+                vault
+                    .verify_message("signer", "rsa", None, &message, &sig)
+                    .expect("verify")
+            })
+        });
+        g.bench_function("ed25519 sign", |b| {
+            b.iter(|| {
+                vault
+                    .sign_message("signer", "ed", None, &message)
+                    .expect("sign")
+            })
+        });
+        g.finish();
+
+        // Backup and restore of the whole vault (timed once each: they are seconds).
+        let backup = dir.path().join("b.kvb");
+        let start = Instant::now();
+        let report = vault.backup(&backup, &mut |_, _| {}).expect("backup");
+        let backup_secs = start.elapsed().as_secs_f64();
+        drop(vault);
+        let start = Instant::now();
+        Vault::restore(&backup, &dir.path().join("r"), PASS, None).expect("restore");
+        let restore_secs = start.elapsed().as_secs_f64();
+        eprintln!(
+            "{n} keys: backup of {} records ({} bytes) in {backup_secs:.2} s; restore in {restore_secs:.2} s",
+            report.records, report.bytes
+        );
+    }
+
+    // Unlock at the default KDF, against the KDF alone.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let params = KdfParams::default();
+    drop(Vault::create(&dir.path().join("d"), PASS, params, false).expect("create"));
+    let mut g = c.benchmark_group("unlock (default KDF m=64 MiB, t=3, p=4)");
+    g.sample_size(10).measurement_time(Duration::from_secs(5));
+    g.bench_function(BenchmarkId::new("KDF alone", "argon2id"), |b| {
+        b.iter(|| params.derive_kek(PASS, &[9u8; 16]).expect("kdf"))
+    });
+    g.bench_function(BenchmarkId::new("Vault::open", "unlock"), |b| {
+        b.iter_batched(
+            || (),
+            |()| Vault::open(&dir.path().join("d"), PASS).expect("open"),
+            BatchSize::PerIteration,
+        )
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
