@@ -123,7 +123,6 @@ fn fernet_token_inputs_do_not_panic() {
 /// non-blank byte is `{` (about 1 key in 256) is then taken for a JWK on import and
 /// refused, so the exported key cannot be imported back.
 #[test]
-#[ignore = "known defect (issue 6): keys::import tries JWK before the raw 32-byte form"]
 fn raw_symmetric_key_starting_with_a_brace_imports_back() {
     let raw = input("key_import", "raw-symmetric-key-starting-with-brace");
     assert_eq!(raw.len(), 32);
@@ -149,7 +148,6 @@ fn raw_symmetric_key_starting_with_a_brace_imports_back() {
 /// stored as a "key" made of its ASCII characters instead of being refused as the wrong
 /// length (with a newline it is refused).
 #[test]
-#[ignore = "known defect (issue 6): 32 bytes of base64 or hex text are stored as a raw key"]
 fn a_wrong_length_key_as_32_characters_of_text_is_refused() {
     let text = input("key_import", "base64-of-a-24-byte-key-without-newline");
     assert_eq!(text.len(), 32);

@@ -137,7 +137,7 @@ pub fn read_message<T: DeserializeOwned>(
         return Err(FrameError::TooLarge(len));
     }
     // Grow the buffer as bytes arrive: a length prefix alone allocates nothing.
-    let mut body = Zeroizing::new(Vec::with_capacity((len as usize).min(1024 * 1024)));
+    let mut body = Zeroizing::new(Vec::with_capacity((len as usize).min(64 * 1024)));
     r.take(u64::from(len))
         .read_to_end(&mut body)
         .map_err(FrameError::Io)?;

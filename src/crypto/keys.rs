@@ -97,6 +97,14 @@ pub fn import(key_type: KeyType, input: &[u8], allow_public_only: bool) -> Resul
     if input.iter().all(|b| b.is_ascii_whitespace()) {
         return Err(Error::Usage("the key input is empty".into()));
     }
+    // The raw form of a symmetric key (what `export --format der` writes) comes first:
+    // its bytes are random and may well begin with `{`.
+    if !key_type.is_asymmetric() && is_raw_symmetric(input) {
+        return Ok(KeyMaterial {
+            secret: Zeroizing::new(input.to_vec()),
+            public: None,
+        });
+    }
     if super::jwk::looks_like_jwk(input) {
         return super::jwk::import(key_type, input, allow_public_only);
     }
@@ -120,20 +128,21 @@ pub(crate) fn decode_base64(text: &str) -> Option<Zeroizing<Vec<u8>>> {
     None
 }
 
+/// Whether `input` is a raw 32-byte key rather than text: exactly 32 bytes, not all
+/// printable ASCII. (Base64 of 32 bytes is 43 or 44 characters; 32 characters of text,
+/// such as base64 of a 24-byte key, are decoded as text and refused for their length. A
+/// random key is all printable with a chance of about 1 in 10^14.)
+fn is_raw_symmetric(input: &[u8]) -> bool {
+    input.len() == 32 && !input.iter().all(|b| b.is_ascii_graphic() || *b == b' ')
+}
+
 fn import_symmetric(key_type: KeyType, input: &[u8]) -> Result<KeyMaterial> {
     let expected = if key_type == KeyType::Fernet {
         "a Fernet key (url-safe base64 of 32 bytes, or the 32 raw bytes)"
     } else {
         "base64 of a 32-byte key, or the 32 raw bytes"
     };
-    // The raw form (what `export --format der` writes): exactly 32 bytes. Base64 of 32
-    // bytes is 43 or 44 characters, so the two cannot be confused.
-    if input.len() == 32 {
-        return Ok(KeyMaterial {
-            secret: Zeroizing::new(input.to_vec()),
-            public: None,
-        });
-    }
+
     let text = std::str::from_utf8(input).map_err(|_| {
         Error::Usage(format!(
             "cannot read the {key_type} key: expected {expected}"
