@@ -416,14 +416,19 @@ fn pem_encode(label: &str, der: &[u8]) -> Zeroizing<Vec<u8>> {
 /// unpadded base64 of SHA-256 over the SPKI DER (asymmetric keys) or over a domain
 /// label and the key bytes (symmetric keys, a key check value).
 pub fn fingerprint(key_type: KeyType, material: &KeyMaterial) -> String {
-    let digest = match &material.public {
+    fingerprint_of(key_type, &material.secret, material.public.as_deref())
+}
+
+/// [`fingerprint`] from borrowed parts (no copy of the secret).
+pub fn fingerprint_of(key_type: KeyType, secret: &[u8], public: Option<&[u8]>) -> String {
+    let digest = match public {
         Some(spki) if key_type.is_asymmetric() => Sha256::digest(spki),
         _ => {
             let mut h = Sha256::new();
             h.update(b"keyvault symmetric key fingerprint v1\0");
             h.update(key_type.as_str().as_bytes());
             h.update([0u8]);
-            h.update(material.secret.as_slice());
+            h.update(secret);
             h.finalize()
         }
     };
