@@ -39,6 +39,13 @@ fn main() -> ExitCode {
         Err(cli::RunError::Stdout(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => {
             ExitCode::SUCCESS
         }
+        // Output written through the library (encrypt, decrypt, sign) to a reader that
+        // went away: the same quiet end as for text.
+        Err(cli::RunError::Vault(keyvault::Error::Io { source, .. }))
+            if source.kind() == std::io::ErrorKind::BrokenPipe =>
+        {
+            ExitCode::SUCCESS
+        }
         Err(cli::RunError::Stdout(e)) => {
             eprintln!("error: cannot write to stdout: {e}");
             ExitCode::from(8)

@@ -40,8 +40,11 @@ impl Out {
 
     /// Writes one JSON document and a newline.
     pub fn doc<T: Serialize>(&mut self, value: &T) -> io::Result<()> {
-        serde_json::to_writer_pretty(&mut self.stdout, value).map_err(io::Error::other)?;
-        self.stdout.write_all(b"\n")?;
+        // Serialized first, so that a closed pipe surfaces as `BrokenPipe` (quiet), not
+        // as a JSON error.
+        let mut text = serde_json::to_vec_pretty(value).map_err(io::Error::other)?;
+        text.push(b'\n');
+        self.stdout.write_all(&text)?;
         self.stdout.flush()
     }
 
