@@ -317,7 +317,7 @@ fn opening_the_v1_fixture_migrates_it_to_the_current_format_after_a_backup() {
             p.file_name()
                 .unwrap()
                 .to_string_lossy()
-                .starts_with("vault.pre-v2-backup-")
+                .starts_with("vault.pre-v3-backup-")
         })
         .collect();
     assert_eq!(backups.len(), 1, "expected one pre-migration backup");
@@ -338,7 +338,7 @@ fn opening_the_v1_fixture_migrates_it_to_the_current_format_after_a_backup() {
                 .unwrap()
                 .file_name()
                 .to_string_lossy()
-                .starts_with("vault.pre-v2-backup-")
+                .starts_with("vault.pre-v3-backup-")
         })
         .count();
     assert_eq!(count, 1);

@@ -473,3 +473,40 @@ fn check_reports_problems_without_secret_content() {
         docs.len()
     );
 }
+
+/// Regression: deleting a record from the `revoked` tree (which needs no passphrase)
+/// used to give a revoked user the right to new keys, undetected.
+#[test]
+fn removing_a_revocation_record_is_detected_and_gives_no_new_keys() {
+    let env = TestEnv::new();
+    env.init();
+    env.ok(["gen", "mallory"]);
+    env.ok(["revoke", "mallory", "--reason", "gone"]);
+    env.ok(["revoke", "trent"]);
+    let revoked = tree_entries(&env, Tree::Revoked);
+    assert_eq!(revoked.len(), 2);
+    edit_store(&env, |store| {
+        let mut batch = keyvault::store::Batch::new();
+        for (k, _) in &revoked {
+            batch.remove(Tree::Revoked, k.clone());
+        }
+        store.apply(&batch).expect("delete the revocations");
+    });
+    let out = env.run(["gen", "mallory"]);
+    let stderr = assert_error(&out, 7, "gen for a user whose revocation was removed");
+    assert!(stderr.contains("revocation ledger"), "{stderr}");
+    let out = env.run(["is-revoked", "mallory"]);
+    assert_error(&out, 7, "is-revoked after the revocation was removed");
+    let out = env.run(["revoked"]);
+    assert_error(&out, 7, "revoked after the revocation was removed");
+    let out = env.run(["check"]);
+    assert_error(&out, 7, "check after the revocation was removed");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("problem: tree revoked"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    // Nothing was added.
+    let listed = env.json(["list"]);
+    assert_eq!(listed["keys"].as_array().map(Vec::len), Some(0), "{listed}");
+}

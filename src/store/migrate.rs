@@ -14,9 +14,11 @@ use crate::store::{Batch, Store, Tree};
 mod m0001_initial;
 #[path = "../../migrations/0002_audit_chain_head.rs"]
 mod m0002_audit_chain_head;
+#[path = "../../migrations/0003_revocation_ledger.rs"]
+mod m0003_revocation_ledger;
 
 /// The format version this binary writes.
-pub const CURRENT_FORMAT: u32 = 2;
+pub const CURRENT_FORMAT: u32 = 3;
 
 /// One format step.
 pub struct Migration {
@@ -34,14 +36,18 @@ pub struct MigrationContext<'a> {
     pub store: &'a Store,
     /// The header of a vault being created (only for the initial step).
     pub new_header: Option<&'a Header>,
-    /// The unlocked vault's subkeys (none when creating a vault).
+    /// The vault's subkeys.
     pub keyring: Option<&'a Keyring>,
     /// The changes of this step.
     pub batch: Batch,
 }
 
 /// Every step, in order.
-pub const MIGRATIONS: &[Migration] = &[m0001_initial::MIGRATION, m0002_audit_chain_head::MIGRATION];
+pub const MIGRATIONS: &[Migration] = &[
+    m0001_initial::MIGRATION,
+    m0002_audit_chain_head::MIGRATION,
+    m0003_revocation_ledger::MIGRATION,
+];
 
 /// The format version recorded in the database (0 for an empty database).
 pub fn format_version(store: &Store) -> Result<u32> {

@@ -13,7 +13,7 @@ use crate::store::Tree;
 use crate::store::migrate::CURRENT_FORMAT;
 use crate::store::records::{self, Header, KeyRecord, RevokedRecord, VersionState, meta_keys};
 
-use super::{audit, key_db_key, open_record, user_hash};
+use super::{audit, key_db_key, ledger, open_record, user_hash};
 
 /// One problem found.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -146,8 +146,21 @@ pub fn check_records(
         }
     }
 
-    // Revoked: each opens and sits under its user's hash; a revoked user keeps no key.
-    for (i, (k, v)) in records(Tree::Revoked)?.iter().enumerate() {
+    // Revoked: the set matches its sealed ledger (format 3 on); each record opens and
+    // sits under its user's hash; a revoked user keeps no key.
+    let revoked = records(Tree::Revoked)?;
+    if report.format_version >= 3 {
+        let sealed = meta
+            .iter()
+            .find(|(k, _)| k.as_slice() == ledger::LEDGER_KEY)
+            .map(|(_, v)| v.as_slice());
+        if let Err(message) =
+            ledger::compare(keyring, revoked.iter().map(|(k, _)| k.clone()), sealed)
+        {
+            report.problem(Tree::Revoked, 0, message);
+        }
+    }
+    for (i, (k, v)) in revoked.iter().enumerate() {
         let pos = i as u64 + 1;
         report.revoked += 1;
         match open_record::<RevokedRecord>(keyring, Tree::Revoked, k, v) {

@@ -320,6 +320,7 @@ impl Vault {
             keyring,
             header,
             uses,
+            revocations,
             ..
         } = self;
         store.flush()?;
@@ -341,6 +342,7 @@ impl Vault {
             flushed: Default::default(),
             deferred_flush: Default::default(),
             uses,
+            revocations,
         };
         if let Err(e) = swapped {
             // The old database is still in place and was reopened: nothing changed.
@@ -434,7 +436,8 @@ impl Vault {
     fn open_with_keyring(path: &Path, master: MasterKey) -> Result<Vault> {
         let store = Store::open(path)?;
         let header = super::read_header(&store)?;
-        Self::assemble(store, header, master, None)
+        // A restore needs no backup before migrating: it was made from one.
+        Self::assemble(store, header, master, None, false)
     }
 
     /// Re-applies revocations recorded elsewhere (another copy of this vault): every
@@ -472,9 +475,10 @@ impl Vault {
                 db_key.to_vec(),
                 self.seal(Tree::Revoked, &db_key, &records::encode(&revoked)?)?,
             );
-            self.commit(
+            self.commit_revocation(
                 head,
                 batch,
+                &db_key,
                 AuditEvent::new("revoke").user(&r.user).detail(format!(
                     "re-applied a revocation of {}, {} key(s) destroyed",
                     r.revoked_at,

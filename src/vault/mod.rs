@@ -7,6 +7,7 @@
 pub(crate) mod audit;
 pub mod check;
 pub mod keyuse;
+pub(crate) mod ledger;
 pub mod lifecycle;
 pub mod types;
 pub mod validate;
@@ -57,6 +58,9 @@ pub struct Vault {
     deferred_flush: AtomicBool,
     /// Use counts of key versions.
     uses: keyuse::UseCounters,
+    /// The revocation ledger as verified at open (changed only under the writer lock),
+    /// or why it does not match the revoked users.
+    revocations: Mutex<std::result::Result<ledger::Ledger, String>>,
 }
 
 #[derive(Default)]
@@ -156,7 +160,8 @@ impl Vault {
         };
         let created_dir = !path.exists();
         let store = Store::create(path)?;
-        if let Err(e) = migrate::run_pending(&store, Some(&header), None) {
+        let keyring = Box::new(master.keyring());
+        if let Err(e) = migrate::run_pending(&store, Some(&header), Some(&keyring)) {
             drop(store);
             // Leave nothing behind: a failed init changes nothing.
             if created_dir {
@@ -166,13 +171,14 @@ impl Vault {
         }
         let vault = Vault {
             store,
-            keyring: Box::new(master.keyring()),
+            keyring,
             header: Mutex::new(header),
             writer: Mutex::new(AuditHead::default()),
             flushes: Mutex::new(FlushState::default()),
             flushed: Condvar::new(),
             deferred_flush: AtomicBool::new(false),
             uses: Default::default(),
+            revocations: Mutex::new(Ok(ledger::Ledger::default())),
         };
         vault.record(AuditEvent::new("init").detail(format!("kdf {kdf}")))?;
         Ok(vault)
@@ -183,7 +189,7 @@ impl Vault {
         let store = Store::open(path)?;
         let header = read_header(&store)?;
         let master = unwrap_master_key(&store, &header, passphrase)?;
-        Self::assemble(store, header, master, None)
+        Self::assemble(store, header, master, None, true)
     }
 
     /// Checks `passphrase` against the vault at `path` and returns its master key, then
@@ -199,24 +205,31 @@ impl Vault {
     pub fn open_with_master_key(path: &Path, master: MasterKey) -> Result<Vault> {
         let store = Store::open(path)?;
         let header = read_header(&store)?;
-        Self::assemble(store, header, master, Some("unlock"))
+        Self::assemble(store, header, master, Some("unlock"), true)
     }
 
+    /// Builds the unlocked vault: runs pending format steps (after writing a backup
+    /// beside the vault when `backup_first`), loads the audit head and verifies the
+    /// revocation ledger, logs failed unlocks and `event`.
     fn assemble(
         store: Store,
         header: Header,
         master: MasterKey,
         event: Option<&'static str>,
+        backup_first: bool,
     ) -> Result<Vault> {
         let keyring = Box::new(master.keyring());
         drop(master);
         let format = migrate::format_version(&store)?;
         if format < CURRENT_FORMAT {
             // Before migrating, keep a backup of the vault as it was, next to it.
-            backup_before_migration(&store, &header, &keyring, format)?;
+            if backup_first {
+                backup_before_migration(&store, &header, &keyring, format)?;
+            }
             migrate::run_pending(&store, None, Some(&keyring))?;
         }
         let head = AuditHead::load(&store, &keyring)?;
+        let revocations = ledger::verify(&store, &keyring)?;
         let vault = Vault {
             store,
             keyring,
@@ -226,6 +239,7 @@ impl Vault {
             flushed: Condvar::new(),
             deferred_flush: AtomicBool::new(false),
             uses: Default::default(),
+            revocations: Mutex::new(revocations),
         };
         if let Some(bytes) = vault.store.get(Tree::Meta, meta_keys::FAILED_UNLOCKS)? {
             let detail = match records::decode::<FailedUnlocks>(&bytes, "failed unlocks") {
@@ -541,6 +555,26 @@ impl Vault {
         self.wait_durable(ticket)
     }
 
+    /// Commits a batch that revokes the user whose index hash is `user_db_key`, with the
+    /// updated revocation ledger in the same atomic batch.
+    fn commit_revocation(
+        &self,
+        mut head: std::sync::MutexGuard<'_, AuditHead>,
+        mut batch: Batch,
+        user_db_key: &[u8],
+        event: AuditEvent,
+    ) -> Result<()> {
+        let ledger = self.trusted_ledger()?.with(&self.keyring, user_db_key);
+        ledger.stage(&self.keyring, &mut batch)?;
+        let ticket = self.commit_with(&mut head, batch, event, false)?;
+        *self.revocations.lock().unwrap_or_else(|p| p.into_inner()) = Ok(ledger);
+        drop(head);
+        if self.deferred_flush.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        self.wait_durable(ticket)
+    }
+
     /// Appends the audit entry of a read (an export or other use of a secret). It is
     /// atomic but not flushed at once: the store's background flush (at most a second
     /// later), the next change, or closing the vault makes it durable. Reads stay fast,
@@ -585,7 +619,18 @@ impl Vault {
         self.store_new_key(user, name, key_type, material, "import")
     }
 
+    /// The verified revocation ledger, or an integrity error if a revocation was
+    /// removed: then no revocation answer can be trusted and no key may be added.
+    fn trusted_ledger(&self) -> Result<ledger::Ledger> {
+        self.revocations
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .map_err(Error::Integrity)
+    }
+
     fn check_can_add(&self, user: &str, name: &str) -> Result<()> {
+        self.trusted_ledger()?;
         if self.revoked_record(user)?.is_some() {
             return Err(Error::UserRevoked(user.to_string()));
         }
@@ -745,6 +790,7 @@ impl Vault {
             validate::reason(reason)?;
         }
         let head = self.lock_writer();
+        self.trusted_ledger()?;
         if let Some(existing) = self.revoked_record(user)? {
             return Ok(RevokeOutcome {
                 already_revoked: true,
@@ -772,9 +818,10 @@ impl Vault {
             db_key.to_vec(),
             self.seal(Tree::Revoked, &db_key, &records::encode(&revoked)?)?,
         );
-        self.commit(
+        self.commit_revocation(
             head,
             batch,
+            &db_key,
             AuditEvent::new("revoke")
                 .user(user)
                 .detail(format!("{} key(s) destroyed", revoked.destroyed.len())),
@@ -791,11 +838,13 @@ impl Vault {
     /// The revocation of a user, if revoked.
     pub fn revocation(&self, user: &str) -> Result<Option<RevocationInfo>> {
         validate::user_id(user)?;
+        self.trusted_ledger()?;
         Ok(self.revoked_record(user)?.map(|r| revocation_info(&r)))
     }
 
     /// Every revoked user, oldest revocation first.
     pub fn revoked_users(&self) -> Result<Vec<RevocationInfo>> {
+        self.trusted_ledger()?;
         let mut out = Vec::new();
         for item in self.store.scan_prefix(Tree::Revoked, &[]) {
             let (db_key, sealed) = item?;
