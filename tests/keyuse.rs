@@ -992,3 +992,54 @@ fn everything_through_the_agent() {
         .unwrap();
     assert_error(&out, 4, "decrypt after lock without a passphrase");
 }
+
+/// Regression: without an agent, `encrypt | decrypt` raced for the vault (decrypt opened
+/// it before its input arrived, and encrypt then found it "in use").
+#[test]
+fn encrypt_piped_into_decrypt_works_without_an_agent() {
+    use std::process::Stdio;
+    let env = TestEnv::new();
+    env.init();
+    env.ok(["gen", "alice"]);
+    env.ok(["gen", "alice", "--type", "chacha20-poly1305", "--name", "c"]);
+    let pass = env.passphrase_file();
+    for name in ["fernet", "c", "fernet", "c"] {
+        let mut enc = env
+            .bare_std()
+            .env("KEYVAULT_PASSPHRASE_FILE", &pass)
+            .args(["encrypt", "alice", name])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn encrypt");
+        let enc_out = enc.stdout.take().expect("encrypt stdout");
+        let dec = env
+            .bare_std()
+            .env("KEYVAULT_PASSPHRASE_FILE", &pass)
+            .args(["decrypt", "alice", name])
+            .stdin(Stdio::from(enc_out))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn decrypt");
+        {
+            use std::io::Write;
+            let mut stdin = enc.stdin.take().expect("encrypt stdin");
+            stdin.write_all(b"through a pipe\n").expect("write");
+        }
+        let enc = enc.wait_with_output().expect("encrypt");
+        let dec = dec.wait_with_output().expect("decrypt");
+        assert!(
+            enc.status.success(),
+            "encrypt: {}",
+            String::from_utf8_lossy(&enc.stderr)
+        );
+        assert!(
+            dec.status.success(),
+            "decrypt: {}",
+            String::from_utf8_lossy(&dec.stderr)
+        );
+        assert_eq!(dec.stdout, b"through a pipe\n");
+    }
+}

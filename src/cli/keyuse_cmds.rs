@@ -149,15 +149,26 @@ fn open_input(input: Option<&Path>) -> Result<Box<dyn Read>> {
 }
 
 fn read_message(session: &mut Session, input: Option<&Path>) -> Result<Zeroizing<Vec<u8>>> {
+    let reader = open_input(input)?;
+    read_rest(session, Vec::new(), reader)
+}
+
+/// Reads the rest of `reader` after the bytes already read (`start`), within the limit
+/// of a message read whole.
+fn read_rest(
+    session: &mut Session,
+    start: Vec<u8>,
+    reader: Box<dyn Read>,
+) -> Result<Zeroizing<Vec<u8>>> {
     let through_agent = session.agent()?.is_some();
     let limit = if through_agent {
         u64::from(MAX_REQUEST_BYTES) - REQUEST_OVERHEAD
     } else {
         MAX_MESSAGE_BYTES
     };
-    let mut buf = Zeroizing::new(Vec::new());
-    open_input(input)?
-        .take(limit + 1)
+    let mut buf = Zeroizing::new(start);
+    reader
+        .take((limit + 1).saturating_sub(buf.len() as u64))
         .read_to_end(&mut buf)
         .map_err(|e| Error::io("cannot read the input", e))?;
     if buf.len() as u64 > limit {
@@ -301,7 +312,9 @@ pub fn encrypt(
     )
 }
 
-/// `decrypt`.
+/// `decrypt`. The input is read before the vault is opened (all of it, or an
+/// envelope's header), so that `keyvault encrypt … | keyvault decrypt …` does not find
+/// the vault held by the other side.
 pub fn decrypt(
     out: &mut Out,
     session: &mut Session,
@@ -311,17 +324,23 @@ pub fn decrypt(
     output: Option<&Path>,
     ttl: Option<u64>,
 ) -> CmdResult {
+    let mut reader = open_input(input)?;
+    let mut head = Vec::with_capacity(envelope::HEADER_LEN);
+    (&mut reader)
+        .take(envelope::HEADER_LEN as u64)
+        .read_to_end(&mut head)
+        .map_err(|e| Error::io("cannot read the input", e))?;
     let key_type = key_type_of(session, user, name)?;
     key_type.check_use(KeyUse::Decrypt)?;
     if ttl.is_some() && key_type != KeyType::Fernet {
         return Err(Error::Usage("--ttl applies to fernet keys only".into()).into());
     }
     if key_type.is_aead() {
-        let mut reader = open_input(input)?;
-        let header = envelope::read_header(&mut reader)?;
+        let mut whole = head.as_slice().chain(reader);
+        let header = envelope::read_header(&mut whole)?;
         let (header, key, _) = envelope_key(session, user, name, Some(header.to_bytes().to_vec()))?;
         let mut sink = Sink::open(output, out.json())?;
-        envelope::decrypt_with_message_key(&header, &key, &mut reader, &mut sink)?;
+        envelope::decrypt_with_message_key(&header, &key, &mut whole, &mut sink)?;
         let version = header.key_version;
         return emit(
             out,
@@ -331,7 +350,7 @@ pub fn decrypt(
             json!({ "user": user, "name": name, "version": version }),
         );
     }
-    let ciphertext = read_message(session, input)?;
+    let ciphertext = read_rest(session, head, reader)?;
     let Response::Plaintext { version, plaintext } = session.call(Request::Decrypt {
         user: user.to_string(),
         name: name.to_string(),
@@ -363,10 +382,11 @@ pub fn sign(
     output: Option<&Path>,
     scheme: Option<RsaScheme>,
 ) -> CmdResult {
+    // The message first: see `decrypt`.
+    let message = read_message(session, input)?;
     let key_type = key_type_of(session, user, name)?;
     key_type.check_use(KeyUse::Sign)?;
     let mut sink = Sink::open(output, out.json())?;
-    let message = read_message(session, input)?;
     let Response::Produced(used) = session.call(Request::Sign {
         user: user.to_string(),
         name: name.to_string(),
@@ -397,13 +417,14 @@ pub fn verify(
     input: Option<&Path>,
     scheme: Option<RsaScheme>,
 ) -> CmdResult<i32> {
-    let key_type = key_type_of(session, user, name)?;
-    key_type.check_use(KeyUse::Verify)?;
     let sig = fs::read(signature).map_err(|e| match e.kind() {
         io::ErrorKind::NotFound => Error::FileNotFound(signature.to_path_buf()),
         _ => Error::io(format!("cannot read {}", signature.display()), e),
     })?;
+    // The message first: see `decrypt`.
     let message = read_message(session, input)?;
+    let key_type = key_type_of(session, user, name)?;
+    key_type.check_use(KeyUse::Verify)?;
     let Response::Verified(version) = session.call(Request::Verify {
         user: user.to_string(),
         name: name.to_string(),
