@@ -143,9 +143,9 @@ impl Store {
         Self::open_engine(path)
     }
 
-    /// Opens an existing database. When another handle was just closed, sled lets go
-    /// of its file lock only when its background flusher ends (up to a second later), so
-    /// a vault found "in use" is retried for a moment before giving up.
+    /// Opens an existing database. A vault found "in use" is retried for a moment before
+    /// giving up: another command may be about to finish (sled lets go of its file lock
+    /// only once its last thread does).
     pub fn open(path: &Path) -> Result<Store> {
         if !Self::exists(path) {
             return Err(Error::VaultNotFound(path.to_path_buf()));
@@ -161,16 +161,44 @@ impl Store {
         }
     }
 
+    /// sled 0.34.7 writes a snapshot to `snap.N.generating`, syncs it, then renames it;
+    /// but when it opens it takes the highest-named `snap.*` file, `.generating` ones
+    /// included, so a process killed while writing a snapshot leaves a database sled then
+    /// refuses as corrupted (sled issue #1533). A `.generating` file is by construction
+    /// incomplete: remove it before opening, but only while nobody holds the database
+    /// (we take sled's own lock on `db` for the moment of the cleanup).
+    fn remove_torn_snapshots(path: &Path) {
+        let Ok(db) = fs::File::open(path.join(DB_FILE)) else {
+            return;
+        };
+        if rustix::fs::flock(&db, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_err() {
+            return;
+        }
+        if let Ok(entries) = fs::read_dir(path) {
+            for e in entries.flatten() {
+                let name = e.file_name();
+                let name = name.to_string_lossy();
+                if name.starts_with("snap.") && name.ends_with(".generating") {
+                    let _ = fs::remove_file(e.path());
+                }
+            }
+        }
+        let _ = rustix::fs::flock(&db, rustix::fs::FlockOperation::Unlock);
+    }
+
     fn open_engine(path: &Path) -> Result<Store> {
+        Self::remove_torn_snapshots(path);
         let config = sled::Config::new()
             .path(path)
             // Measured on a 20k-key vault: HighThroughput loads ~40% faster than
             // LowSpace for the same files' size (sled 0.34's leaf rewrites dominate
             // both; see README, Benchmarks).
             .mode(sled::Mode::HighThroughput)
-            // We flush explicitly at the end of every command; the background flusher
-            // only bounds the loss window of the agent between commands.
-            .flush_every_ms(Some(1000));
+            // No background flusher: every change is flushed before it returns, the
+            // agent flushes the rest (audit entries of reads) each second itself, and
+            // sled's flusher thread would hold the database's file lock for up to its
+            // period after a close, delaying the next open (e.g. `unlock` → agent).
+            .flush_every_ms(None);
         // sled panics on some kinds of corrupted files instead of returning an error;
         // a panic here must become an error, never a crash.
         let opened = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| config.open()));

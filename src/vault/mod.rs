@@ -539,7 +539,7 @@ impl Vault {
     }
 
     /// Defers flushing: changes are still atomic, but become durable only at the next
-    /// [`Vault::flush`] (or the store's background flush, within a second). For bulk
+    /// [`Vault::flush`] (or when the vault closes). For bulk
     /// loads and benchmarks; commands never set it.
     pub fn set_deferred_flush(&self, deferred: bool) {
         self.deferred_flush.store(deferred, Ordering::Relaxed);
@@ -576,9 +576,9 @@ impl Vault {
     }
 
     /// Appends the audit entry of a read (an export or other use of a secret). It is
-    /// atomic but not flushed at once: the store's background flush (at most a second
-    /// later), the next change, or closing the vault makes it durable. Reads stay fast,
-    /// and a crash can lose at most the last second of read entries, never a change.
+    /// atomic but not flushed at once: the next change, closing the vault, or the agent's
+    /// flush each second makes it durable. Reads stay fast, and a crash can lose at most
+    /// the last second of read entries, never a change.
     fn record_use(&self, event: AuditEvent) -> Result<()> {
         let mut head = self.lock_writer();
         self.commit_with(&mut head, Batch::new(), event, false)
