@@ -18,6 +18,7 @@ fn main() -> ExitCode {
         }
     };
     let json = parsed.json;
+    start_stall_watchdog();
     // No panic may reach the user as a backtrace: the storage engine can panic on
     // damaged files, and a bug must still end in one `error:` line and an exit code.
     std::panic::set_hook(Box::new(|_| {}));
@@ -40,9 +41,11 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         // Output written through the library (encrypt, decrypt, sign) to a reader that
-        // went away: the same quiet end as for text.
-        Err(cli::RunError::Vault(keyvault::Error::Io { source, .. }))
-            if source.kind() == std::io::ErrorKind::BrokenPipe =>
+        // went away: the same quiet end as for text. Only our own output: a broken pipe
+        // to the agent is an error like any other.
+        Err(cli::RunError::Vault(keyvault::Error::Io { context, source }))
+            if source.kind() == std::io::ErrorKind::BrokenPipe
+                && (context == "writing the output" || context == "writing stdout") =>
         {
             ExitCode::SUCCESS
         }
@@ -72,4 +75,24 @@ fn main() -> ExitCode {
             ExitCode::from(code as u8)
         }
     }
+}
+
+/// Ends the process with an integrity error if the storage engine makes no progress for
+/// `STALL_LIMIT` (sled can spin on some damaged files instead of failing). A stuck call is
+/// a read or an atomic write, so ending the process loses nothing.
+fn start_stall_watchdog() {
+    std::thread::spawn(|| {
+        loop {
+            std::thread::sleep(std::time::Duration::from_millis(500));
+            if keyvault::store::stalled_for().is_some_and(|d| d >= keyvault::store::STALL_LIMIT) {
+                eprintln!(
+                    "error: integrity failure: the storage engine stopped making progress reading the vault's files (damaged?)"
+                );
+                eprintln!(
+                    "hint: run `keyvault check`; if the files are damaged, restore from a backup"
+                );
+                std::process::exit(7);
+            }
+        }
+    });
 }

@@ -16,6 +16,61 @@ use sled::transaction::{ConflictableTransactionError, TransactionError};
 
 use crate::error::{Error, Result};
 
+/// Stall detection. sled 0.34 can spin forever reading some damaged files instead of
+/// returning an error; a command must end with an error instead. Every call into the
+/// engine (but opening, whose recovery legitimately takes long on a large vault) marks
+/// progress on entry and exit; [`stalled_for`] says how long calls have been in flight
+/// without any progress, and the binary's watchdog ends the process past a limit.
+mod stall {
+    use std::sync::OnceLock;
+    use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+    use std::time::{Duration, Instant};
+
+    static IN_FLIGHT: AtomicUsize = AtomicUsize::new(0);
+    static LAST_PROGRESS_MS: AtomicU64 = AtomicU64::new(0);
+
+    fn now_ms() -> u64 {
+        static START: OnceLock<Instant> = OnceLock::new();
+        START.get_or_init(Instant::now).elapsed().as_millis() as u64
+    }
+
+    /// Held for the duration of one engine call.
+    pub struct Call;
+
+    impl Call {
+        pub fn enter() -> Call {
+            LAST_PROGRESS_MS.store(now_ms(), Ordering::Relaxed);
+            IN_FLIGHT.fetch_add(1, Ordering::SeqCst);
+            Call
+        }
+    }
+
+    impl Drop for Call {
+        fn drop(&mut self) {
+            LAST_PROGRESS_MS.store(now_ms(), Ordering::Relaxed);
+            IN_FLIGHT.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+
+    pub fn stalled_for() -> Option<Duration> {
+        if IN_FLIGHT.load(Ordering::SeqCst) == 0 {
+            return None;
+        }
+        let since = now_ms().saturating_sub(LAST_PROGRESS_MS.load(Ordering::Relaxed));
+        Some(Duration::from_millis(since))
+    }
+}
+
+/// How long calls into the storage engine have been in flight without progress, if any
+/// are (see the `stall` module): past a few seconds, the engine is stuck on damaged
+/// files.
+pub fn stalled_for() -> Option<std::time::Duration> {
+    stall::stalled_for()
+}
+
+/// A call into the engine this long without progress is taken for a stuck engine.
+pub const STALL_LIMIT: std::time::Duration = std::time::Duration::from_secs(8);
+
 /// The trees of a vault. Each holds one kind of record.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Tree {
@@ -240,6 +295,7 @@ impl Store {
 
     /// Reads one value.
     pub fn get(&self, tree: Tree, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        let _call = stall::Call::enter();
         Ok(self
             .tree(tree)
             .get(key)
@@ -249,6 +305,7 @@ impl Store {
 
     /// Whether a key is present.
     pub fn contains(&self, tree: Tree, key: &[u8]) -> Result<bool> {
+        let _call = stall::Call::enter();
         self.tree(tree).contains_key(key).map_err(storage)
     }
 
@@ -258,13 +315,17 @@ impl Store {
         tree: Tree,
         prefix: &[u8],
     ) -> impl Iterator<Item = Result<(Vec<u8>, Vec<u8>)>> + use<> {
-        self.tree(tree)
-            .scan_prefix(prefix)
-            .map(|item| item.map(|(k, v)| (k.to_vec(), v.to_vec())).map_err(storage))
+        let mut inner = self.tree(tree).scan_prefix(prefix);
+        std::iter::from_fn(move || {
+            let _call = stall::Call::enter();
+            inner.next()
+        })
+        .map(|item| item.map(|(k, v)| (k.to_vec(), v.to_vec())).map_err(storage))
     }
 
     /// The last entry of a tree in key order.
     pub fn last(&self, tree: Tree) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
+        let _call = stall::Call::enter();
         Ok(self
             .tree(tree)
             .last()
@@ -272,9 +333,15 @@ impl Store {
             .map(|(k, v)| (k.to_vec(), v.to_vec())))
     }
 
-    /// The number of entries in a tree (walks the tree).
-    pub fn len(&self, tree: Tree) -> usize {
-        self.tree(tree).len()
+    /// The number of entries in a tree (walks the tree). Stops at the first error: sled's
+    /// own `len` counts an unreadable page's error again and again, forever.
+    pub fn len(&self, tree: Tree) -> Result<usize> {
+        let mut n = 0;
+        for item in self.scan_prefix(tree, &[]) {
+            item?;
+            n += 1;
+        }
+        Ok(n)
     }
 
     /// Applies every change of `batch` atomically across trees: after a crash either all
@@ -283,6 +350,7 @@ impl Store {
         if batch.is_empty() {
             return Ok(());
         }
+        let _call = stall::Call::enter();
         let [meta, keys, revoked, audit] = &self.trees;
         let result: std::result::Result<(), TransactionError<()>> = (meta, keys, revoked, audit)
             .transaction(|(m, k, r, a)| {
@@ -310,6 +378,7 @@ impl Store {
     /// across trees: use it only on a database nobody else sees yet.
     pub fn load(&self, tree: Tree, entries: &[(Vec<u8>, Vec<u8>)]) -> Result<()> {
         for chunk in entries.chunks(10_000) {
+            let _call = stall::Call::enter();
             let mut batch = sled::Batch::default();
             for (k, v) in chunk {
                 batch.insert(k.as_slice(), v.as_slice());
@@ -328,6 +397,7 @@ impl Store {
     /// its log, which does not make a grown file's metadata durable, so the database file
     /// is then `fdatasync`ed as well (one call, shared by the writers of a group commit).
     pub fn flush(&self) -> Result<()> {
+        let _call = stall::Call::enter();
         self.db.flush().map_err(storage)?;
         self.db_file
             .sync_data()

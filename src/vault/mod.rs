@@ -125,7 +125,7 @@ fn status_of(store: &Store, format_version: u32) -> Result<VaultStatus> {
         format_version,
         users,
         keys,
-        revoked_users: store.len(Tree::Revoked) as u64,
+        revoked_users: store.len(Tree::Revoked)? as u64,
     })
 }
 
@@ -276,6 +276,12 @@ impl Vault {
 fn read_header(store: &Store) -> Result<Header> {
     let path = store.path();
     let format = migrate::format_version(store)?;
+    if format == 0 {
+        return Err(Error::Integrity(format!(
+            "the vault at {} has no valid format record (damaged or tampered with)",
+            path.display()
+        )));
+    }
     if format > CURRENT_FORMAT {
         return Err(Error::NewerFormat {
             path: path.to_path_buf(),
@@ -317,8 +323,11 @@ fn backup_before_migration(
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "vault".into());
+    let mut rnd = [0u8; 4];
+    random_bytes(&mut rnd)?;
+    let suffix: String = rnd.iter().map(|b| format!("{b:02x}")).collect();
     let target = path.with_file_name(format!(
-        "{name}.pre-v{CURRENT_FORMAT}-backup-{}.kvb",
+        "{name}.pre-v{CURRENT_FORMAT}-backup-{}-{suffix}.kvb",
         Timestamp::now().0
     ));
     let mut records = Vec::new();

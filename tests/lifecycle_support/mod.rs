@@ -127,6 +127,11 @@ impl Rng {
         Rng(seed.max(1))
     }
 
+    /// A generator with a given seed (for one of several threads of a seeded run).
+    pub fn from_seed(seed: u64) -> Rng {
+        Rng(seed.max(1))
+    }
+
     /// The next 64 random bits.
     pub fn next_u64(&mut self) -> u64 {
         let mut x = self.0;
