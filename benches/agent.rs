@@ -139,6 +139,44 @@ fn bench(c: &mut Criterion) {
     g.bench_function("list request, 8 clients", |b| {
         b.iter_custom(|iters| clients(&socket, 8, iters.max(8)))
     });
+    // Durable writes: each gen returns only once flushed (group commit shares flushes).
+    let next = std::sync::atomic::AtomicU64::new(0);
+    for n in [1usize, 8] {
+        g.bench_function(format!("gen request (durable), {n} client(s)"), |b| {
+            b.iter_custom(|iters| {
+                let per = iters.div_ceil(n as u64).max(1);
+                let start = Instant::now();
+                std::thread::scope(|scope| {
+                    for _ in 0..n {
+                        let socket = socket.clone();
+                        let next = &next;
+                        scope.spawn(move || {
+                            let mut s = UnixStream::connect(&socket).expect("connect");
+                            for _ in 0..per {
+                                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                                write_message(
+                                    &mut s,
+                                    &AgentRequest::Op(Request::Generate {
+                                        user: format!("w{i}"),
+                                        name: None,
+                                        key_type: keyvault::KeyType::Fernet,
+                                    }),
+                                )
+                                .expect("send");
+                                match read_message(&mut s, MAX_RESPONSE_BYTES).expect("answer") {
+                                    AgentResponse::Op(Response::Key(_)) => {}
+                                    _ => panic!("wrong answer"),
+                                }
+                            }
+                        });
+                    }
+                });
+                start
+                    .elapsed()
+                    .mul_f64(iters as f64 / (per * n as u64) as f64)
+            })
+        });
+    }
     g.finish();
     env.run(&["lock"]);
 }
