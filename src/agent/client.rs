@@ -16,6 +16,10 @@ use super::protocol::{
 };
 use super::{agent_paths, canonical_vault_path, socket_dir};
 
+/// The context of an error on a connection to the agent that broke mid-request.
+const AGENT_LOST: &str =
+    "lost the connection to the agent (the request may or may not have been carried out)";
+
 /// How long a client waits for an answer. Generous: an RSA-4096 generation or a large
 /// list can take a while.
 const CALL_TIMEOUT: Duration = Duration::from_secs(120);
@@ -96,8 +100,7 @@ impl AgentClient {
 
     /// Sends one request and reads the answer.
     pub fn call(&mut self, request: &AgentRequest) -> Result<AgentResponse> {
-        write_message(&mut self.stream, request)
-            .map_err(|e| Error::io("talking to the agent", e))?;
+        write_message(&mut self.stream, request).map_err(|e| Error::io(AGENT_LOST, e))?;
         let response: AgentResponse =
             read_message(&mut self.stream, MAX_RESPONSE_BYTES).map_err(client_error)?;
         match response {

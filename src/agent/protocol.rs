@@ -166,10 +166,15 @@ pub fn client_error(e: FrameError) -> Error {
             agent,
             client: PROTOCOL_VERSION,
         },
-        FrameError::Closed => Error::Internal("the agent closed the connection".into()),
+        FrameError::Closed => Error::Internal(
+            "the agent closed the connection before answering (the request may or may not have been carried out)".into(),
+        ),
         FrameError::TooLarge(n) => Error::Internal(format!("the agent sent a {n}-byte message")),
         FrameError::Malformed => Error::Internal("the agent sent a malformed message".into()),
-        FrameError::Io(e) => Error::io("talking to the agent", e),
+        FrameError::Io(e) => Error::io(
+            "lost the connection to the agent (the request may or may not have been carried out)",
+            e,
+        ),
     }
 }
 
