@@ -559,3 +559,21 @@ fn max_lifetime_locks_even_a_busy_agent() {
     );
     assert!(start.elapsed() >= Duration::from_millis(1500));
 }
+
+#[test]
+fn the_agent_locks_its_key_memory_where_allowed() {
+    let env = unlocked("15m");
+    let pid = agent_pid(&env);
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    let locked_kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmLck:"))
+        .and_then(|v| v.split_whitespace().next().and_then(|n| n.parse().ok()))
+        .expect("VmLck");
+    // Root (CI here) may always lock memory; elsewhere RLIMIT_MEMLOCK decides, and
+    // `unlock` warns instead of failing.
+    if rustix::process::getuid().is_root() {
+        assert!(locked_kib > 0, "the agent locked no memory: {status}");
+    }
+    lock(&env);
+}

@@ -152,3 +152,105 @@ fn no_ids_names_reasons_or_key_material_in_any_vault_file() {
         leaks.join("\n")
     );
 }
+
+/// Issue 6: no secret in backups, the audit log, the stdout of non-export commands,
+/// stderr, or `--json` errors; and no id, name or reason in plaintext in a backup.
+#[test]
+fn no_secret_in_backups_audit_outputs_or_errors() {
+    let env = TestEnv::new();
+    env.init();
+    let fernet = known_bytes("output fernet");
+    let rsa = rsa_key(2048);
+    let rsa_der = pkcs8_der(&rsa);
+    let fpath = env.write_private("f.key", URL_SAFE.encode(&fernet).as_bytes());
+    let rpath = env.write_private("r.pem", pkcs8_pem(&rsa).as_bytes());
+    let mut outputs: Vec<(String, Vec<u8>)> = Vec::new();
+    let mut run = |args: &[&str]| {
+        let out = env.run(args);
+        outputs.push((format!("stdout of {args:?}"), out.stdout));
+        outputs.push((format!("stderr of {args:?}"), out.stderr));
+    };
+    run(&[
+        "import",
+        USER,
+        FERNET_NAME,
+        "--type",
+        "fernet",
+        "--file",
+        fpath.to_str().unwrap(),
+    ]);
+    run(&[
+        "--json",
+        "import",
+        USER,
+        RSA_NAME,
+        "--type",
+        "rsa-2048",
+        "--file",
+        rpath.to_str().unwrap(),
+    ]);
+    // Non-export commands, successes and failures, text and JSON.
+    for args in [
+        &["list"][..],
+        &["--json", "list"],
+        &["status"],
+        &["--json", "status"],
+        &["rotate", USER, FERNET_NAME],
+        &["--json", "gen", USER, "--name", FERNET_NAME],
+        &["gen", USER, "--name", FERNET_NAME],
+        &["export", USER, "missing"],
+        &["--json", "export", USER, "missing"],
+        &[
+            "import",
+            USER,
+            "x",
+            "--type",
+            "fernet",
+            "--file",
+            "/nonexistent",
+        ],
+        &["audit"],
+        &["--json", "audit"],
+        &["check"],
+        &["--json", "check"],
+        &["revoke", REVOKED_USER, "--reason", REASON],
+        &["--json", "revoked"],
+    ] {
+        run(args);
+    }
+    let backup = env.root().join("scan.kvb");
+    run(&["backup", backup.to_str().unwrap()]);
+    // Wrong passphrase, through --json.
+    let out = env
+        .bare()
+        .env("KEYVAULT_PASSPHRASE", "wrong")
+        .args(["--json", "list"])
+        .output()
+        .unwrap();
+    outputs.push(("--json error, wrong passphrase".into(), out.stdout));
+    outputs.push(("stderr, wrong passphrase".into(), out.stderr));
+
+    let mut secrets = encodings("fernet key", &fernet);
+    secrets.push(("RSA PKCS#8 DER".into(), rsa_der.clone()));
+    secrets.push(("RSA DER window".into(), rsa_der[100..132].to_vec()));
+    secrets.push(("passphrase".into(), PASSPHRASE.as_bytes().to_vec()));
+    let rsa_pem = pkcs8_pem(&rsa);
+    let pem_line = rsa_pem.lines().nth(3).unwrap().as_bytes().to_vec();
+    secrets.push(("RSA PEM line".into(), pem_line));
+    for (where_, text) in &outputs {
+        for (what, needle) in &secrets {
+            assert!(!contains_bytes(text, needle), "{what} appears in {where_}");
+        }
+    }
+    let file = std::fs::read(&backup).expect("read the backup");
+    let mut plain = secrets.clone();
+    for id in [USER, REVOKED_USER, REASON, FERNET_NAME, RSA_NAME] {
+        plain.push((format!("{id:?}"), id.as_bytes().to_vec()));
+    }
+    for (what, needle) in &plain {
+        assert!(
+            !contains_bytes(&file, needle),
+            "{what} appears in the backup file"
+        );
+    }
+}
