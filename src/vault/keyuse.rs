@@ -21,7 +21,7 @@ use crate::crypto::sign::RsaScheme;
 use crate::crypto::{fernet_token, oaep, sign};
 use crate::error::{Error, Result};
 use crate::keytype::{KeyType, KeyUse};
-use crate::store::records::{self, KeyRecord, KeyVersionRecord, VersionState};
+use crate::store::records::{KeyRecord, KeyVersionRecord, VersionState};
 use crate::store::{Batch, Tree};
 
 use super::types::{KeyInfo, Timestamp};
@@ -154,11 +154,7 @@ impl Vault {
             }
         }
         for (db_key, record) in &by_key {
-            batch.insert(
-                Tree::Keys,
-                db_key.clone(),
-                self.seal(Tree::Keys, db_key, &records::encode(record)?)?,
-            );
+            self.stage(&mut batch, Tree::Keys, db_key, record)?;
         }
         self.commit(
             head,
@@ -248,11 +244,7 @@ impl Vault {
             })?;
         v.uses = v.uses.max(reserved);
         let mut batch = Batch::new();
-        batch.insert(
-            Tree::Keys,
-            db_key.to_vec(),
-            self.seal(Tree::Keys, db_key, &records::encode(&record)?)?,
-        );
+        self.stage(&mut batch, Tree::Keys, db_key, &record)?;
         self.commit(
             head,
             batch,
@@ -288,11 +280,7 @@ impl Vault {
             uses: 0,
         });
         let mut batch = Batch::new();
-        batch.insert(
-            Tree::Keys,
-            db_key.clone(),
-            self.seal(Tree::Keys, &db_key, &records::encode(&record)?)?,
-        );
+        self.stage(&mut batch, Tree::Keys, &db_key, &record)?;
         self.commit(
             head,
             batch,
@@ -329,11 +317,7 @@ impl Vault {
         }
         record.versions.remove(pos);
         let mut batch = Batch::new();
-        batch.insert(
-            Tree::Keys,
-            db_key.clone(),
-            self.seal(Tree::Keys, &db_key, &records::encode(&record)?)?,
-        );
+        self.stage(&mut batch, Tree::Keys, &db_key, &record)?;
         self.commit(
             head,
             batch,

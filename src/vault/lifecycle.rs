@@ -470,11 +470,7 @@ impl Vault {
                 destroyed,
             };
             let db_key = user_hash(&self.keyring, &r.user);
-            batch.insert(
-                Tree::Revoked,
-                db_key.to_vec(),
-                self.seal(Tree::Revoked, &db_key, &records::encode(&revoked)?)?,
-            );
+            self.stage(&mut batch, Tree::Revoked, &db_key, &revoked)?;
             self.commit_revocation(
                 head,
                 batch,

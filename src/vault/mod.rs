@@ -407,6 +407,19 @@ impl Vault {
             .seal(&record_aad(tree.name(), db_key), plaintext)
     }
 
+    /// Encodes and seals `record` and adds it to `batch` under `db_key` in `tree`.
+    fn stage<T: serde::Serialize>(
+        &self,
+        batch: &mut Batch,
+        tree: Tree,
+        db_key: &[u8],
+        record: &T,
+    ) -> Result<()> {
+        let sealed = self.seal(tree, db_key, &records::encode(record)?)?;
+        batch.insert(tree, db_key.to_vec(), sealed);
+        Ok(())
+    }
+
     fn open_record<T: serde::de::DeserializeOwned>(
         &self,
         tree: Tree,
@@ -684,11 +697,7 @@ impl Vault {
         };
         let db_key = self.key_db_key(user, name);
         let mut batch = Batch::new();
-        batch.insert(
-            Tree::Keys,
-            db_key.clone(),
-            self.seal(Tree::Keys, &db_key, &records::encode(&record)?)?,
-        );
+        self.stage(&mut batch, Tree::Keys, &db_key, &record)?;
         self.commit(
             head,
             batch,
@@ -822,11 +831,7 @@ impl Vault {
             destroyed,
         };
         let db_key = self.user_hash(user);
-        batch.insert(
-            Tree::Revoked,
-            db_key.to_vec(),
-            self.seal(Tree::Revoked, &db_key, &records::encode(&revoked)?)?,
-        );
+        self.stage(&mut batch, Tree::Revoked, &db_key, &revoked)?;
         self.commit_revocation(
             head,
             batch,
