@@ -320,7 +320,8 @@ pub fn read_header(bytes: &[u8]) -> Result<(BackupHeader, usize)> {
     let end = c.pos;
     let checksum = c.take(32)?;
     let expected: [u8; 32] = Sha256::digest(&bytes[..end]).into();
-    if checksum != expected {
+    // An unkeyed checksum (not a secret), compared in constant time all the same.
+    if !bool::from(subtle::ConstantTimeEq::ct_eq(checksum, &expected[..])) {
         return Err(Error::Integrity("the backup's header is damaged".into()));
     }
     if version != BACKUP_FORMAT {

@@ -4,6 +4,8 @@
 //! the previous entry's MAC, so deleting, reordering or editing an entry breaks the
 //! chain. Entries say who, what, when and the outcome — never key material.
 
+use subtle::ConstantTimeEq;
+
 use crate::crypto::seal::{Keyring, record_aad};
 use crate::error::{Error, Result};
 use crate::store::records::{self, AuditRecord};
@@ -229,7 +231,9 @@ pub fn verify_chain(
             )));
         }
         let mac = entry_mac(keyring, &entry).map_err(|_| broken("the entry does not encode"))?;
-        if entry.prev_mac != prev.mac || mac != entry.mac {
+        // MACs are compared in constant time.
+        let chained = entry.prev_mac.ct_eq(&prev.mac) & mac.ct_eq(&entry.mac);
+        if !bool::from(chained) {
             return Err(broken("the entry does not chain to the previous one"));
         }
         prev = AuditHead {
@@ -252,7 +256,7 @@ pub fn verify_chain(
         });
     }
     if let Some(head) = head
-        && head != prev
+        && !(head.seq == prev.seq && bool::from(head.mac.ct_eq(&prev.mac)))
     {
         let position = prev.seq + 1;
         return Err(ChainBreak {

@@ -10,6 +10,7 @@
 //! (exit 7), and `check` reports it.
 
 use serde::{Deserialize, Serialize};
+use subtle::ConstantTimeEq;
 
 use crate::crypto::seal::{Keyring, record_aad};
 use crate::error::{Error, Result};
@@ -89,7 +90,8 @@ pub fn compare(
         return Err("the revocation ledger is missing".into());
     };
     let stored = Ledger::open(keyring, sealed).map_err(|e| e.to_string())?;
-    if stored != actual {
+    let same = stored.count == actual.count && bool::from(stored.digest.ct_eq(&actual.digest));
+    if !same {
         return Err(format!(
             "the revoked users do not match the sealed revocation ledger ({} recorded, {} present): a revocation was removed or altered",
             stored.count, actual.count
