@@ -577,3 +577,25 @@ fn the_agent_locks_its_key_memory_where_allowed() {
     }
     lock(&env);
 }
+
+#[test]
+fn sigterm_sigint_and_sighup_lock_the_agent() {
+    for signal in [
+        rustix::process::Signal::TERM,
+        rustix::process::Signal::INT,
+        rustix::process::Signal::HUP,
+    ] {
+        let env = unlocked("15m");
+        let pid = agent_pid(&env);
+        rustix::process::kill_process(rustix::process::Pid::from_raw(pid).expect("pid"), signal)
+            .expect("signal the agent");
+        assert!(
+            wait_until(Duration::from_secs(5), || process_gone(pid)),
+            "the agent outlived {signal:?}"
+        );
+        // It wiped and cleaned up: no socket left, and the next command asks again.
+        assert!(!socket_of_exists(&env), "{signal:?} left the socket");
+        let out = env.bare().arg("list").output().expect("list");
+        assert_error(&out, 4, "list after the agent was signalled");
+    }
+}
