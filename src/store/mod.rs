@@ -145,6 +145,14 @@ impl Batch {
     pub fn is_empty(&self) -> bool {
         self.ops.is_empty()
     }
+
+    /// The keys of `tree` that the batch inserts or removes.
+    pub fn keys_in(&self, tree: Tree) -> impl Iterator<Item = &[u8]> {
+        self.ops.iter().filter_map(move |op| match op {
+            Op::Insert(t, k, _) | Op::Remove(t, k) if *t == tree => Some(k.as_slice()),
+            _ => None,
+        })
+    }
 }
 
 /// An open vault database.

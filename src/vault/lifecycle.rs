@@ -321,6 +321,7 @@ impl Vault {
             header,
             uses,
             revocations,
+            infos,
             ..
         } = self;
         store.flush()?;
@@ -343,6 +344,7 @@ impl Vault {
             deferred_flush: Default::default(),
             uses,
             revocations,
+            infos,
         };
         if let Err(e) = swapped {
             // The old database is still in place and was reopened: nothing changed.

@@ -61,6 +61,17 @@ pub struct Vault {
     /// The revocation ledger as verified at open (changed only under the writer lock),
     /// or why it does not match the revoked users.
     revocations: Mutex<std::result::Result<ledger::Ledger, String>>,
+    /// Descriptions of keys (no secret) by database key, so that listing a long-lived
+    /// agent's vault skips opening every record again.
+    infos: Mutex<InfoCache>,
+}
+
+/// See [`Vault::infos`]. `generation` moves on with every change to the keys tree, so a
+/// description read before a change is never stored after it.
+#[derive(Default)]
+struct InfoCache {
+    map: std::collections::HashMap<Vec<u8>, KeyInfo>,
+    generation: u64,
 }
 
 #[derive(Default)]
@@ -179,6 +190,7 @@ impl Vault {
             deferred_flush: AtomicBool::new(false),
             uses: Default::default(),
             revocations: Mutex::new(Ok(ledger::Ledger::default())),
+            infos: Default::default(),
         };
         vault.record(AuditEvent::new("init").detail(format!("kdf {kdf}")))?;
         Ok(vault)
@@ -240,6 +252,7 @@ impl Vault {
             deferred_flush: AtomicBool::new(false),
             uses: Default::default(),
             revocations: Mutex::new(revocations),
+            infos: Default::default(),
         };
         if let Some(bytes) = vault.store.get(Tree::Meta, meta_keys::FAILED_UNLOCKS)? {
             let detail = match records::decode::<FailedUnlocks>(&bytes, "failed unlocks") {
@@ -523,6 +536,13 @@ impl Vault {
         })?;
         self.store.apply(&batch)?;
         *head = next;
+        if batch.keys_in(Tree::Keys).next().is_some() {
+            let mut infos = self.infos.lock().unwrap_or_else(|p| p.into_inner());
+            infos.generation += 1;
+            for k in batch.keys_in(Tree::Keys) {
+                infos.map.remove(k);
+            }
+        }
         let ticket = {
             let mut f = self.flushes.lock().unwrap_or_else(|p| p.into_inner());
             f.applied += 1;
@@ -756,26 +776,62 @@ impl Vault {
 
     /// Lists the keys of one user, or of every user, sorted by user then name.
     pub fn list(&self, user: Option<&str>) -> Result<Vec<KeyInfo>> {
-        let mut out = Vec::new();
-        match user {
+        let prefix = match user {
             Some(user) => {
                 validate::user_id(user)?;
-                for (db_key, record) in self.keys_of(user)? {
-                    out.push(self.live_info(&db_key, &record));
-                }
+                self.user_hash(user).to_vec()
             }
-            None => {
-                for item in self.store.scan_prefix(Tree::Keys, &[]) {
-                    let (db_key, sealed) = item?;
-                    // Authenticated with its database key as associated data (see
-                    // `keys_of`); `check` recomputes the index.
+            None => Vec::new(),
+        };
+        let generation = self
+            .infos
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .generation;
+        let mut out = Vec::new();
+        let mut fresh = Vec::new();
+        for item in self.store.scan_prefix(Tree::Keys, &prefix) {
+            let (db_key, sealed) = item?;
+            let cached = self
+                .infos
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .map
+                .get(&db_key)
+                .cloned();
+            let info = match cached {
+                Some(info) => info,
+                None => {
+                    // Authenticated with its database key as associated data, so it was
+                    // sealed there with the master key; `check` recomputes the index.
                     let record: KeyRecord = self.open_record(Tree::Keys, &db_key, &sealed)?;
-                    out.push(self.live_info(&db_key, &record));
+                    let info = key_info(&record);
+                    fresh.push((db_key.clone(), info.clone()));
+                    info
                 }
+            };
+            if user.is_some_and(|u| u != info.user) {
+                return Err(Error::Integrity(
+                    "a key record does not match its index entry".into(),
+                ));
             }
+            out.push(self.with_live_uses(&db_key, info));
         }
+        let mut infos = self.infos.lock().unwrap_or_else(|p| p.into_inner());
+        if infos.generation == generation {
+            infos.map.extend(fresh);
+        }
+        drop(infos);
         out.sort_by(|a, b| (&a.user, &a.name).cmp(&(&b.user, &b.name)));
         Ok(out)
+    }
+
+    /// A description with the use counts this process has live.
+    fn with_live_uses(&self, db_key: &[u8], mut info: KeyInfo) -> KeyInfo {
+        for v in &mut info.versions {
+            v.uses = self.live_uses(db_key, v.version, v.uses);
+        }
+        info
     }
 
     /// Destroys one key, every version.

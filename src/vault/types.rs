@@ -31,12 +31,21 @@ impl std::fmt::Display for Timestamp {
 
 impl Serialize for Timestamp {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.to_string())
+        // RFC 3339 for people (JSON); plain seconds on the agent's binary protocol, where
+        // formatting and parsing thousands of them would cost a listing dearly.
+        if s.is_human_readable() {
+            s.serialize_str(&self.to_string())
+        } else {
+            s.serialize_u64(self.0)
+        }
     }
 }
 
 impl<'de> Deserialize<'de> for Timestamp {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        if !d.is_human_readable() {
+            return u64::deserialize(d).map(Timestamp);
+        }
         let s = String::deserialize(d)?;
         let t = humantime::parse_rfc3339(&s).map_err(serde::de::Error::custom)?;
         let secs = t
