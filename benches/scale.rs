@@ -101,21 +101,22 @@ fn bench(c: &mut Criterion) {
         let mut g = c.benchmark_group(format!("{n} keys"));
         g.sample_size(20).measurement_time(Duration::from_secs(3));
         let mut next = 0u64;
-        g.bench_function("gen fernet, batch of 1000, one flush", |b| {
+        g.bench_function("gen fernet, batches of 1000 (generate_batch)", |b| {
             b.iter_custom(|iters| {
-                vault.set_deferred_flush(true);
+                let users: Vec<String> = (0..iters)
+                    .map(|_| {
+                        next += 1;
+                        format!("batch{next}")
+                    })
+                    .collect();
                 let start = Instant::now();
-                for i in 0..iters {
-                    next += 1;
-                    vault
-                        .generate(&format!("batch{next}"), None, KeyType::Fernet)
-                        .expect("gen");
-                    if i % 1000 == 999 {
-                        vault.flush().expect("flush");
-                    }
+                for chunk in users.chunks(1000) {
+                    let items: Vec<(&str, Option<&str>, KeyType)> = chunk
+                        .iter()
+                        .map(|u| (u.as_str(), None, KeyType::Fernet))
+                        .collect();
+                    vault.generate_batch(&items).expect("gen batch");
                 }
-                vault.flush().expect("flush");
-                vault.set_deferred_flush(false);
                 start.elapsed()
             })
         });

@@ -527,13 +527,27 @@ impl Vault {
     fn commit_with(
         &self,
         head: &mut AuditHead,
-        mut batch: Batch,
+        batch: Batch,
         event: AuditEvent,
         durable: bool,
     ) -> Result<u64> {
-        let next = head.append(&self.keyring, event, &mut batch, |tree, db_key, plain| {
-            self.seal(tree, db_key, plain)
-        })?;
+        self.commit_events(head, batch, vec![event], durable)
+    }
+
+    /// As [`Vault::commit_with`], with one audit entry per event, all in one batch.
+    fn commit_events(
+        &self,
+        head: &mut AuditHead,
+        mut batch: Batch,
+        events: Vec<AuditEvent>,
+        durable: bool,
+    ) -> Result<u64> {
+        let mut next = *head;
+        for event in events {
+            next = next.append(&self.keyring, event, &mut batch, |tree, db_key, plain| {
+                self.seal(tree, db_key, plain)
+            })?;
+        }
         self.store.apply(&batch)?;
         *head = next;
         if batch.keys_in(Tree::Keys).next().is_some() {
@@ -727,6 +741,70 @@ impl Vault {
                 .detail(format!("type {key_type}, version 1")),
         )?;
         Ok(key_info(&record))
+    }
+
+    /// Generates many keys in one atomic change (all or none) and one flush: for bulk
+    /// provisioning. Each item is (user, name — default the type's —, type); the same
+    /// rules as [`Vault::generate`] apply to every one, and a name twice in the batch is
+    /// refused.
+    pub fn generate_batch(&self, items: &[(&str, Option<&str>, KeyType)]) -> Result<Vec<KeyInfo>> {
+        let mut seen = std::collections::HashSet::new();
+        let mut prepared = Vec::with_capacity(items.len());
+        for &(user, name, key_type) in items {
+            let name = name.unwrap_or(key_type.as_str());
+            validate::user_id(user)?;
+            validate::key_name(name)?;
+            if !seen.insert((user, name)) {
+                return Err(Error::AlreadyExists(format!(
+                    "{user}/{name} appears twice in the batch"
+                )));
+            }
+            prepared.push((user, name, key_type, keys::generate(key_type)?));
+        }
+        let mut head = self.lock_writer();
+        let mut batch = Batch::new();
+        let mut events = Vec::with_capacity(prepared.len());
+        let mut infos = Vec::with_capacity(prepared.len());
+        let now = Timestamp::now().0;
+        for (user, name, key_type, material) in prepared {
+            self.check_can_add(user, name)?;
+            let mut id = [0u8; 16];
+            random_bytes(&mut id)?;
+            let record = KeyRecord {
+                id,
+                user: user.to_string(),
+                name: name.to_string(),
+                key_type,
+                created: now,
+                versions: vec![KeyVersionRecord {
+                    version: 1,
+                    created: now,
+                    state: VersionState::Primary,
+                    secret: material.secret,
+                    public: material.public,
+                    uses: 0,
+                }],
+            };
+            self.stage(
+                &mut batch,
+                Tree::Keys,
+                &self.key_db_key(user, name),
+                &record,
+            )?;
+            events.push(
+                AuditEvent::new("gen")
+                    .user(user)
+                    .key(name)
+                    .detail(format!("type {key_type}, version 1 (batch)")),
+            );
+            infos.push(key_info(&record));
+        }
+        let ticket = self.commit_events(&mut head, batch, events, false)?;
+        drop(head);
+        if !self.deferred_flush.load(Ordering::Relaxed) {
+            self.wait_durable(ticket)?;
+        }
+        Ok(infos)
     }
 
     /// Exports key material (a secret unless `options.public`).

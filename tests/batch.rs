@@ -1,0 +1,62 @@
+//! `Vault::generate_batch`: many keys in one atomic change and one flush.
+
+use keyvault::crypto::kdf::KdfParams;
+use keyvault::{Error, KeyType, Vault};
+
+const FAST: KdfParams = KdfParams {
+    memory_kib: 1024,
+    iterations: 1,
+    parallelism: 1,
+};
+
+#[test]
+fn a_batch_is_all_or_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v");
+    let vault = Vault::create(&path, b"pw", FAST, true).unwrap();
+    let users: Vec<String> = (0..100).map(|i| format!("user{i}")).collect();
+    let items: Vec<(&str, Option<&str>, KeyType)> = users
+        .iter()
+        .map(|u| (u.as_str(), None, KeyType::Fernet))
+        .collect();
+    let made = vault.generate_batch(&items).unwrap();
+    assert_eq!(made.len(), 100);
+    assert_eq!(vault.list(None).unwrap().len(), 100);
+    let audit_before = vault.audit_entries(None).unwrap().len();
+
+    // A name twice in one batch: refused, nothing written.
+    let dup = [("a", None, KeyType::Fernet), ("a", None, KeyType::Fernet)];
+    assert!(matches!(
+        vault.generate_batch(&dup),
+        Err(Error::AlreadyExists(_))
+    ));
+    // A revoked user anywhere in the batch: the whole batch is refused.
+    vault.revoke("mallory", None).unwrap();
+    let mixed = [
+        ("fresh", None, KeyType::Fernet),
+        ("mallory", None, KeyType::Fernet),
+    ];
+    assert!(matches!(
+        vault.generate_batch(&mixed),
+        Err(Error::UserRevoked(_))
+    ));
+    // An existing key anywhere in the batch: refused too.
+    let existing = [
+        ("fresh2", None, KeyType::Fernet),
+        ("user7", None, KeyType::Fernet),
+    ];
+    assert!(matches!(
+        vault.generate_batch(&existing),
+        Err(Error::AlreadyExists(_))
+    ));
+    assert_eq!(vault.list(None).unwrap().len(), 100);
+    assert!(vault.key_info("fresh", "fernet").is_err());
+    // Only the revoke was logged since.
+    assert_eq!(vault.audit_entries(None).unwrap().len(), audit_before + 1);
+
+    // Durable and whole after reopening; the audit chain holds.
+    drop(vault);
+    let vault = Vault::open(&path, b"pw").unwrap();
+    assert_eq!(vault.list(None).unwrap().len(), 100);
+    assert!(vault.check().unwrap().ok());
+}
