@@ -55,7 +55,7 @@ struct Counter {
 
 /// The result of an encryption or signature, with a warning when a key version nears
 /// its limit.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Used<T> {
     /// The result.
     pub value: T,
@@ -63,6 +63,16 @@ pub struct Used<T> {
     pub version: u32,
     /// A warning to show the user.
     pub warning: Option<String>,
+}
+
+impl<T> std::fmt::Debug for Used<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The value may be an envelope's key: never printed.
+        f.debug_struct("Used")
+            .field("version", &self.version)
+            .field("warning", &self.warning)
+            .finish_non_exhaustive()
+    }
 }
 
 fn material(v: &KeyVersionRecord) -> KeyMaterial {
