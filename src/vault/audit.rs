@@ -137,8 +137,8 @@ impl AuditHead {
         }
     }
 
-    /// Adds the sealed entry for `event`, and the new sealed head, to `batch`; returns
-    /// the new head (to be kept once the batch is applied).
+    /// Adds the sealed entry for `event` to `batch` and returns the new head (to be
+    /// staged with [`AuditHead::stage`] in the same batch, and kept once it is applied).
     pub fn append(
         &self,
         keyring: &Keyring,
@@ -169,17 +169,25 @@ impl AuditHead {
             db_key.to_vec(),
             seal(Tree::Audit, &db_key, &records::encode(&entry)?)?,
         );
-        let head = AuditHead {
+        Ok(AuditHead {
             seq: entry.seq,
             mac: entry.mac,
             broken_at: None,
-        };
+        })
+    }
+
+    /// Adds this head, sealed, to `batch` (once per batch, after its last entry).
+    pub fn stage(
+        &self,
+        batch: &mut Batch,
+        seal: impl Fn(Tree, &[u8], &[u8]) -> Result<Vec<u8>>,
+    ) -> Result<()> {
         batch.insert(
             Tree::Meta,
             HEAD_KEY.to_vec(),
-            seal(Tree::Meta, HEAD_KEY, &records::encode(&head)?)?,
+            seal(Tree::Meta, HEAD_KEY, &records::encode(self)?)?,
         );
-        Ok(head)
+        Ok(())
     }
 }
 

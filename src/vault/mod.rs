@@ -543,11 +543,12 @@ impl Vault {
         durable: bool,
     ) -> Result<u64> {
         let mut next = *head;
+        let seal = |tree: Tree, db_key: &[u8], plain: &[u8]| self.seal(tree, db_key, plain);
         for event in events {
-            next = next.append(&self.keyring, event, &mut batch, |tree, db_key, plain| {
-                self.seal(tree, db_key, plain)
-            })?;
+            next = next.append(&self.keyring, event, &mut batch, seal)?;
         }
+        // The sealed head goes in the same atomic batch as the entries it ends.
+        next.stage(&mut batch, seal)?;
         self.store.apply(&batch)?;
         *head = next;
         if batch.keys_in(Tree::Keys).next().is_some() {
