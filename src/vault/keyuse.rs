@@ -532,3 +532,84 @@ impl Vault {
         Ok(None)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::kdf::KdfParams;
+
+    fn vault(dir: &std::path::Path) -> Vault {
+        let fast = KdfParams {
+            memory_kib: 64,
+            iterations: 1,
+            parallelism: 1,
+        };
+        Vault::create(&dir.join("v"), b"pw", fast, true).unwrap()
+    }
+
+    /// Puts the in-memory count of version 1 of `user/name` at `used`.
+    fn set_count(v: &Vault, user: &str, name: &str, used: u64) {
+        let db_key = v.key_db_key(user, name);
+        v.uses.map.lock().unwrap().insert(
+            (db_key, 1),
+            Counter {
+                used,
+                reserved: used + 1_000,
+            },
+        );
+    }
+
+    #[test]
+    fn an_aead_version_warns_near_2_pow_32_encryptions_and_refuses_past_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let v = vault(dir.path());
+        v.generate("u", Some("k"), KeyType::Aes256Gcm).unwrap();
+        let first = v.envelope_key("u", "k", None).unwrap();
+        assert!(first.warning.is_none());
+        set_count(&v, "u", "k", AEAD_WARN_AT);
+        let near = v.envelope_key("u", "k", None).unwrap();
+        assert!(
+            near.warning
+                .as_deref()
+                .is_some_and(|w| w.contains("rotate"))
+        );
+        set_count(&v, "u", "k", AEAD_USE_LIMIT - 1);
+        assert!(v.envelope_key("u", "k", None).is_ok());
+        match v.envelope_key("u", "k", None) {
+            Err(Error::TooWeak(m)) => assert!(m.contains("keyvault rotate u k"), "{m}"),
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+        // Rotating gives the key a fresh version with a fresh count.
+        let info = v.rotate("u", "k").unwrap();
+        assert_eq!(info.primary_version, 2);
+        assert!(v.envelope_key("u", "k", None).is_ok());
+    }
+
+    #[test]
+    fn fernet_and_signing_keys_have_no_such_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let v = vault(dir.path());
+        v.generate("u", None, KeyType::Fernet).unwrap();
+        set_count(&v, "u", "fernet", AEAD_USE_LIMIT + 5);
+        let used = v.encrypt_message("u", "fernet", b"m").unwrap();
+        assert!(used.warning.is_none());
+    }
+
+    #[test]
+    fn counts_are_persisted_in_reserved_blocks_and_exact_after_release() {
+        let dir = tempfile::tempdir().unwrap();
+        let v = vault(dir.path());
+        v.generate("u", None, KeyType::Fernet).unwrap();
+        v.set_use_reservation(100);
+        for _ in 0..3 {
+            v.encrypt_message("u", "fernet", b"m").unwrap();
+        }
+        // Live: 3; stored: the reservation (a crash would overcount, never under).
+        assert_eq!(v.key_info("u", "fernet").unwrap().versions[0].uses, 3);
+        let (_, stored) = v.require_key("u", "fernet").unwrap();
+        assert_eq!(stored.versions[0].uses, 100);
+        v.release_use_reservations().unwrap();
+        let (_, stored) = v.require_key("u", "fernet").unwrap();
+        assert_eq!(stored.versions[0].uses, 3);
+    }
+}
