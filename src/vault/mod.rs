@@ -712,24 +712,7 @@ impl Vault {
     ) -> Result<KeyInfo> {
         let head = self.lock_writer();
         self.check_can_add(user, name)?;
-        let mut id = [0u8; 16];
-        random_bytes(&mut id)?;
-        let now = Timestamp::now().0;
-        let record = KeyRecord {
-            id,
-            user: user.to_string(),
-            name: name.to_string(),
-            key_type,
-            created: now,
-            versions: vec![KeyVersionRecord {
-                version: 1,
-                created: now,
-                state: VersionState::Primary,
-                secret: material.secret,
-                public: material.public,
-                uses: 0,
-            }],
-        };
+        let record = new_key_record(user, name, key_type, material, Timestamp::now().0)?;
         let db_key = self.key_db_key(user, name);
         let mut batch = Batch::new();
         self.stage(&mut batch, Tree::Keys, &db_key, &record)?;
@@ -769,23 +752,7 @@ impl Vault {
         let now = Timestamp::now().0;
         for (user, name, key_type, material) in prepared {
             self.check_can_add(user, name)?;
-            let mut id = [0u8; 16];
-            random_bytes(&mut id)?;
-            let record = KeyRecord {
-                id,
-                user: user.to_string(),
-                name: name.to_string(),
-                key_type,
-                created: now,
-                versions: vec![KeyVersionRecord {
-                    version: 1,
-                    created: now,
-                    state: VersionState::Primary,
-                    secret: material.secret,
-                    public: material.public,
-                    uses: 0,
-                }],
-            };
+            let record = new_key_record(user, name, key_type, material, now)?;
             self.stage(
                 &mut batch,
                 Tree::Keys,
@@ -1124,6 +1091,33 @@ fn key_info(record: &KeyRecord) -> KeyInfo {
         public_only,
         versions,
     }
+}
+
+/// The record of a new key: a random id and one primary version holding `material`.
+fn new_key_record(
+    user: &str,
+    name: &str,
+    key_type: KeyType,
+    material: KeyMaterial,
+    now: u64,
+) -> Result<KeyRecord> {
+    let mut id = [0u8; 16];
+    random_bytes(&mut id)?;
+    Ok(KeyRecord {
+        id,
+        user: user.to_string(),
+        name: name.to_string(),
+        key_type,
+        created: now,
+        versions: vec![KeyVersionRecord {
+            version: 1,
+            created: now,
+            state: VersionState::Primary,
+            secret: material.secret,
+            public: material.public,
+            uses: 0,
+        }],
+    })
 }
 
 /// What a revocation receipt keeps of a destroyed key.
