@@ -22,7 +22,42 @@ fn a_batch_is_all_or_nothing() {
     let made = vault.generate_batch(&items).unwrap();
     assert_eq!(made.len(), 100);
     assert_eq!(vault.list(None).unwrap().len(), 100);
-    let audit_before = vault.audit_entries(None).unwrap().len();
+    let audit = vault.audit_entries(None).unwrap();
+    let audit_before = audit.len();
+    // One audit entry records the batch and names every key it made.
+    let last = audit.last().unwrap();
+    assert_eq!(last.operation, "gen");
+    assert_eq!(last.user, None);
+    let detail = last.detail.as_deref().unwrap();
+    assert!(detail.starts_with("batch of 100 keys"), "{detail}");
+    for user in &users {
+        assert!(
+            detail.contains(&format!("{user}/fernet (fernet)")),
+            "{user} missing from {detail}"
+        );
+    }
+    assert_eq!(
+        audit.iter().filter(|e| e.operation == "gen").count(),
+        1,
+        "one entry for the whole batch"
+    );
+
+    // A batch for one user names that user; an empty batch writes nothing.
+    let one = [
+        ("solo", Some("a"), KeyType::Fernet),
+        ("solo", Some("b"), KeyType::Aes256Gcm),
+    ];
+    vault.generate_batch(&one).unwrap();
+    assert!(vault.generate_batch(&[]).unwrap().is_empty());
+    let audit = vault.audit_entries(None).unwrap();
+    assert_eq!(audit.len(), audit_before + 1);
+    let last = audit.last().unwrap();
+    assert_eq!(last.user.as_deref(), Some("solo"));
+    assert_eq!(
+        last.detail.as_deref(),
+        Some("batch of 2 keys, version 1: solo/a (fernet), solo/b (aes256-gcm)")
+    );
+    let audit_before = audit.len();
 
     // A name twice in one batch: refused, nothing written.
     let dup = [("a", None, KeyType::Fernet), ("a", None, KeyType::Fernet)];
@@ -49,7 +84,7 @@ fn a_batch_is_all_or_nothing() {
         vault.generate_batch(&existing),
         Err(Error::AlreadyExists(_))
     ));
-    assert_eq!(vault.list(None).unwrap().len(), 100);
+    assert_eq!(vault.list(None).unwrap().len(), 102);
     assert!(vault.key_info("fresh", "fernet").is_err());
     // Only the revoke was logged since.
     assert_eq!(vault.audit_entries(None).unwrap().len(), audit_before + 1);
@@ -57,6 +92,6 @@ fn a_batch_is_all_or_nothing() {
     // Durable and whole after reopening; the audit chain holds.
     drop(vault);
     let vault = Vault::open(&path, b"pw").unwrap();
-    assert_eq!(vault.list(None).unwrap().len(), 100);
+    assert_eq!(vault.list(None).unwrap().len(), 102);
     assert!(vault.check().unwrap().ok());
 }

@@ -155,6 +155,12 @@ impl Batch {
     }
 }
 
+/// Entries per sled batch when loading a fresh database. sled cannot reuse the space of
+/// superseded pages while one batch is being applied, so batches of 10,000 left a
+/// compacted 100k-key vault at 2.9× its records; batches of 100 to 1,000 leave it at
+/// about 1.85× and load as fast (100k keys, 2026-11-29).
+pub const LOAD_CHUNK: usize = 300;
+
 /// An open vault database.
 pub struct Store {
     path: PathBuf,
@@ -382,10 +388,11 @@ impl Store {
         }
     }
 
-    /// Loads many entries into a tree (restore, compaction). Atomic per call, but not
-    /// across trees: use it only on a database nobody else sees yet.
+    /// Loads many entries into a tree (restore, compaction), in sled batches of
+    /// [`LOAD_CHUNK`] entries: atomic per chunk, not per call, nor across trees, so use it
+    /// only on a database nobody else sees yet.
     pub fn load(&self, tree: Tree, entries: &[(Vec<u8>, Vec<u8>)]) -> Result<()> {
-        for chunk in entries.chunks(10_000) {
+        for chunk in entries.chunks(LOAD_CHUNK) {
             let _call = stall::Call::enter();
             let mut batch = sled::Batch::default();
             for (k, v) in chunk {
