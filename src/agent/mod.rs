@@ -12,6 +12,7 @@ pub mod harden;
 pub mod launch;
 pub mod protocol;
 pub mod server;
+pub mod upkeep;
 
 use std::fs;
 use std::io;

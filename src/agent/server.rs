@@ -1,6 +1,6 @@
 //! The agent's server loop: accepts connections, checks the peer's uid, serves framed
 //! requests against the unlocked vault, and locks on timeout, lifetime, `lock` or a
-//! signal.
+//! signal; compacts the vault when idle and its files have grown (see [`super::upkeep`]).
 //!
 //! Each connection gets its own thread, with read and write timeouts and a bounded
 //! message size; the number of connections is bounded too. A slow, silent or hostile
@@ -21,6 +21,7 @@ use super::protocol::{
     AgentRequest, AgentResponse, AgentStatus, FrameError, MAX_REQUEST_BYTES, read_message,
     write_message,
 };
+use super::upkeep::{self, Upkeep};
 
 /// How long a connection may stay silent before the agent drops it.
 pub const CONNECTION_TIMEOUT: Duration = Duration::from_secs(10);
@@ -156,16 +157,20 @@ impl Agent {
 
     fn watch(&self) {
         let mut ticks = 0u32;
+        let mut upkeep = Upkeep::default();
         loop {
             thread::sleep(TICK);
             ticks = ticks.wrapping_add(1);
             if ticks.is_multiple_of(10) {
                 // Audit entries of reads are applied unflushed; make them durable within
                 // a second (cheap when nothing is pending).
-                let guard = self.vault.read().unwrap_or_else(|p| p.into_inner());
-                if let Some(vault) = guard.as_ref() {
-                    let _ = vault.flush();
+                {
+                    let guard = self.vault.read().unwrap_or_else(|p| p.into_inner());
+                    if let Some(vault) = guard.as_ref() {
+                        let _ = vault.flush();
+                    }
                 }
+                self.keep_up(&mut upkeep);
             }
             let now = Instant::now();
             if now.duration_since(self.started) >= self.max_lifetime {
@@ -255,23 +260,8 @@ impl Agent {
             AgentRequest::Lock => AgentResponse::Done,
             AgentRequest::Op(op) if op.needs_exclusive() => {
                 self.begin_use();
-                let result = {
-                    let mut guard = self.vault.write().unwrap_or_else(|p| p.into_inner());
-                    match guard.take() {
-                        Some(vault) => {
-                            let (back, result) = crate::ops::execute_owned(vault, op);
-                            *guard = back;
-                            result
-                        }
-                        None => Err(Error::Internal("the agent is locking".into())),
-                    }
-                };
+                let result = self.with_vault_owned(|vault| crate::ops::execute_owned(vault, op));
                 self.end_use();
-                if self.vault.read().map(|g| g.is_none()).unwrap_or(true) {
-                    // The database could not be reopened: nothing left to serve.
-                    let _ = fs::remove_file(&self.socket_path);
-                    let _ = fs::remove_file(&self.pid_path);
-                }
                 match result {
                     Ok(r) => AgentResponse::Op(r),
                     Err(e) => e.into(),
@@ -292,6 +282,63 @@ impl Agent {
                     Err(e) => e.into(),
                 }
             }
+        }
+    }
+
+    /// Runs `work` with the vault to itself (requests wait meanwhile); `work` gives the
+    /// vault back, or `None` when the database could not be reopened, and then the
+    /// agent stops serving.
+    fn with_vault_owned<T>(
+        &self,
+        work: impl FnOnce(Vault) -> (Option<Vault>, crate::Result<T>),
+    ) -> crate::Result<T> {
+        let result = {
+            let mut guard = self.vault.write().unwrap_or_else(|p| p.into_inner());
+            match guard.take() {
+                Some(vault) => {
+                    let (back, result) = work(vault);
+                    *guard = back;
+                    result
+                }
+                None => Err(Error::Internal("the agent is locking".into())),
+            }
+        };
+        if self.vault.read().map(|g| g.is_none()).unwrap_or(true) {
+            // The database could not be reopened: nothing left to serve.
+            let _ = fs::remove_file(&self.socket_path);
+            let _ = fs::remove_file(&self.pid_path);
+        }
+        result
+    }
+
+    /// Compacts the vault when [`Upkeep`] says it is due and nobody has used the agent
+    /// for [`upkeep::QUIET`].
+    fn keep_up(&self, upkeep: &mut Upkeep) {
+        {
+            let t = self.timers();
+            if t.in_flight > 0 || t.last_use.elapsed() < upkeep::QUIET {
+                return;
+            }
+        }
+        let due = {
+            let guard = self.vault.read().unwrap_or_else(|p| p.into_inner());
+            match guard.as_ref() {
+                Some(vault) => upkeep.due(vault),
+                None => None,
+            }
+        };
+        let Some(space) = due else { return };
+        let result = self.with_vault_owned(|vault| match vault.compact_automatically(space) {
+            Ok((vault, report)) => (Some(vault), Ok(report)),
+            Err(e) => (None, Err(e)),
+        });
+        match result {
+            Ok(report) => upkeep.looked(report.bytes_after),
+            // The old database is still there, whole; look again after more growth.
+            Err(_) => upkeep.looked(space.on_disk),
+        }
+        if self.vault.read().map(|g| g.is_none()).unwrap_or(true) {
+            self.lock_and_exit();
         }
     }
 

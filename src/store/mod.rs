@@ -420,6 +420,21 @@ impl Store {
         Ok(())
     }
 
+    /// Bytes of every record (key and value) in every tree.
+    pub fn record_bytes(&self) -> Result<u64> {
+        let mut total = 0u64;
+        for tree in Tree::ALL {
+            let mut entries = self.tree(tree).iter();
+            loop {
+                let _call = stall::Call::enter();
+                let Some(entry) = entries.next() else { break };
+                let (k, v) = entry.map_err(storage)?;
+                total += (k.len() + v.len()) as u64;
+            }
+        }
+        Ok(total)
+    }
+
     /// The size on disk of the database, in bytes.
     pub fn size_on_disk(&self) -> Result<u64> {
         self.db.size_on_disk().map_err(storage)

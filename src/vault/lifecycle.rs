@@ -75,6 +75,27 @@ pub struct CompactReport {
     pub records: u64,
 }
 
+/// How much room the vault's files take against the records they hold.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SpaceUse {
+    /// Bytes of the files in the vault directory.
+    pub on_disk: u64,
+    /// Bytes of the records (index keys and sealed values) in the database: what a
+    /// compaction copies.
+    pub records: u64,
+}
+
+impl SpaceUse {
+    /// `on_disk / records` (infinite for an empty database).
+    pub fn ratio(&self) -> f64 {
+        if self.records == 0 {
+            f64::INFINITY
+        } else {
+            self.on_disk as f64 / self.records as f64
+        }
+    }
+}
+
 fn dir_size(path: &Path) -> u64 {
     let mut total = 0;
     if let Ok(entries) = fs::read_dir(path) {
@@ -293,10 +314,38 @@ impl Vault {
             .collect())
     }
 
+    /// Bytes of the files in the vault directory (a few `stat`s; no database read).
+    pub fn disk_bytes(&self) -> u64 {
+        dir_size(self.path())
+    }
+
+    /// The vault's files against the records they hold (reads every record's length,
+    /// nothing is opened): sled's log leaves superseded pages behind until it reuses
+    /// their segments, and [`Vault::compact`] drops them.
+    pub fn space_use(&self) -> Result<SpaceUse> {
+        Ok(SpaceUse {
+            on_disk: self.disk_bytes(),
+            records: self.store.record_bytes()?,
+        })
+    }
+
     /// Rewrites the vault into a fresh database beside it and swaps it in atomically
     /// (`renameat2(RENAME_EXCHANGE)`), so destroyed records leave the files. A crash
     /// leaves the old or the new database in place, both whole.
     pub fn compact(self) -> Result<(Vault, CompactReport)> {
+        self.compact_noting("")
+    }
+
+    /// [`Vault::compact`], logged as automatic: what the agent does when idle with files
+    /// grown to `space` (see `agent::upkeep`).
+    pub fn compact_automatically(self, space: SpaceUse) -> Result<(Vault, CompactReport)> {
+        self.compact_noting(&format!(
+            " (automatic: the files were {:.1}× the records)",
+            space.ratio()
+        ))
+    }
+
+    fn compact_noting(self, note: &str) -> Result<(Vault, CompactReport)> {
         let path = self.path().to_path_buf();
         let bytes_before = dir_size(&path);
         let head = *self.lock_writer();
@@ -361,7 +410,7 @@ impl Vault {
             records,
         };
         vault.record(AuditEvent::new("compact").detail(format!(
-            "{records} records, {bytes_before} → {} bytes",
+            "{records} records, {bytes_before} → {} bytes{note}",
             report.bytes_after
         )))?;
         Ok((vault, report))

@@ -1,0 +1,94 @@
+//! The agent's upkeep while nobody uses it: compacting the vault once its files have
+//! grown past [`MAX_SPACE_RATIO`] times the records they hold.
+//!
+//! sled's log leaves superseded pages behind and reuses a segment only once half of it
+//! is dead, so a vault that takes many small writes (one-key `gen`s through the agent)
+//! grows to about 4–6× its records; a compaction brings it back to about 1.9×. The
+//! agent watches the size of the files (a few `stat`s each second) and reads the
+//! records' length (a walk of the database, nothing decrypted) only when the files have
+//! grown by a quarter since it last looked, then compacts when the ratio is over the
+//! limit and the agent has been quiet for [`QUIET`]. A request that arrives meanwhile
+//! waits for the compaction (about 1 s per 100,000 records on the reference machine).
+
+use std::time::Duration;
+
+use crate::vault::Vault;
+use crate::vault::lifecycle::SpaceUse;
+
+/// Compact when the vault's files are more than this many times its records: issue 7's
+/// bound on the vault directory's size.
+pub const MAX_SPACE_RATIO: f64 = 3.0;
+/// Leave vaults smaller than this alone: a small database is mostly sled's fixed
+/// overhead, and its size does not matter.
+pub const MIN_BYTES: u64 = 16 << 20;
+/// How long the agent must have had no request before it compacts.
+pub const QUIET: Duration = Duration::from_secs(2);
+/// Growth of the files, since the last look, that makes the agent look again.
+const REGROWTH: f64 = 1.25;
+
+/// When to look at the vault's space use next.
+#[derive(Debug)]
+pub struct Upkeep {
+    next_look_at: u64,
+}
+
+impl Default for Upkeep {
+    fn default() -> Self {
+        Upkeep {
+            next_look_at: MIN_BYTES,
+        }
+    }
+}
+
+impl Upkeep {
+    /// The vault's space use when it is due for a compaction: its files are at least
+    /// [`MIN_BYTES`], have grown since the last look, and are over [`MAX_SPACE_RATIO`]
+    /// times its records. Otherwise `None`, and the next look waits for more growth.
+    pub fn due(&mut self, vault: &Vault) -> Option<SpaceUse> {
+        let on_disk = vault.disk_bytes();
+        if on_disk < self.next_look_at {
+            return None;
+        }
+        match vault.space_use() {
+            Ok(space) if space.ratio() > MAX_SPACE_RATIO => Some(space),
+            _ => {
+                self.looked(on_disk);
+                None
+            }
+        }
+    }
+
+    /// Records a look (or a compaction) that left the files at `on_disk` bytes.
+    pub fn looked(&mut self, on_disk: u64) {
+        self.next_look_at = MIN_BYTES.max((on_disk as f64 * REGROWTH) as u64);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_next_look_waits_for_growth_and_never_goes_below_the_floor() {
+        let mut upkeep = Upkeep::default();
+        assert_eq!(upkeep.next_look_at, MIN_BYTES);
+        upkeep.looked(100 << 20);
+        assert_eq!(upkeep.next_look_at, 125 << 20);
+        upkeep.looked(1 << 20);
+        assert_eq!(upkeep.next_look_at, MIN_BYTES);
+    }
+
+    #[test]
+    fn the_ratio_of_an_empty_database_is_infinite() {
+        let empty = SpaceUse {
+            on_disk: 10,
+            records: 0,
+        };
+        assert!(empty.ratio() > MAX_SPACE_RATIO);
+        let compact = SpaceUse {
+            on_disk: 190,
+            records: 100,
+        };
+        assert!(compact.ratio() < MAX_SPACE_RATIO);
+    }
+}
