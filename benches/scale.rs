@@ -50,18 +50,6 @@ fn filled(dir: &Path, n: usize) -> Vault {
     vault
 }
 
-fn dir_size(path: &Path) -> u64 {
-    let mut total = 0;
-    for e in std::fs::read_dir(path).into_iter().flatten().flatten() {
-        match e.metadata() {
-            Ok(m) if m.is_dir() => total += dir_size(&e.path()),
-            Ok(m) => total += m.len(),
-            Err(_) => {}
-        }
-    }
-    total
-}
-
 fn bench(c: &mut Criterion) {
     let message = vec![7u8; 64];
     let mib = vec![7u8; 1 << 20];
@@ -78,7 +66,6 @@ fn bench(c: &mut Criterion) {
             .generate("signer2", Some("f"), KeyType::Fernet)
             .expect("fernet");
         vault.set_use_reservation(256);
-        let size = dir_size(&dir.path().join("v"));
         // Raw material + metadata: 32 key bytes, the user id and name, per key.
         let raw: u64 = (0..n)
             .map(|i| 32 + format!("u{}", i / 10).len() as u64 + 2)
@@ -90,12 +77,19 @@ fn bench(c: &mut Criterion) {
             let _ = std::fs::remove_file(&b);
             r.bytes
         };
+        let space = vault.space_use().expect("space use");
         let (vault, _) = vault.compact().expect("compact");
-        let compacted = dir_size(&dir.path().join("v"));
+        let compacted = vault.space_use().expect("space use");
         eprintln!(
-            "{n} keys: vault dir {size} bytes ({compacted} after compact); raw key material and ids {raw} bytes; all records sealed {sealed} bytes; dir / sealed records = {:.1} ({:.1} after compact)",
-            size as f64 / sealed as f64,
-            compacted as f64 / sealed as f64
+            "{n} keys: vault dir {} bytes for {} bytes of records ({:.2}×; the agent compacts \
+             above {:.0}× and 16 MiB) → {} bytes after compact ({:.2}×); raw key material and \
+             ids {raw} bytes; a backup {sealed} bytes",
+            space.on_disk,
+            space.records,
+            space.ratio(),
+            keyvault::agent::upkeep::MAX_SPACE_RATIO,
+            compacted.on_disk,
+            compacted.ratio(),
         );
 
         let mut g = c.benchmark_group(format!("{n} keys"));

@@ -688,13 +688,19 @@ impl Vault {
 
     fn check_can_add(&self, user: &str, name: &str) -> Result<()> {
         self.trusted_ledger()?;
+        self.refuse_revoked(user)?;
+        self.refuse_existing(user, name, &self.key_db_key(user, name))
+    }
+
+    fn refuse_revoked(&self, user: &str) -> Result<()> {
         if self.revoked_record(user)?.is_some() {
             return Err(Error::UserRevoked(user.to_string()));
         }
-        if self
-            .store
-            .contains(Tree::Keys, &self.key_db_key(user, name))?
-        {
+        Ok(())
+    }
+
+    fn refuse_existing(&self, user: &str, name: &str, db_key: &[u8]) -> Result<()> {
+        if self.store.contains(Tree::Keys, db_key)? {
             return Err(Error::AlreadyExists(format!(
                 "{user} already has a key named {name:?}; pick another --name, or rotate or delete it"
             )));
@@ -754,15 +760,16 @@ impl Vault {
         let mut infos = Vec::with_capacity(prepared.len());
         let mut listed = String::new();
         let now = Timestamp::now().0;
+        self.trusted_ledger()?;
+        let mut users_checked = std::collections::HashSet::new();
         for (user, name, key_type, material) in prepared {
-            self.check_can_add(user, name)?;
+            if users_checked.insert(user) {
+                self.refuse_revoked(user)?;
+            }
+            let db_key = self.key_db_key(user, name);
+            self.refuse_existing(user, name, &db_key)?;
             let record = new_key_record(user, name, key_type, material, now)?;
-            self.stage(
-                &mut batch,
-                Tree::Keys,
-                &self.key_db_key(user, name),
-                &record,
-            )?;
+            self.stage(&mut batch, Tree::Keys, &db_key, &record)?;
             if !listed.is_empty() {
                 listed.push_str(", ");
             }
