@@ -80,10 +80,10 @@ fn a_batch_is_all_or_nothing() {
         ("fresh2", None, KeyType::Fernet),
         ("user7", None, KeyType::Fernet),
     ];
-    assert!(matches!(
-        vault.generate_batch(&existing),
-        Err(Error::AlreadyExists(_))
-    ));
+    match vault.generate_batch(&existing) {
+        Err(Error::AlreadyExists(e)) => assert!(e.contains("user7"), "{e}"),
+        other => panic!("{other:?}"),
+    }
     assert_eq!(vault.list(None).unwrap().len(), 102);
     assert!(vault.key_info("fresh", "fernet").is_err());
     // Only the revoke was logged since.

@@ -117,6 +117,9 @@ pub enum Op {
     Insert(Tree, Vec<u8>, Vec<u8>),
     /// Remove a value (no error if absent).
     Remove(Tree, Vec<u8>),
+    /// Insert a value under a key that must be absent: the whole batch fails with
+    /// [`Error::AlreadyExists`] otherwise.
+    Create(Tree, Vec<u8>, Vec<u8>),
 }
 
 /// A set of changes applied all together or not at all.
@@ -136,6 +139,12 @@ impl Batch {
         self.ops.push(Op::Insert(tree, key.into(), value.into()));
     }
 
+    /// Adds an insert under a key that must be absent (checked as the batch is applied,
+    /// at no extra read: the transaction reads the old value anyway).
+    pub fn create(&mut self, tree: Tree, key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) {
+        self.ops.push(Op::Create(tree, key.into(), value.into()));
+    }
+
     /// Adds a removal.
     pub fn remove(&mut self, tree: Tree, key: impl Into<Vec<u8>>) {
         self.ops.push(Op::Remove(tree, key.into()));
@@ -149,7 +158,9 @@ impl Batch {
     /// The keys of `tree` that the batch inserts or removes.
     pub fn keys_in(&self, tree: Tree) -> impl Iterator<Item = &[u8]> {
         self.ops.iter().filter_map(move |op| match op {
-            Op::Insert(t, k, _) | Op::Remove(t, k) if *t == tree => Some(k.as_slice()),
+            Op::Insert(t, k, _) | Op::Remove(t, k) | Op::Create(t, k, _) if *t == tree => {
+                Some(k.as_slice())
+            }
             _ => None,
         })
     }
@@ -366,7 +377,8 @@ impl Store {
         }
         let _call = stall::Call::enter();
         let [meta, keys, revoked, audit] = &self.trees;
-        let result: std::result::Result<(), TransactionError<()>> = (meta, keys, revoked, audit)
+        // Aborts with the tree of a `Create` whose key exists.
+        let result: std::result::Result<(), TransactionError<Tree>> = (meta, keys, revoked, audit)
             .transaction(|(m, k, r, a)| {
                 let trees = [m, k, r, a];
                 for op in &batch.ops {
@@ -377,14 +389,24 @@ impl Store {
                         Op::Remove(tree, key) => {
                             trees[tree.index()].remove(key.as_slice())?;
                         }
+                        Op::Create(tree, key, value) => {
+                            let old =
+                                trees[tree.index()].insert(key.as_slice(), value.as_slice())?;
+                            if old.is_some() {
+                                return Err(ConflictableTransactionError::Abort(*tree));
+                            }
+                        }
                     }
                 }
-                Ok::<(), ConflictableTransactionError<()>>(())
+                Ok::<(), ConflictableTransactionError<Tree>>(())
             });
         match result {
             Ok(()) => Ok(()),
             Err(TransactionError::Storage(e)) => Err(storage(e)),
-            Err(TransactionError::Abort(())) => Err(Error::Internal("transaction aborted".into())),
+            Err(TransactionError::Abort(tree)) => Err(Error::AlreadyExists(format!(
+                "a record to create in the {} tree exists already",
+                tree.name()
+            ))),
         }
     }
 

@@ -762,14 +762,18 @@ impl Vault {
         let now = Timestamp::now().0;
         self.trusted_ledger()?;
         let mut users_checked = std::collections::HashSet::new();
+        let mut ids = Vec::with_capacity(prepared.len());
         for (user, name, key_type, material) in prepared {
             if users_checked.insert(user) {
                 self.refuse_revoked(user)?;
             }
             let db_key = self.key_db_key(user, name);
-            self.refuse_existing(user, name, &db_key)?;
             let record = new_key_record(user, name, key_type, material, now)?;
-            self.stage(&mut batch, Tree::Keys, &db_key, &record)?;
+            // Refused as the batch is applied if the key exists: the transaction reads
+            // the old value anyway, so a separate lookup per key would read it twice.
+            let sealed = self.seal(Tree::Keys, &db_key, &records::encode(&record)?)?;
+            batch.create(Tree::Keys, db_key.to_vec(), sealed);
+            ids.push((user, name, db_key));
             if !listed.is_empty() {
                 listed.push_str(", ");
             }
@@ -785,7 +789,16 @@ impl Vault {
         if let Some(user) = single_user(items) {
             event = event.user(user);
         }
-        let ticket = self.commit_events(&mut head, batch, vec![event], false)?;
+        let ticket = match self.commit_events(&mut head, batch, vec![event], false) {
+            Err(Error::AlreadyExists(e)) => {
+                // Name the key that exists.
+                for (user, name, db_key) in &ids {
+                    self.refuse_existing(user, name, db_key)?;
+                }
+                return Err(Error::AlreadyExists(e));
+            }
+            other => other?,
+        };
         drop(head);
         if !self.deferred_flush.load(Ordering::Relaxed) {
             self.wait_durable(ticket)?;
