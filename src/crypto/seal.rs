@@ -40,6 +40,17 @@ impl SealKey {
     pub fn seal(&self, aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>> {
         let mut nonce = [0u8; NONCE_LEN];
         random_bytes(&mut nonce)?;
+        self.seal_with_nonce(nonce, aad, plaintext)
+    }
+
+    /// [`SealKey::seal`] under a nonce the caller drew from the system CSPRNG (e.g. from a
+    /// [`crate::crypto::RandomBlock`]): it must never have been used before.
+    pub fn seal_with_nonce(
+        &self,
+        nonce: [u8; NONCE_LEN],
+        aad: &[u8],
+        plaintext: &[u8],
+    ) -> Result<Vec<u8>> {
         let ct = self
             .cipher()
             .encrypt(

@@ -20,8 +20,8 @@ use zeroize::Zeroizing;
 
 use crate::crypto::kdf::{KdfParams, SALT_LEN};
 use crate::crypto::keys::{self, ExportFormat, KeyMaterial};
-use crate::crypto::random_bytes;
 use crate::crypto::seal::{Keyring, MasterKey, record_aad};
+use crate::crypto::{RandomBlock, random_bytes};
 use crate::error::{Error, Result};
 use crate::keytype::KeyType;
 use crate::store::migrate::{self, CURRENT_FORMAT};
@@ -718,7 +718,9 @@ impl Vault {
     ) -> Result<KeyInfo> {
         let head = self.lock_writer();
         self.check_can_add(user, name)?;
-        let record = new_key_record(user, name, key_type, material, Timestamp::now().0)?;
+        let mut id = [0u8; 16];
+        random_bytes(&mut id)?;
+        let record = new_key_record(id, user, name, key_type, material, Timestamp::now().0);
         let db_key = self.key_db_key(user, name);
         let mut batch = Batch::new();
         self.stage(&mut batch, Tree::Keys, &db_key, &record)?;
@@ -760,18 +762,25 @@ impl Vault {
         let mut infos = Vec::with_capacity(prepared.len());
         let mut listed = String::new();
         let now = Timestamp::now().0;
-        self.trusted_ledger()?;
+        // No revoked user at all (the sealed ledger's count), the common case: no lookup.
+        let any_revoked = self.trusted_ledger()?.count > 0;
+        // The keys' ids and the records' nonces: one system call per 4 KiB.
+        let mut randomness = RandomBlock::default();
         let mut users_checked = std::collections::HashSet::new();
         let mut ids = Vec::with_capacity(prepared.len());
         for (user, name, key_type, material) in prepared {
-            if users_checked.insert(user) {
+            if any_revoked && users_checked.insert(user) {
                 self.refuse_revoked(user)?;
             }
             let db_key = self.key_db_key(user, name);
-            let record = new_key_record(user, name, key_type, material, now)?;
+            let record = new_key_record(randomness.take()?, user, name, key_type, material, now);
             // Refused as the batch is applied if the key exists: the transaction reads
             // the old value anyway, so a separate lookup per key would read it twice.
-            let sealed = self.seal(Tree::Keys, &db_key, &records::encode(&record)?)?;
+            let sealed = self.keyring.records.seal_with_nonce(
+                randomness.take()?,
+                &record_aad(Tree::Keys.name(), &db_key),
+                &records::encode(&record)?,
+            )?;
             batch.create(Tree::Keys, db_key.to_vec(), sealed);
             ids.push((user, name, db_key));
             if !listed.is_empty() {
@@ -1126,15 +1135,14 @@ fn key_info(record: &KeyRecord) -> KeyInfo {
 
 /// The record of a new key: a random id and one primary version holding `material`.
 fn new_key_record(
+    id: [u8; 16],
     user: &str,
     name: &str,
     key_type: KeyType,
     material: KeyMaterial,
     now: u64,
-) -> Result<KeyRecord> {
-    let mut id = [0u8; 16];
-    random_bytes(&mut id)?;
-    Ok(KeyRecord {
+) -> KeyRecord {
+    KeyRecord {
         id,
         user: user.to_string(),
         name: name.to_string(),
@@ -1148,7 +1156,7 @@ fn new_key_record(
             public: material.public,
             uses: 0,
         }],
-    })
+    }
 }
 
 /// The user of every item of a batch, when there is only one.
