@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use crate::error::Error;
 use crate::vault::Vault;
+use crate::vault::lifecycle::SpaceUse;
 
 use super::protocol::{
     AgentRequest, AgentResponse, AgentStatus, FrameError, MAX_REQUEST_BYTES, read_message,
@@ -333,9 +334,15 @@ impl Agent {
             Err(e) => (None, Err(e)),
         });
         match result {
-            Ok(report) => upkeep.looked(report.bytes_after),
+            Ok(report) => upkeep.looked(SpaceUse {
+                on_disk: report.bytes_after,
+                records: space.records,
+            }),
             // The old database is still there, whole; look again after more growth.
-            Err(_) => upkeep.looked(space.on_disk),
+            Err(_) => upkeep.looked(SpaceUse {
+                on_disk: space.on_disk,
+                records: 0,
+            }),
         }
         if self.vault.read().map(|g| g.is_none()).unwrap_or(true) {
             self.lock_and_exit();

@@ -23,8 +23,11 @@ pub const MAX_SPACE_RATIO: f64 = 3.0;
 pub const MIN_BYTES: u64 = 16 << 20;
 /// How long the agent must have had no request before it compacts.
 pub const QUIET: Duration = Duration::from_secs(2);
-/// Growth of the files, since the last look, that makes the agent look again.
-const REGROWTH: f64 = 1.25;
+/// Growth of the files, since the last look, that makes the agent look again: at most
+/// a quarter, less when the last look found them near the limit (so they do not
+/// overshoot it by much), but at least 2% (so a vault just under it is not walked each
+/// second).
+const REGROWTH: (f64, f64) = (1.02, 1.25);
 
 /// When to look at the vault's space use next.
 #[derive(Debug)]
@@ -51,16 +54,26 @@ impl Upkeep {
         }
         match vault.space_use() {
             Ok(space) if space.ratio() > MAX_SPACE_RATIO => Some(space),
-            _ => {
-                self.looked(on_disk);
+            Ok(space) => {
+                self.looked(space);
+                None
+            }
+            Err(_) => {
+                self.looked(SpaceUse {
+                    on_disk,
+                    records: 0,
+                });
                 None
             }
         }
     }
 
-    /// Records a look (or a compaction) that left the files at `on_disk` bytes.
-    pub fn looked(&mut self, on_disk: u64) {
-        self.next_look_at = MIN_BYTES.max((on_disk as f64 * REGROWTH) as u64);
+    /// Records a look at the files, or a compaction, that found `space`: the next look
+    /// waits until the files have grown by as much as takes them from there to the
+    /// limit (within [`REGROWTH`]).
+    pub fn looked(&mut self, space: SpaceUse) {
+        let growth = (MAX_SPACE_RATIO / space.ratio()).clamp(REGROWTH.0, REGROWTH.1);
+        self.next_look_at = MIN_BYTES.max((space.on_disk as f64 * growth) as u64);
     }
 }
 
@@ -68,13 +81,27 @@ impl Upkeep {
 mod tests {
     use super::*;
 
+    fn space(on_disk: u64, records: u64) -> SpaceUse {
+        SpaceUse { on_disk, records }
+    }
+
     #[test]
-    fn the_next_look_waits_for_growth_and_never_goes_below_the_floor() {
+    fn the_next_look_waits_for_growth_up_to_the_limit_and_never_below_the_floor() {
         let mut upkeep = Upkeep::default();
         assert_eq!(upkeep.next_look_at, MIN_BYTES);
-        upkeep.looked(100 << 20);
-        assert_eq!(upkeep.next_look_at, 125 << 20);
-        upkeep.looked(1 << 20);
+        // Freshly compacted (2×): a quarter more.
+        upkeep.looked(space(200 << 20, 100 << 20));
+        assert_eq!(upkeep.next_look_at, 250 << 20);
+        // Near the limit (2.9×): only the growth that reaches it, 3.4%.
+        upkeep.looked(space(290 << 20, 100 << 20));
+        assert_eq!(upkeep.next_look_at, 300 << 20);
+        // At it, or unknown (no records counted): 2%, so not every second.
+        upkeep.looked(space(300 << 20, 100 << 20));
+        assert_eq!(upkeep.next_look_at, (300u64 << 20) * 102 / 100);
+        upkeep.looked(space(300 << 20, 0));
+        assert_eq!(upkeep.next_look_at, (300u64 << 20) * 102 / 100);
+        // Small vaults wait for the floor.
+        upkeep.looked(space(1 << 20, 1 << 10));
         assert_eq!(upkeep.next_look_at, MIN_BYTES);
     }
 
