@@ -1,5 +1,6 @@
-//! The cost of a CLI call through the agent against a one-shot call, and requests per
-//! second through the agent's socket with 1 and 8 clients.
+//! The cost of a CLI call through the agent against a one-shot call, requests per
+//! second through the agent's socket with 1 and 8 clients, and the vault's files against
+//! its records after those writes, before and after the agent's idle compaction.
 //!
 //! Run: `cargo bench --bench agent`. The vault uses fast KDF parameters, so the
 //! one-shot figure is process start + open + a near-free KDF; at the default KDF a
@@ -178,7 +179,60 @@ fn bench(c: &mut Criterion) {
         });
     }
     g.finish();
+    space(&env);
+}
+
+/// Bytes of the files under `dir`, tolerant of files vanishing meanwhile (a compaction
+/// swaps directories).
+fn dir_size(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| match e.metadata() {
+                    Ok(m) if m.is_dir() => dir_size(&e.path()),
+                    Ok(m) => m.len(),
+                    Err(_) => 0,
+                })
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+/// The vault's files after the benches above wrote keys one transaction each, and after
+/// the agent's idle upkeep (`agent::upkeep`): it compacts once the files are over 3× the
+/// records and 16 MiB, after 2 s without a request.
+fn space(env: &Env) {
+    let before = dir_size(&env.vault);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut after = before;
+    while Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(250));
+        after = dir_size(&env.vault);
+        if after < before {
+            // Let the swap and the removal of the old files finish.
+            std::thread::sleep(Duration::from_secs(1));
+            after = dir_size(&env.vault);
+            break;
+        }
+    }
     env.run(&["lock"]);
+    let vault = keyvault::Vault::open(&env.vault, b"bench passphrase").expect("open");
+    let space = vault.space_use().expect("space use");
+    let keys = vault.list(None).expect("list").len();
+    eprintln!(
+        "space: {keys} keys written one by one through the agent: files {before} bytes \
+         ({:.2}× the {} bytes of records); after the agent's idle upkeep {after} bytes \
+         ({:.2}×){}",
+        before as f64 / space.records as f64,
+        space.records,
+        after as f64 / space.records as f64,
+        if after < before {
+            ""
+        } else {
+            " (no compaction within 30 s)"
+        }
+    );
 }
 
 criterion_group!(benches, bench);
