@@ -95,3 +95,49 @@ fn a_batch_is_all_or_nothing() {
     assert_eq!(vault.list(None).unwrap().len(), 102);
     assert!(vault.check().unwrap().ok());
 }
+
+#[test]
+fn a_long_batch_is_refused_whole_for_a_revoked_user_or_an_existing_key_in_either_half() {
+    let dir = tempfile::tempdir().unwrap();
+    let vault = Vault::create(&dir.path().join("v"), b"pw", FAST, true).unwrap();
+    vault.generate("taken", None, KeyType::Fernet).unwrap();
+    vault.revoke("mallory", None).unwrap();
+    let audit_before = vault.audit_entries(None).unwrap().len();
+    let users: Vec<String> = (0..300).map(|i| format!("bulk{i}")).collect();
+    // Long batches are sealed on two threads: put the bad item first (first half) and
+    // last (second half).
+    for bad in ["mallory", "taken"] {
+        for at_end in [false, true] {
+            let mut items: Vec<(&str, Option<&str>, KeyType)> = users
+                .iter()
+                .map(|u| (u.as_str(), None, KeyType::Fernet))
+                .collect();
+            if at_end {
+                items.push((bad, None, KeyType::Fernet));
+            } else {
+                items.insert(0, (bad, None, KeyType::Fernet));
+            }
+            match (bad, vault.generate_batch(&items)) {
+                ("mallory", Err(Error::UserRevoked(u))) => assert_eq!(u, "mallory"),
+                ("taken", Err(Error::AlreadyExists(e))) => assert!(e.contains("taken"), "{e}"),
+                (_, other) => panic!("{bad} at end {at_end}: {other:?}"),
+            }
+        }
+    }
+    assert_eq!(vault.list(None).unwrap().len(), 1);
+    assert_eq!(vault.audit_entries(None).unwrap().len(), audit_before);
+
+    // And the same batch without the bad item goes in whole, in order.
+    let items: Vec<(&str, Option<&str>, KeyType)> = users
+        .iter()
+        .map(|u| (u.as_str(), None, KeyType::Fernet))
+        .collect();
+    let made = vault.generate_batch(&items).unwrap();
+    let made_users: Vec<&str> = made.iter().map(|k| k.user.as_str()).collect();
+    assert_eq!(
+        made_users,
+        users.iter().map(String::as_str).collect::<Vec<_>>()
+    );
+    assert_eq!(vault.list(None).unwrap().len(), 301);
+    assert!(vault.check().unwrap().ok());
+}

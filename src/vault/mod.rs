@@ -757,37 +757,57 @@ impl Vault {
             }
             prepared.push((user, name, key_type, keys::generate(key_type)?));
         }
-        let mut head = self.lock_writer();
-        let mut batch = Batch::new();
-        let mut infos = Vec::with_capacity(prepared.len());
-        let mut listed = String::new();
+        let head = self.lock_writer();
         let now = Timestamp::now().0;
         // No revoked user at all (the sealed ledger's count), the common case: no lookup.
         let any_revoked = self.trusted_ledger()?.count > 0;
-        // The keys' ids and the records' nonces: one system call per 4 KiB.
-        let mut randomness = RandomBlock::default();
-        let mut users_checked = std::collections::HashSet::new();
-        let mut ids = Vec::with_capacity(prepared.len());
-        for (user, name, key_type, material) in prepared {
-            if any_revoked && users_checked.insert(user) {
-                self.refuse_revoked(user)?;
-            }
-            let db_key = self.key_db_key(user, name);
-            let record = new_key_record(randomness.take()?, user, name, key_type, material, now);
-            // Refused as the batch is applied if the key exists: the transaction reads
-            // the old value anyway, so a separate lookup per key would read it twice.
-            let sealed = self.keyring.records.seal_with_nonce(
-                randomness.take()?,
-                &record_aad(Tree::Keys.name(), &db_key),
-                &records::encode(&record)?,
-            )?;
-            batch.create(Tree::Keys, db_key.to_vec(), sealed);
-            ids.push((user, name, db_key));
+        // Sealing is most of the batch's own work: a long batch is sealed on two threads
+        // (under the writer lock, so no revocation slips in before the commit).
+        let staged = if prepared.len() >= PARALLEL_BATCH {
+            // Taken by the thread, or by this one if no thread can be started.
+            let second = Mutex::new(prepared.split_off(prepared.len() / 2));
+            let take_second =
+                || std::mem::take(&mut *second.lock().unwrap_or_else(|p| p.into_inner()));
+            std::thread::scope(|scope| {
+                let other = std::thread::Builder::new()
+                    .name("keyvault-seal".into())
+                    .spawn_scoped(scope, || {
+                        self.seal_new_keys(take_second(), now, any_revoked)
+                    });
+                let mut staged = self.seal_new_keys(prepared, now, any_revoked)?;
+                let rest = match other {
+                    Ok(thread) => thread
+                        .join()
+                        .map_err(|_| Error::Internal("a sealing thread panicked".into()))??,
+                    // No thread to be had: seal the rest here.
+                    Err(_) => self.seal_new_keys(take_second(), now, any_revoked)?,
+                };
+                staged.extend(rest);
+                Ok::<_, Error>(staged)
+            })?
+        } else {
+            self.seal_new_keys(prepared, now, any_revoked)?
+        };
+        let mut head = head;
+        let mut batch = Batch::new();
+        let mut infos = Vec::with_capacity(staged.len());
+        let mut names = Vec::with_capacity(staged.len());
+        let mut listed = String::new();
+        for key in staged {
             if !listed.is_empty() {
                 listed.push_str(", ");
             }
-            listed.push_str(&format!("{user}/{name} ({key_type})"));
-            infos.push(key_info(&record));
+            listed.push_str(key.user);
+            listed.push('/');
+            listed.push_str(key.name);
+            listed.push_str(" (");
+            listed.push_str(key.key_type.as_str());
+            listed.push(')');
+            // Refused as the batch is applied if the key exists: the transaction reads
+            // the old value anyway, so a separate lookup per key would read it twice.
+            batch.create(Tree::Keys, key.db_key, key.sealed);
+            names.push((key.user, key.name));
+            infos.push(key.info);
         }
         // One audit entry names every key of the batch (as Vault's audit log records a
         // batch request once): an entry per key would double the writes of a bulk load.
@@ -801,8 +821,8 @@ impl Vault {
         let ticket = match self.commit_events(&mut head, batch, vec![event], false) {
             Err(Error::AlreadyExists(e)) => {
                 // Name the key that exists.
-                for (user, name, db_key) in &ids {
-                    self.refuse_existing(user, name, db_key)?;
+                for (user, name) in names {
+                    self.refuse_existing(user, name, &self.key_db_key(user, name))?;
                 }
                 return Err(Error::AlreadyExists(e));
             }
@@ -813,6 +833,43 @@ impl Vault {
             self.wait_durable(ticket)?;
         }
         Ok(infos)
+    }
+
+    /// Seals new keys' records for [`Vault::generate_batch`], in order, refusing revoked
+    /// users (looked up only if `any_revoked`).
+    fn seal_new_keys<'a>(
+        &self,
+        items: Vec<(&'a str, &'a str, KeyType, KeyMaterial)>,
+        now: u64,
+        any_revoked: bool,
+    ) -> Result<Vec<StagedKey<'a>>> {
+        // The keys' ids and the records' nonces: one system call per 4 KiB.
+        let mut randomness = RandomBlock::default();
+        let mut users_checked = std::collections::HashSet::new();
+        items
+            .into_iter()
+            .map(|(user, name, key_type, material)| {
+                if any_revoked && users_checked.insert(user) {
+                    self.refuse_revoked(user)?;
+                }
+                let db_key = self.key_db_key(user, name);
+                let record =
+                    new_key_record(randomness.take()?, user, name, key_type, material, now);
+                let sealed = self.keyring.records.seal_with_nonce(
+                    randomness.take()?,
+                    &record_aad(Tree::Keys.name(), &db_key),
+                    &records::encode(&record)?,
+                )?;
+                Ok(StagedKey {
+                    user,
+                    name,
+                    key_type,
+                    db_key,
+                    sealed,
+                    info: key_info(&record),
+                })
+            })
+            .collect()
     }
 
     /// Exports key material (a secret unless `options.public`).
@@ -1157,6 +1214,20 @@ fn new_key_record(
             uses: 0,
         }],
     }
+}
+
+/// Batches of at least this many keys are sealed on two threads: below it, starting a
+/// thread (tens of µs) costs about what it saves.
+const PARALLEL_BATCH: usize = 64;
+
+/// A new key of a batch, sealed and ready to commit.
+struct StagedKey<'a> {
+    user: &'a str,
+    name: &'a str,
+    key_type: KeyType,
+    db_key: Vec<u8>,
+    sealed: Vec<u8>,
+    info: KeyInfo,
 }
 
 /// The user of every item of a batch, when there is only one.
