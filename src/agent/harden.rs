@@ -1,7 +1,9 @@
 //! Process hardening for the agent: no core dumps, no ptrace by other processes of the
-//! same user, and the key memory locked in RAM where the OS allows.
+//! same user, the key memory locked in RAM where the OS allows, and freed memory handed
+//! back after a compaction.
 //!
-//! This is the one module allowed `unsafe`: `mlock` takes a raw address range.
+//! This is the one module allowed `unsafe`: `mlock` takes a raw address range, and
+//! glibc's `malloc_trim` is a foreign function.
 
 #![allow(unsafe_code)]
 
@@ -33,6 +35,24 @@ pub fn lock_memory(addr: usize, len: usize) -> std::io::Result<()> {
     // rounds it to page boundaries.
     unsafe { rustix::mm::mlock(addr as *mut std::ffi::c_void, len) }?;
     Ok(())
+}
+
+/// Hands the memory the allocator keeps but no longer uses back to the OS (glibc's
+/// `malloc_trim`), after work that allocated much and freed it (a compaction copies
+/// every record): otherwise the agent would hold its peak for the rest of its life.
+/// Does nothing on other C libraries.
+pub fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        unsafe extern "C" {
+            fn malloc_trim(pad: usize) -> std::ffi::c_int;
+        }
+        // SAFETY: malloc_trim takes no pointer and only returns free heap pages to the
+        // OS; glibc allows it at any time, from any thread.
+        unsafe {
+            malloc_trim(0);
+        }
+    }
 }
 
 /// Whether this process is non-dumpable (for tests and `status`).

@@ -121,6 +121,8 @@ impl Agent {
 
     /// Starts the watchdog and signal threads, then serves until locked.
     pub fn serve(self: Arc<Self>, listener: UnixListener) -> ! {
+        // Opening the vault (sled's recovery) allocated and freed much: give it back.
+        super::harden::release_free_memory();
         let watchdog = Arc::clone(&self);
         thread::spawn(move || watchdog.watch());
         let on_signal = Arc::clone(&self);
@@ -309,6 +311,8 @@ impl Agent {
             let _ = fs::remove_file(&self.socket_path);
             let _ = fs::remove_file(&self.pid_path);
         }
+        // A compaction copied every record through memory: give it back.
+        super::harden::release_free_memory();
         result
     }
 
