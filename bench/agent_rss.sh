@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# The agent's resident memory (issue 7: "agent RSS after unlock, idle <= 16 MiB") and
+# the time of `keyvault unlock` at the default KDF against the KDF alone, through the
+# real binary (a benchmark: it prints numbers and never fails on one).
+#   - VmRSS of the agent right after `unlock` (default KDF: m=64 MiB, t=3, p=4) and
+#     idle 3 s, then after N one-key `gen`s through it and a full `list` (N=1000);
+#   - wall time of `keyvault unlock` (process start, KDF, the agent's start), median of
+#     RUNS (5); `cargo bench --bench scale` reports the KDF alone and `Vault::open`.
+# Uses a throwaway vault in a temp dir and its own agent socket dir; the passphrase
+# comes from KEYVAULT_PASSPHRASE (fine for a throwaway vault only).
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+N=${N:-1000}
+RUNS=${RUNS:-5}
+echo "building (cargo build --release) ..." >&2
+cargo build --release --quiet
+KV=$PWD/target/release/keyvault
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/keyvault-rss.XXXXXX")
+export KEYVAULT_PATH=$work/vault
+export KEYVAULT_PASSPHRASE="bench-only passphrase"
+export XDG_RUNTIME_DIR=$work/run
+mkdir -m 700 "$XDG_RUNTIME_DIR"
+unset KEYVAULT_PASSPHRASE_FILE
+cleanup() {
+    "$KV" lock >/dev/null 2>&1 || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+"$KV" init >/dev/null
+"$KV" gen alice >/dev/null
+
+ms_now() { date +%s%N; }
+times=()
+for _ in $(seq "$RUNS"); do
+    "$KV" lock >/dev/null 2>&1 || true
+    t0=$(ms_now)
+    "$KV" unlock >/dev/null
+    t1=$(ms_now)
+    times+=("$(( (t1 - t0) / 1000 ))")
+done
+median_us=$(printf '%s\n' "${times[@]}" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
+
+pid=$("$KV" --json status | python3 -c 'import json, sys; print(json.load(sys.stdin)["agent_pid"])')
+rss() { awk '/^VmRSS/ {printf "%.1f MiB", $2 / 1024}' "/proc/$pid/status"; }
+sleep 3
+after_unlock=$(rss)
+for i in $(seq "$N"); do "$KV" gen "user$i" >/dev/null; done
+"$KV" list >/dev/null
+sleep 3
+after_use=$(rss)
+
+echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "keyvault unlock (default KDF, process + KDF + agent start): median $(awk -v u="$median_us" 'BEGIN {printf "%.1f ms", u / 1000}') of $RUNS"
+echo "agent VmRSS: $after_unlock after unlock, idle; $after_use after $N gens and a full list"
