@@ -7,8 +7,9 @@
 //! agent watches the size of the files (a few `stat`s each second) and reads the
 //! records' length (a walk of the database, nothing decrypted) only when the files have
 //! grown by a quarter since it last looked, then compacts when the ratio is over the
-//! limit and the agent has been quiet for [`QUIET`]. A request that arrives meanwhile
-//! waits for the compaction (about 1 s per 100,000 records on the reference machine).
+//! limit, the agent has been quiet for [`QUIET`] and the filesystem has room for the
+//! copy. A request that arrives meanwhile waits for the compaction (about 1 s per
+//! 100,000 records on the reference machine).
 
 use std::time::Duration;
 
@@ -53,7 +54,11 @@ impl Upkeep {
             return None;
         }
         match vault.space_use() {
-            Ok(space) if space.ratio() > MAX_SPACE_RATIO => Some(space),
+            // The copy needs room beside the vault; a failed
+            // compaction would leave the agent without its vault, locked.
+            Ok(space) if space.ratio() > MAX_SPACE_RATIO && room_for_copy(vault, space) => {
+                Some(space)
+            }
             Ok(space) => {
                 self.looked(space);
                 None
@@ -75,6 +80,15 @@ impl Upkeep {
         let growth = (MAX_SPACE_RATIO / space.ratio()).clamp(REGROWTH.0, REGROWTH.1);
         self.next_look_at = MIN_BYTES.max((space.on_disk as f64 * growth) as u64);
     }
+}
+
+/// Whether the vault's filesystem has room for a compacted copy (3× the records, as
+/// the copy can grow to that before sled reclaims space) and 64 MiB to spare.
+fn room_for_copy(vault: &Vault, space: SpaceUse) -> bool {
+    rustix::fs::statvfs(vault.path()).is_ok_and(|fs| {
+        let free = fs.f_bavail.saturating_mul(fs.f_frsize);
+        free >= space.records.saturating_mul(3).saturating_add(64 << 20)
+    })
 }
 
 #[cfg(test)]

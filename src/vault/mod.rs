@@ -757,7 +757,7 @@ impl Vault {
             }
             prepared.push((user, name, key_type, keys::generate(key_type)?));
         }
-        let head = self.lock_writer();
+        let mut head = self.lock_writer();
         let now = Timestamp::now().0;
         // No revoked user at all (the sealed ledger's count), the common case: no lookup.
         let any_revoked = self.trusted_ledger()?.count > 0;
@@ -788,7 +788,6 @@ impl Vault {
         } else {
             self.seal_new_keys(prepared, now, any_revoked)?
         };
-        let mut head = head;
         let mut batch = Batch::new();
         let mut infos = Vec::with_capacity(staged.len());
         let mut names = Vec::with_capacity(staged.len());
@@ -1190,7 +1189,7 @@ fn key_info(record: &KeyRecord) -> KeyInfo {
     }
 }
 
-/// The record of a new key: a random id and one primary version holding `material`.
+/// The record of a new key: its random `id` and one primary version holding `material`.
 fn new_key_record(
     id: [u8; 16],
     user: &str,
