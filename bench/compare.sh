@@ -475,10 +475,9 @@ cpu=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo 2>/dev/null ||
     echo "- python dict+Fernet: the prototype's model as a command over a JSON file (keys in the"
     echo "  clear; writes fsynced); 'in process' = the prototype itself: a dict in one process, no"
     echo "  process start, no disk, nothing persists (a floor, not a CLI)."
-    echo "- durability of add (strace on this machine): keyvault one-shot and the Python store fsync"
-    echo "  before returning; keyvault's agent writes before replying but fsyncs later, from sled's"
-    echo "  background flusher (one fsync seen for three adds); pass, age and keepassxc-cli write"
-    echo "  (and rename) without fsync."
+    echo "- durability of add (strace on this machine): keyvault, one-shot and through the agent"
+    echo "  (fdatasync before the reply; concurrent adds share one), and the Python store fsync"
+    echo "  before returning; pass, age and keepassxc-cli write (and rename) without fsync."
     echo
     echo "raw per-call samples: ${tsv#"$root"/}"
 } | tee "$report"
