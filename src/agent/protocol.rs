@@ -91,17 +91,22 @@ impl From<Error> for AgentResponse {
     }
 }
 
-/// Writes one framed message: length, then version ‖ postcard body.
+/// Writes one framed message: length, then version ‖ postcard body. The frame is
+/// encoded into one buffer of its exact size (measured first), so no growing buffer
+/// leaves copies of a secret-bearing message in freed memory, and the one buffer is
+/// wiped when written.
 pub fn write_message<T: Serialize>(w: &mut impl Write, message: &T) -> io::Result<()> {
-    let mut body =
-        Zeroizing::new(postcard::to_stdvec(&PROTOCOL_VERSION).map_err(io::Error::other)?);
-    let encoded = Zeroizing::new(postcard::to_stdvec(message).map_err(io::Error::other)?);
-    body.extend_from_slice(&encoded);
-    let len = u32::try_from(body.len())
+    use postcard::experimental::serialized_size;
+    let version_len = serialized_size(&PROTOCOL_VERSION).map_err(io::Error::other)?;
+    let body_len = serialized_size(message).map_err(io::Error::other)?;
+    let len = u32::try_from(version_len + body_len)
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "message too large"))?;
-    let mut frame = Zeroizing::new(Vec::with_capacity(4 + body.len()));
-    frame.extend_from_slice(&len.to_be_bytes());
-    frame.extend_from_slice(&body);
+    let mut frame = Zeroizing::new(vec![0u8; 4 + version_len + body_len]);
+    let (prefix, rest) = frame.split_at_mut(4);
+    prefix.copy_from_slice(&len.to_be_bytes());
+    let (version, body) = rest.split_at_mut(version_len);
+    postcard::to_slice(&PROTOCOL_VERSION, version).map_err(io::Error::other)?;
+    postcard::to_slice(message, body).map_err(io::Error::other)?;
     w.write_all(&frame)?;
     w.flush()
 }
@@ -188,6 +193,21 @@ mod tests {
         write_message(&mut buf, &AgentRequest::Extend { timeout_secs: 9 }).unwrap();
         let back: AgentRequest = read_message(&mut buf.as_slice(), MAX_REQUEST_BYTES).unwrap();
         assert!(matches!(back, AgentRequest::Extend { timeout_secs: 9 }));
+    }
+
+    #[test]
+    fn the_frame_is_the_length_then_the_version_then_the_body_exactly() {
+        let message = AgentResponse::Pong {
+            vault: "/v".repeat(100),
+            pid: 4242,
+        };
+        let mut buf = Vec::new();
+        write_message(&mut buf, &message).unwrap();
+        let mut want = postcard::to_stdvec(&PROTOCOL_VERSION).unwrap();
+        want.extend(postcard::to_stdvec(&message).unwrap());
+        let len = u32::try_from(want.len()).unwrap();
+        assert_eq!(buf[..4], len.to_be_bytes());
+        assert_eq!(buf[4..], want[..]);
     }
 
     #[test]
