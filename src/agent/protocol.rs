@@ -141,17 +141,7 @@ pub fn read_message<T: DeserializeOwned>(
     if len > limit {
         return Err(FrameError::TooLarge(len));
     }
-    // Grow the buffer as bytes arrive: a length prefix alone allocates nothing.
-    let mut body = Zeroizing::new(Vec::with_capacity((len as usize).min(64 * 1024)));
-    r.take(u64::from(len))
-        .read_to_end(&mut body)
-        .map_err(FrameError::Io)?;
-    if body.len() != len as usize {
-        return Err(FrameError::Io(io::Error::new(
-            io::ErrorKind::UnexpectedEof,
-            "the frame ended early",
-        )));
-    }
+    let body = read_body(r, len as usize).map_err(FrameError::Io)?;
     let (version, rest): (u32, &[u8]) =
         postcard::take_from_bytes(&body).map_err(|_| FrameError::Malformed)?;
     if version != PROTOCOL_VERSION {
@@ -162,6 +152,36 @@ pub fn read_message<T: DeserializeOwned>(
         return Err(FrameError::Malformed);
     }
     Ok(message)
+}
+
+/// Reads a frame's `len` bytes of body. The buffer grows as bytes arrive (a length
+/// prefix alone allocates little), and it grows by copying into a bigger wiped-on-drop
+/// buffer, never by reallocating, so a message that carries a secret (an import, a
+/// plaintext) leaves no copy in freed memory.
+fn read_body(r: &mut impl Read, len: usize) -> io::Result<Zeroizing<Vec<u8>>> {
+    let mut body = Zeroizing::new(Vec::with_capacity(len.min(64 * 1024)));
+    while body.len() < len {
+        if body.len() == body.capacity() {
+            let mut bigger = Zeroizing::new(Vec::with_capacity(body.capacity() * 2));
+            bigger.extend_from_slice(&body);
+            body = bigger;
+        }
+        let start = body.len();
+        let end = len.min(body.capacity());
+        body.resize(end, 0);
+        match r.read(&mut body[start..end]) {
+            Ok(0) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "the frame ended early",
+                ));
+            }
+            Ok(n) => body.truncate(start + n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => body.truncate(start),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(body)
 }
 
 /// Turns a frame error on the client side into a library error.
@@ -208,6 +228,35 @@ mod tests {
         let len = u32::try_from(want.len()).unwrap();
         assert_eq!(buf[..4], len.to_be_bytes());
         assert_eq!(buf[4..], want[..]);
+    }
+
+    /// Hands out at most 1,000 bytes per read, as a socket may.
+    struct Trickle<'a>(&'a [u8]);
+
+    impl Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let n = buf.len().min(self.0.len()).min(1000);
+            buf[..n].copy_from_slice(&self.0[..n]);
+            self.0 = &self.0[n..];
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn a_large_frame_read_in_small_pieces_round_trips_and_a_cut_one_is_an_error() {
+        let message = AgentResponse::Pong {
+            vault: "x".repeat(300_000),
+            pid: 7,
+        };
+        let mut buf = Vec::new();
+        write_message(&mut buf, &message).unwrap();
+        let back: AgentResponse = read_message(&mut Trickle(&buf), u32::MAX).unwrap();
+        assert!(matches!(back, AgentResponse::Pong { vault, pid: 7 } if vault.len() == 300_000));
+        let cut = &buf[..buf.len() - 1];
+        assert!(matches!(
+            read_message::<AgentResponse>(&mut Trickle(cut), u32::MAX),
+            Err(FrameError::Io(e)) if e.kind() == io::ErrorKind::UnexpectedEof
+        ));
     }
 
     #[test]
