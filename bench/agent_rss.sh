@@ -17,17 +17,8 @@ echo "building (cargo build --release) ..." >&2
 cargo build --release --quiet
 KV=$PWD/target/release/keyvault
 
-work=$(mktemp -d "${TMPDIR:-/tmp}/keyvault-rss.XXXXXX")
-export KEYVAULT_PATH=$work/vault
-export KEYVAULT_PASSPHRASE="bench-only passphrase"
-export XDG_RUNTIME_DIR=$work/run
-mkdir -m 700 "$XDG_RUNTIME_DIR"
-unset KEYVAULT_PASSPHRASE_FILE
-cleanup() {
-    "$KV" lock >/dev/null 2>&1 || true
-    rm -rf "$work"
-}
-trap cleanup EXIT
+source "$PWD/bench/throwaway_vault.sh"
+throwaway_vault rss
 
 "$KV" init >/dev/null
 "$KV" gen alice >/dev/null

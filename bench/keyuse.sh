@@ -32,17 +32,8 @@ source "$root/bench/python_env.sh"
 PY=$(python_with_cryptography)
 
 # --- a throwaway vault ----------------------------------------------------------------
-work=$(mktemp -d "${TMPDIR:-/tmp}/keyvault-bench.XXXXXX")
-export KEYVAULT_PATH=$work/vault
-export KEYVAULT_PASSPHRASE="bench-only passphrase"
-export XDG_RUNTIME_DIR=$work/run
-mkdir -m 700 "$XDG_RUNTIME_DIR"
-unset KEYVAULT_PASSPHRASE_FILE
-cleanup() {
-    "$KV" lock >/dev/null 2>&1 || true
-    rm -rf "$work"
-}
-trap cleanup EXIT
+source "$PWD/bench/throwaway_vault.sh"
+throwaway_vault bench
 
 "$KV" init --kdf-memory 1 --kdf-iterations 1 --kdf-parallelism 1 --allow-weak-kdf \
     >/dev/null 2>&1

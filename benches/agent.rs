@@ -16,6 +16,7 @@ use keyvault::agent::protocol::{
     AgentRequest, AgentResponse, MAX_RESPONSE_BYTES, read_message, write_message,
 };
 use keyvault::ops::{Request, Response};
+use keyvault::vault::lifecycle::dir_size;
 
 struct Env {
     _dir: tempfile::TempDir,
@@ -180,23 +181,6 @@ fn bench(c: &mut Criterion) {
     }
     g.finish();
     space(&env);
-}
-
-/// Bytes of the files under `dir`, tolerant of files vanishing meanwhile (a compaction
-/// swaps directories).
-fn dir_size(dir: &Path) -> u64 {
-    std::fs::read_dir(dir)
-        .map(|entries| {
-            entries
-                .flatten()
-                .map(|e| match e.metadata() {
-                    Ok(m) if m.is_dir() => dir_size(&e.path()),
-                    Ok(m) => m.len(),
-                    Err(_) => 0,
-                })
-                .sum()
-        })
-        .unwrap_or(0)
 }
 
 /// The vault's files after the benches above wrote keys one transaction each, and after

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use common::{PASSPHRASE, TestEnv};
 use keyvault::agent::upkeep::{MAX_SPACE_RATIO, MIN_BYTES};
+use keyvault::vault::lifecycle::dir_size;
 use keyvault::{KeyType, Vault};
 
 /// Fills the vault with one-key gens (one sled transaction each, as through the agent)
@@ -33,22 +34,6 @@ fn bloat(env: &TestEnv) -> usize {
             "the files never grew past the ratio: {space:?}"
         );
     }
-}
-
-/// Bytes of the files under `dir`; tolerant of files vanishing while it looks (the
-/// compaction swaps directories).
-fn dir_size(dir: &std::path::Path) -> u64 {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return u64::MAX;
-    };
-    entries
-        .flatten()
-        .map(|e| match e.metadata() {
-            Ok(m) if m.is_dir() => dir_size(&e.path()),
-            Ok(m) => m.len(),
-            Err(_) => 0,
-        })
-        .sum()
 }
 
 fn automatic_compactions(env: &TestEnv) -> Vec<String> {

@@ -96,7 +96,9 @@ impl SpaceUse {
     }
 }
 
-fn dir_size(path: &Path) -> u64 {
+/// Bytes of the files under `path`, recursively; entries that vanish or cannot be read
+/// while it looks (a compaction swapping directories) count as nothing.
+pub fn dir_size(path: &Path) -> u64 {
     let mut total = 0;
     if let Ok(entries) = fs::read_dir(path) {
         for e in entries.flatten() {
