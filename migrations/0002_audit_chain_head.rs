@@ -5,7 +5,8 @@
 //! keeps the head of the chain (the last entry's sequence number and MAC) sealed in the
 //! `meta` tree under `audit-head`, updated in the same atomic batch as every entry, so
 //! truncating the log is detected too. This step verifies the existing chain and writes
-//! its head. A vault with no audit entries needs nothing.
+//! its head. A vault with no audit entries needs nothing. It refuses a vault that holds
+//! a head, ledger or epoch already (a newer vault relabelled as format 1).
 
 use crate::error::{Error, Result};
 use crate::store::Tree;
@@ -22,6 +23,12 @@ pub const MIGRATION: Migration = Migration {
 };
 
 fn apply(ctx: &mut MigrationContext<'_>) -> Result<()> {
+    // A format-1 vault has none of these: one that does was relabelled.
+    super::refuse_newer_data(
+        ctx.store,
+        2,
+        &[HEAD_KEY, crate::vault::ledger::LEDGER_KEY, crate::vault::epoch::EPOCH_KEY],
+    )?;
     let entries = ctx.store.entries(Tree::Audit)?;
     if entries.is_empty() {
         return Ok(());

@@ -6,7 +6,8 @@
 //! (see `vault::ledger`), updated atomically with every revocation; opening the vault
 //! and `check` compare it with the tree. This step computes the ledger of the revoked
 //! users as they are. A new vault gets an empty ledger, so that a missing one is always
-//! a sign of tampering.
+//! a sign of tampering. It refuses a vault that holds a ledger or an epoch already (a
+//! newer vault relabelled as format 2, perhaps after a revocation record was deleted).
 
 use crate::error::{Error, Result};
 use crate::store::Tree;
@@ -22,6 +23,15 @@ pub const MIGRATION: Migration = Migration {
 };
 
 fn apply(ctx: &mut MigrationContext<'_>) -> Result<()> {
+    // A format-2 vault has none of these: one that does was relabelled.
+    super::refuse_newer_data(
+        ctx.store,
+        3,
+        &[
+            crate::vault::ledger::LEDGER_KEY,
+            crate::vault::epoch::EPOCH_KEY,
+        ],
+    )?;
     let keyring = ctx.keyring.ok_or_else(|| {
         Error::Internal("the revocation ledger step needs the vault's keys".into())
     })?;

@@ -86,6 +86,27 @@ pub enum Error {
     #[error("the vault at {0} is in use by another process")]
     VaultInUse(PathBuf),
 
+    /// The vault was opened read-only (its filesystem is read-only or full), and a
+    /// change was asked for (exit 8). Nothing was changed.
+    #[error(
+        "the vault at {0} is open read-only (its filesystem is read-only or full); nothing was changed"
+    )]
+    ReadOnly(PathBuf),
+
+    /// The vault is older than the newest state of it this machine has seen: an older
+    /// copy was put in its place (exit 7).
+    #[error(
+        "the vault at {path} is an older copy than one this machine has seen (epoch {found}, {remembered} seen before): revocations and deletions made since may be undone"
+    )]
+    Rollback {
+        /// The vault path.
+        path: PathBuf,
+        /// The vault's epoch.
+        found: u64,
+        /// The highest epoch seen on this machine.
+        remembered: u64,
+    },
+
     /// An I/O error with what we were doing (exit 8).
     #[error("{context}: {source}")]
     Io {
@@ -142,11 +163,12 @@ impl Error {
             | Error::VersionNotFound { .. }
             | Error::FileNotFound(_) => 5,
             Error::UserRevoked(_) | Error::AlreadyExists(_) | Error::TooWeak(_) => 6,
-            Error::Integrity(_) => 7,
+            Error::Integrity(_) | Error::Rollback { .. } => 7,
             Error::Remote { code, .. } => *code,
             Error::NewerFormat { .. }
             | Error::ProtocolMismatch { .. }
             | Error::VaultInUse(_)
+            | Error::ReadOnly(_)
             | Error::Io { .. }
             | Error::Storage(_)
             | Error::Internal(_) => 8,
@@ -178,6 +200,9 @@ impl Error {
                 Some("wait for the other keyvault process to finish, or use the running agent")
             }
             Error::WrongPassphrase(_) => Some("check the passphrase and try again"),
+            Error::Rollback { .. } => Some(
+                "if you put this copy back on purpose, run one command with --accept-rollback (it is recorded in the audit log)",
+            ),
             _ => None,
         }
     }

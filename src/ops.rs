@@ -8,7 +8,7 @@ use zeroize::Zeroizing;
 use std::path::PathBuf;
 
 use crate::crypto::envelope;
-use crate::crypto::kdf::KdfParams;
+use crate::crypto::kdf::KdfChange;
 use crate::crypto::sign::RsaScheme;
 use crate::error::Result;
 use crate::keytype::KeyType;
@@ -95,8 +95,8 @@ pub enum Request {
         old: Zeroizing<Vec<u8>>,
         /// The new one.
         new: Zeroizing<Vec<u8>>,
-        /// New KDF parameters, if any.
-        kdf: Option<KdfParams>,
+        /// New KDF parameters (unset ones keep the vault's).
+        kdf: KdfChange,
         /// Accept parameters below the floor.
         allow_weak_kdf: bool,
     },

@@ -63,6 +63,7 @@ pub fn start_agent(
         .arg(options.idle_timeout.as_secs().to_string())
         .arg("--lifetime-secs")
         .arg(options.max_lifetime.as_secs().to_string())
+        .args(options.accept_rollback.then_some("--accept-rollback"))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::null());
@@ -164,7 +165,13 @@ fn prepare(vault: &Path, options: AgentOptions) -> Result<(Arc<Agent>, UnixListe
         .map_err(|e| Error::io("cannot read the key from unlock", e))?;
     let master = MasterKey::from_bytes(mk);
     let (socket_path, pid_path) = paths_for(vault, true)?;
-    let agent_vault = Vault::open_with_master_key(vault, master)?;
+    let agent_vault = Vault::open_with_master_key(
+        vault,
+        master,
+        crate::vault::OpenOptions {
+            accept_rollback: options.accept_rollback,
+        },
+    )?;
     // Persist use counts in blocks: a crash overcounts by at most this many.
     agent_vault.set_use_reservation(256);
     // Bind before announcing; a stale socket (no listener) is replaced.

@@ -38,6 +38,8 @@ pub struct AgentOptions {
     pub idle_timeout: Duration,
     /// Lock after this long in any case.
     pub max_lifetime: Duration,
+    /// Open the vault even if it is an older copy than one this machine has seen.
+    pub accept_rollback: bool,
 }
 
 struct Timers {

@@ -28,7 +28,7 @@ pub fn unlock(
     source: &PassphraseSource,
     options: AgentOptions,
 ) -> std::result::Result<(), RunError> {
-    if !keyvault::store::Store::exists(path) {
+    if !keyvault::store::layout::exists(path) {
         return Err(Error::VaultNotFound(path.to_path_buf()).into());
     }
     if let Some(mut client) = AgentClient::connect(path)? {
@@ -137,12 +137,18 @@ pub fn status(out: &mut Out, path: &Path) -> std::result::Result<(), RunError> {
 }
 
 /// The hidden `agent` subcommand.
-pub fn serve(path: &Path, idle_secs: u64, lifetime_secs: u64) -> Result<()> {
+pub fn serve(
+    path: &Path,
+    idle_secs: u64,
+    lifetime_secs: u64,
+    accept_rollback: bool,
+) -> Result<()> {
     keyvault::agent::launch::run_agent(
         path,
         AgentOptions {
             idle_timeout: Duration::from_secs(idle_secs.max(1)),
             max_lifetime: Duration::from_secs(lifetime_secs.max(1)),
+            accept_rollback,
         },
     )
 }

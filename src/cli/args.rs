@@ -6,7 +6,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use keyvault::KeyType;
-use keyvault::crypto::kdf::{KdfParams, KdfProfile};
+use keyvault::crypto::kdf::{KdfChange, KdfParams, KdfProfile};
 use keyvault::crypto::keys::ExportFormat;
 use keyvault::crypto::sign::RsaScheme;
 
@@ -32,6 +32,11 @@ pub struct Cli {
         value_name = "FILE"
     )]
     pub passphrase_file: Option<PathBuf>,
+
+    /// Open the vault even though this machine has seen a newer copy of it (an older
+    /// copy was put back on purpose); recorded in the audit log
+    #[arg(long, global = true)]
+    pub accept_rollback: bool,
 
     /// The command
     #[command(subcommand)]
@@ -225,9 +230,18 @@ pub enum Command {
         /// The directory of the new vault (must not exist)
         #[arg(long, value_name = "DIR")]
         to: PathBuf,
-        /// Re-apply the revocations this (newer) vault recorded after the backup
+        /// Re-apply every revocation this (newer) vault holds, whatever its date
         #[arg(long, value_name = "VAULT")]
         revocations_from: Option<PathBuf>,
+        /// The passphrase of the --revocations-from vault, from this file (else
+        /// KEYVAULT_REVOCATIONS_PASSPHRASE, the terminal, or the backup's passphrase)
+        #[arg(
+            long,
+            value_name = "FILE",
+            env = "KEYVAULT_REVOCATIONS_PASSPHRASE_FILE",
+            requires = "revocations_from"
+        )]
+        revocations_passphrase_file: Option<PathBuf>,
     },
     /// Verify that every record of the vault (or of a backup) opens and the audit chain holds
     Check {
@@ -296,14 +310,6 @@ pub struct KdfArgs {
 }
 
 impl KdfArgs {
-    /// Whether any parameter was given.
-    pub fn given(&self) -> bool {
-        self.kdf.is_some()
-            || self.kdf_memory.is_some()
-            || self.kdf_iterations.is_some()
-            || self.kdf_parallelism.is_some()
-    }
-
     /// The parameters asked for, starting from `base` (the default profile for `init`,
     /// the current parameters for `passwd`).
     pub fn params_from(&self, base: KdfParams) -> KdfParams {
@@ -323,6 +329,16 @@ impl KdfArgs {
     /// The parameters for a new vault.
     pub fn params(&self) -> KdfParams {
         self.params_from(KdfProfile::Moderate.params())
+    }
+
+    /// The change asked for (for `passwd`): what is not given keeps the vault's value.
+    pub fn change(&self) -> KdfChange {
+        KdfChange {
+            base: self.kdf.map(|k| k.profile().params()),
+            memory_kib: self.kdf_memory.map(|m| m.saturating_mul(1024)),
+            iterations: self.kdf_iterations,
+            parallelism: self.kdf_parallelism,
+        }
     }
 }
 

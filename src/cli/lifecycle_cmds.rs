@@ -17,10 +17,14 @@ use keyvault::{Error, Result};
 use super::args::{Cli, KdfArgs};
 use super::output::Out;
 use super::passphrase::{ENV_PASSPHRASE, PassphraseSource};
-use super::{RunError, Session, unexpected};
+use super::{RunError, Session, open_options, unexpected};
 
 /// The environment variable holding the new passphrase of `passwd`.
 const ENV_NEW_PASSPHRASE: &str = "KEYVAULT_NEW_PASSPHRASE";
+
+/// The environment variable holding the passphrase of `restore --revocations-from`'s
+/// vault.
+const ENV_REVOCATIONS_PASSPHRASE: &str = "KEYVAULT_REVOCATIONS_PASSPHRASE";
 
 type CmdResult<T = ()> = std::result::Result<T, RunError>;
 
@@ -47,13 +51,19 @@ pub fn passwd(
     new_file: &Option<PathBuf>,
     kdf: &KdfArgs,
 ) -> CmdResult {
-    if !keyvault::store::Store::exists(&session.path) {
+    if !keyvault::store::layout::exists(&session.path) {
         return Err(Error::VaultNotFound(session.path.clone()).into());
     }
-    let params = kdf.given().then(|| kdf.params());
-    if let Some(p) = params {
-        p.validate(kdf.allow_weak_kdf)?;
-    }
+    let change = kdf.change();
+    // Refuse weak parameters before asking for any passphrase. What is not given keeps
+    // the vault's current value (read from its header; the vault checks it again).
+    let params = if change.is_empty() {
+        None
+    } else {
+        let params = change.applied_to(keyvault::vault::peek_kdf(&session.path)?);
+        params.validate(kdf.allow_weak_kdf)?;
+        Some(params)
+    };
     let old = session.source.unlock()?;
     let new = PassphraseSource {
         file: new_file.clone(),
@@ -63,7 +73,7 @@ pub fn passwd(
     let Response::Done = session.call(Request::Passwd {
         old,
         new,
-        kdf: params,
+        kdf: change,
         allow_weak_kdf: kdf.allow_weak_kdf,
     })?
     else {
@@ -121,6 +131,7 @@ pub fn restore(
     file: &Path,
     to: &Path,
     revocations_from: Option<&Path>,
+    revocations_passphrase_file: Option<&Path>,
 ) -> CmdResult {
     if !file.exists() {
         return Err(Error::FileNotFound(file.to_path_buf()).into());
@@ -133,7 +144,7 @@ pub fn restore(
         .into());
     }
     if let Some(rf) = revocations_from
-        && !keyvault::store::Store::exists(rf)
+        && !keyvault::store::layout::exists(rf)
     {
         return Err(Error::VaultNotFound(rf.to_path_buf()).into());
     }
@@ -144,7 +155,24 @@ pub fn restore(
                 Response::Revocations(l) => l,
                 _ => return Err(unexpected().into()),
             },
-            None => Vault::open(rf, &source(cli).unlock()?)?.revoked_users()?,
+            None => {
+                // The newer vault has a passphrase of its own (it may have changed since
+                // the backup): its own file or variable, else the terminal, else the
+                // backup's passphrase.
+                let own = PassphraseSource {
+                    file: revocations_passphrase_file.map(Path::to_path_buf),
+                    env_var: ENV_REVOCATIONS_PASSPHRASE,
+                }
+                .unlock_if_available(&format!(
+                    "Passphrase of {} (for its revocations): ",
+                    rf.display()
+                ))?;
+                let passphrase = match own {
+                    Some(p) => p,
+                    None => source(cli).unlock()?,
+                };
+                Vault::open_with(rf, &passphrase, open_options(cli))?.revoked_users()?
+            }
         }),
         None => None,
     };

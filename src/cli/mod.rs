@@ -36,6 +36,7 @@ pub type ExitCode = i32;
 /// opens itself (one-shot, asking for the passphrase).
 struct Session {
     path: PathBuf,
+    options: vault::OpenOptions,
     source: PassphraseSource,
     vault: Option<Vault>,
     agent: Option<AgentClient>,
@@ -46,6 +47,7 @@ impl Session {
     fn new(cli: &Cli) -> Result<Session> {
         Ok(Session {
             path: vault_path(cli)?,
+            options: open_options(cli),
             source: PassphraseSource {
                 file: cli.passphrase_file.clone(),
                 env_var: ENV_PASSPHRASE,
@@ -59,11 +61,17 @@ impl Session {
     fn vault(&mut self) -> Result<&Vault> {
         if self.vault.is_none() {
             // Say "no vault" before asking for a passphrase that cannot help.
-            if !keyvault::store::Store::exists(&self.path) {
+            if !keyvault::store::layout::exists(&self.path) {
                 return Err(Error::VaultNotFound(self.path.clone()));
             }
             let passphrase = self.source.unlock()?;
-            self.vault = Some(Vault::open(&self.path, &passphrase)?);
+            let vault = Vault::open_with(&self.path, &passphrase, self.options)?;
+            if vault.is_read_only() {
+                eprintln!(
+                    "note: the vault's filesystem takes no writes (read-only or full): it is open read-only, changes are refused and uses are not recorded in the audit log"
+                );
+            }
+            self.vault = Some(vault);
         }
         self.vault
             .as_ref()
@@ -106,6 +114,13 @@ fn vault_path(cli: &Cli) -> Result<PathBuf> {
     }
 }
 
+/// How to open a vault, from the global flags.
+fn open_options(cli: &Cli) -> vault::OpenOptions {
+    vault::OpenOptions {
+        accept_rollback: cli.accept_rollback,
+    }
+}
+
 fn unexpected() -> Error {
     Error::Internal("unexpected response".into())
 }
@@ -119,7 +134,7 @@ pub fn run(cli: Cli) -> std::result::Result<ExitCode, RunError> {
             let path = vault_path(&cli)?;
             let params = a.kdf.params();
             params.validate(a.kdf.allow_weak_kdf)?;
-            if keyvault::store::Store::exists(&path) {
+            if keyvault::store::layout::exists(&path) {
                 return Err(Error::AlreadyExists(format!(
                     "a vault already exists at {}",
                     path.display()
@@ -168,6 +183,7 @@ pub fn run(cli: Cli) -> std::result::Result<ExitCode, RunError> {
                 AgentOptions {
                     idle_timeout: *timeout,
                     max_lifetime: *max_lifetime,
+                    accept_rollback: cli.accept_rollback,
                 },
             )?;
         }
@@ -175,7 +191,12 @@ pub fn run(cli: Cli) -> std::result::Result<ExitCode, RunError> {
         Command::Agent {
             idle_secs,
             lifetime_secs,
-        } => agent_cmds::serve(&vault_path(&cli)?, *idle_secs, *lifetime_secs)?,
+        } => agent_cmds::serve(
+            &vault_path(&cli)?,
+            *idle_secs,
+            *lifetime_secs,
+            cli.accept_rollback,
+        )?,
         Command::Gen {
             user,
             key_type,
@@ -453,7 +474,15 @@ pub fn run(cli: Cli) -> std::result::Result<ExitCode, RunError> {
             file,
             to,
             revocations_from,
-        } => lifecycle_cmds::restore(&mut out, &cli, file, to, revocations_from.as_deref())?,
+            revocations_passphrase_file,
+        } => lifecycle_cmds::restore(
+            &mut out,
+            &cli,
+            file,
+            to,
+            revocations_from.as_deref(),
+            revocations_passphrase_file.as_deref(),
+        )?,
         Command::Check { backup } => {
             let code = match backup {
                 Some(file) => lifecycle_cmds::check_backup(&mut out, &cli, file)?,

@@ -31,6 +31,16 @@ impl PassphraseSource {
         self.obtain(false, "Passphrase: ")
     }
 
+    /// Gets the passphrase of an existing vault, asking on the terminal with `prompt`.
+    /// `None` when there is no file, no variable and no terminal.
+    pub fn unlock_if_available(&self, prompt: &str) -> Result<Option<Passphrase>> {
+        match self.obtain(false, prompt) {
+            Ok(p) => Ok(Some(p)),
+            Err(Error::NoPassphrase(_)) if self.file.is_none() => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Gets a new passphrase (asked twice on a terminal).
     pub fn new_passphrase(&self, prompt: &str) -> Result<Passphrase> {
         let p = self.obtain(true, prompt)?;

@@ -16,6 +16,43 @@ pub struct KdfParams {
     pub parallelism: u32,
 }
 
+/// A change of KDF parameters: a whole profile, single parameters, or both (the single
+/// ones override the profile). What it leaves unset keeps the value it is applied to:
+/// `passwd --kdf-iterations 5` changes the passes and nothing else.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KdfChange {
+    /// A whole set of parameters to start from (a profile).
+    pub base: Option<KdfParams>,
+    /// Memory cost in KiB.
+    pub memory_kib: Option<u32>,
+    /// Number of passes.
+    pub iterations: Option<u32>,
+    /// Degree of parallelism.
+    pub parallelism: Option<u32>,
+}
+
+impl KdfChange {
+    /// Whether it changes nothing.
+    pub fn is_empty(&self) -> bool {
+        *self == KdfChange::default()
+    }
+
+    /// The parameters after the change, starting from `current`.
+    pub fn applied_to(&self, current: KdfParams) -> KdfParams {
+        let mut p = self.base.unwrap_or(current);
+        if let Some(m) = self.memory_kib {
+            p.memory_kib = m;
+        }
+        if let Some(t) = self.iterations {
+            p.iterations = t;
+        }
+        if let Some(par) = self.parallelism {
+            p.parallelism = par;
+        }
+        p
+    }
+}
+
 /// The length of the random salt stored in the vault.
 pub const SALT_LEN: usize = 16;
 

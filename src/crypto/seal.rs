@@ -165,6 +165,8 @@ pub struct Keyring {
     pub index: MacKey,
     /// MACs the audit chain and backup files.
     pub mac: MacKey,
+    /// MACs the vault's header file (format version, vault id, KDF parameters).
+    pub header: MacKey,
 }
 
 impl MasterKey {
@@ -207,12 +209,36 @@ impl MasterKey {
         okm
     }
 
-    /// Derives the subkeys.
+    /// Derives the subkeys of the current vault format (4 and later).
+    ///
+    /// Format 4 seals records under a sealing key of its own: no record of a format-4
+    /// vault opens under the key of formats 1 to 3, so an older format's migration step
+    /// can never be made to run over newer data by relabelling the format.
     pub fn keyring(&self) -> Keyring {
+        Keyring {
+            records: SealKey(self.derive(b"keyvault v4 record sealing")),
+            ..self.legacy_keyring()
+        }
+    }
+
+    /// The subkeys of formats 1 to 3 (read only by the migration to format 4 and by
+    /// backups made from such vaults). The lookup index and audit MAC keys are the same
+    /// in every format, so database keys and the audit chain carry over unchanged.
+    pub fn legacy_keyring(&self) -> Keyring {
         Keyring {
             records: SealKey(self.derive(b"keyvault v1 record sealing")),
             index: MacKey(self.derive(b"keyvault v1 lookup index")),
             mac: MacKey(self.derive(b"keyvault v1 audit and backup mac")),
+            header: MacKey(self.derive(b"keyvault v4 header mac")),
+        }
+    }
+
+    /// The subkeys of a vault of `format`.
+    pub fn keyring_for_format(&self, format: u32) -> Keyring {
+        if format >= 4 {
+            self.keyring()
+        } else {
+            self.legacy_keyring()
         }
     }
 }

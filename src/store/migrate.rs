@@ -1,12 +1,21 @@
-//! The migration runner: brings a database to the current format, one step at a time.
+//! The migration runner: brings a vault to the current format, one step at a time.
 //!
-//! Each step lives in its own file under `migrations/` (compiled into the crate) and
-//! adds its changes to a batch; the runner appends the new format version to the same
-//! batch and applies it atomically, so a crash leaves the old or the new format, never a
-//! mix. A database of a newer format than this binary is refused.
+//! Each step lives in its own file under `migrations/` (compiled into the crate). Steps
+//! 1 to 3 change records inside the database: each adds its changes to a batch, the
+//! runner appends the new format version to the same batch and applies it atomically,
+//! so a crash leaves the old or the new format, never a mix. Step 4 changes the layout
+//! of the vault directory (see its file): it rewrites the database beside the old one
+//! and makes the switch with one rename, finished by the next opener if a crash comes
+//! after it. A vault of a newer format than this binary is refused.
+//!
+//! Every step refuses data that already holds what a later format adds (a sealed head,
+//! a ledger, an epoch, records sealed under the format-4 key): relabelling a newer
+//! vault's format to make an older step rebuild its safeguards from tampered data is
+//! detected, never obeyed.
 
-use crate::crypto::seal::Keyring;
+use crate::crypto::seal::{Keyring, MasterKey};
 use crate::error::{Error, Result};
+use crate::store::layout::VaultLock;
 use crate::store::records::{Header, meta_keys};
 use crate::store::{Batch, Store, Tree};
 
@@ -16,9 +25,16 @@ mod m0001_initial;
 mod m0002_audit_chain_head;
 #[path = "../../migrations/0003_revocation_ledger.rs"]
 mod m0003_revocation_ledger;
+#[path = "../../migrations/0004_vault_layout.rs"]
+mod m0004_vault_layout;
+
+pub use m0004_vault_layout::finish as finish_layout_migration;
 
 /// The format version this binary writes.
-pub const CURRENT_FORMAT: u32 = 3;
+pub const CURRENT_FORMAT: u32 = 4;
+
+/// The last format whose version and header live in the database.
+pub const LAST_IN_DATABASE_FORMAT: u32 = 3;
 
 /// One format step.
 pub struct Migration {
@@ -42,7 +58,7 @@ pub struct MigrationContext<'a> {
     pub batch: Batch,
 }
 
-/// Every step, in order.
+/// Every step inside the database, in order (step 4, the layout, follows them).
 pub const MIGRATIONS: &[Migration] = &[
     m0001_initial::MIGRATION,
     m0002_audit_chain_head::MIGRATION,
@@ -73,12 +89,11 @@ pub fn run_pending(
     keyring: Option<&Keyring>,
 ) -> Result<Vec<u32>> {
     let current = format_version(store)?;
-    if current > CURRENT_FORMAT {
-        return Err(Error::NewerFormat {
-            path: store.path().to_path_buf(),
-            found: current,
-            supported: CURRENT_FORMAT,
-        });
+    if current > LAST_IN_DATABASE_FORMAT {
+        return Err(Error::Integrity(format!(
+            "the database at {} records format {current}, which keeps its format in a header file, not in the database (damaged or tampered with)",
+            store.path().display()
+        )));
     }
     if current == 0 && new_header.is_none() {
         return Err(Error::Integrity(format!(
@@ -108,18 +123,50 @@ pub fn run_pending(
     Ok(ran)
 }
 
+/// Refuses to run the step to `to_version` over data that holds what a later format
+/// adds: the meta-tree records named in `later`.
+pub fn refuse_newer_data(store: &Store, to_version: u32, later: &[&[u8]]) -> Result<()> {
+    for key in later {
+        if store.contains(Tree::Meta, key)? {
+            return Err(Error::Integrity(format!(
+                "the vault is labelled format {} but holds a {:?} record, which only later formats write: its format record was altered (a downgrade); nothing was migrated",
+                to_version - 1,
+                String::from_utf8_lossy(key)
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Brings a vault of formats 1 to 3, whose database `store` is in the vault directory
+/// itself, to the current format and layout: the steps inside the database first, then
+/// the layout step. `header` is its header record and `master` its master key. The
+/// caller holds the vault's lock and has written a backup beside the vault.
+pub fn migrate_to_current(
+    lock: &VaultLock,
+    store: Store,
+    header: Header,
+    master: &MasterKey,
+) -> Result<()> {
+    let legacy = master.legacy_keyring();
+    run_pending(&store, None, Some(&legacy))?;
+    m0004_vault_layout::apply(lock, store, header, master)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn steps_are_numbered_in_order_and_end_at_current() {
+    fn steps_are_numbered_in_order_and_the_layout_step_ends_at_current() {
         for (i, m) in MIGRATIONS.iter().enumerate() {
             assert_eq!(m.to_version as usize, i + 1, "{}", m.description);
         }
         assert_eq!(
             MIGRATIONS.last().map(|m| m.to_version),
-            Some(CURRENT_FORMAT)
+            Some(LAST_IN_DATABASE_FORMAT)
         );
+        assert_eq!(m0004_vault_layout::TO_VERSION, CURRENT_FORMAT);
+        assert_eq!(LAST_IN_DATABASE_FORMAT + 1, CURRENT_FORMAT);
     }
 }

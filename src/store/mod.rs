@@ -4,6 +4,7 @@
 //!
 //! The store knows nothing of cryptography: it moves opaque (already sealed) bytes.
 
+pub mod layout;
 pub mod migrate;
 pub mod records;
 
@@ -179,6 +180,9 @@ pub struct Store {
     trees: [sled::Tree; 4],
     /// The database file, opened read-only, to `fdatasync` it.
     db_file: fs::File,
+    /// Opened from a private copy because the vault's filesystem takes no writes (see
+    /// [`Store::open`]): every change is refused.
+    read_only: Option<tempfile::TempDir>,
 }
 
 /// The file sled writes first and that marks a directory as holding a database.
@@ -220,25 +224,57 @@ impl Store {
         }
         fs::set_permissions(path, fs::Permissions::from_mode(0o700))
             .map_err(|e| Error::io(format!("cannot set mode of {}", path.display()), e))?;
-        Self::open_engine(path)
+        Self::open_engine(path, path)
     }
 
-    /// Opens an existing database. A vault found "in use" is retried for a moment before
-    /// giving up: another command may be about to finish (sled lets go of its file lock
-    /// only once its last thread does).
+    /// Opens an existing database. A database found "in use" is retried for a moment
+    /// before giving up: the process that had it may be about to finish (sled lets go of
+    /// its file lock only once its last thread does).
+    ///
+    /// sled writes as it opens. When the filesystem takes no writes (read-only media, a
+    /// full disk), the database is opened from a private copy instead (sealed bytes
+    /// only, in a 0700 directory of memory-backed storage where there is one, removed
+    /// on close), read-only: every change is then refused with [`Error::ReadOnly`] and
+    /// the vault's files are left exactly as they were.
     pub fn open(path: &Path) -> Result<Store> {
         if !Self::exists(path) {
             return Err(Error::VaultNotFound(path.to_path_buf()));
         }
         let deadline = std::time::Instant::now() + LOCK_WAIT;
         loop {
-            match Self::open_engine(path) {
+            match Self::open_engine(path, path) {
                 Err(Error::VaultInUse(_)) if std::time::Instant::now() < deadline => {
                     std::thread::sleep(std::time::Duration::from_millis(25));
+                }
+                Err(Error::Io { source, .. }) if layout::is_read_only(&source) => {
+                    return Self::open_copy(path);
                 }
                 other => return other,
             }
         }
+    }
+
+    /// Opens a private copy of the database at `path`, read-only (see [`Store::open`]).
+    fn open_copy(path: &Path) -> Result<Store> {
+        let copy = private_scratch_dir()?;
+        let target = copy.path().join("db");
+        copy_dir(path, &target)
+            .map_err(|e| Error::io(format!("cannot read {}", path.display()), e))?;
+        let mut store = Self::open_engine(&target, path)?;
+        store.read_only = Some(copy);
+        Ok(store)
+    }
+
+    /// Whether changes are refused (see [`Store::open`]).
+    pub fn is_read_only(&self) -> bool {
+        self.read_only.is_some()
+    }
+
+    fn refuse_if_read_only(&self) -> Result<()> {
+        if self.is_read_only() {
+            return Err(Error::ReadOnly(self.path.clone()));
+        }
+        Ok(())
     }
 
     /// sled 0.34.7 writes a snapshot to `snap.N.generating`, syncs it, then renames it;
@@ -266,7 +302,8 @@ impl Store {
         let _ = rustix::fs::flock(&db, rustix::fs::FlockOperation::Unlock);
     }
 
-    fn open_engine(path: &Path) -> Result<Store> {
+    /// Opens the database in `path`; `shown` is the path errors name.
+    fn open_engine(path: &Path, shown: &Path) -> Result<Store> {
         Self::remove_torn_snapshots(path);
         let config = sled::Config::new()
             .path(path)
@@ -284,11 +321,11 @@ impl Store {
         let opened = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| config.open()));
         let db = match opened {
             Ok(Ok(db)) => db,
-            Ok(Err(e)) => return Err(map_open_error(path, e)),
+            Ok(Err(e)) => return Err(map_open_error(shown, e)),
             Err(_) => {
                 return Err(Error::Integrity(format!(
                     "the database files under {} are corrupted",
-                    path.display()
+                    shown.display()
                 )));
             }
         };
@@ -302,10 +339,11 @@ impl Store {
         let db_file = fs::File::open(path.join(DB_FILE))
             .map_err(|e| Error::io(format!("cannot open {}", path.join(DB_FILE).display()), e))?;
         Ok(Store {
-            path: path.to_path_buf(),
+            path: shown.to_path_buf(),
             db,
             trees,
             db_file,
+            read_only: None,
         })
     }
 
@@ -375,6 +413,7 @@ impl Store {
         if batch.is_empty() {
             return Ok(());
         }
+        self.refuse_if_read_only()?;
         let _call = stall::Call::enter();
         let [meta, keys, revoked, audit] = &self.trees;
         // Aborts with the tree of a `Create` whose key exists.
@@ -414,6 +453,7 @@ impl Store {
     /// [`LOAD_CHUNK`] entries: atomic per chunk, not per call, nor across trees, so use it
     /// only on a database nobody else sees yet.
     pub fn load(&self, tree: Tree, entries: &[(Vec<u8>, Vec<u8>)]) -> Result<()> {
+        self.refuse_if_read_only()?;
         for chunk in entries.chunks(LOAD_CHUNK) {
             let _call = stall::Call::enter();
             let mut batch = sled::Batch::default();
@@ -434,6 +474,9 @@ impl Store {
     /// its log, which does not make a grown file's metadata durable, so the database file
     /// is then `fdatasync`ed as well (one call, shared by the writers of a group commit).
     pub fn flush(&self) -> Result<()> {
+        if self.is_read_only() {
+            return Ok(());
+        }
         let _call = stall::Call::enter();
         self.db.flush().map_err(storage)?;
         self.db_file
@@ -468,6 +511,48 @@ impl Drop for Store {
         // Best effort: every command already flushed what it promised.
         let _ = self.db.flush();
     }
+}
+
+/// A private directory for a read-only copy of a database: in `$XDG_RUNTIME_DIR` or
+/// `/dev/shm` (memory-backed, so it works when the vault's disk is full), else the temp
+/// dir; created 0700 by `tempfile`.
+fn private_scratch_dir() -> Result<tempfile::TempDir> {
+    let mut candidates: Vec<PathBuf> = Vec::new();
+    if let Some(run) = std::env::var_os("XDG_RUNTIME_DIR") {
+        candidates.push(PathBuf::from(run));
+    }
+    candidates.push(PathBuf::from("/dev/shm"));
+    candidates.push(std::env::temp_dir());
+    let mut last = None;
+    for dir in candidates {
+        match tempfile::Builder::new()
+            .prefix("keyvault-readonly-")
+            .tempdir_in(&dir)
+        {
+            Ok(t) => return Ok(t),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(Error::io(
+        "cannot create a private directory for a read-only copy of the vault",
+        last.unwrap_or_else(|| std::io::Error::other("no candidate directory")),
+    ))
+}
+
+/// Copies the directory tree `from` to `to` (regular files and directories only).
+fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
+    fs::DirBuilder::new().mode(0o700).create(to)?;
+    for e in fs::read_dir(from)? {
+        let e = e?;
+        let kind = e.file_type()?;
+        let target = to.join(e.file_name());
+        if kind.is_dir() {
+            copy_dir(&e.path(), &target)?;
+        } else if kind.is_file() {
+            fs::copy(e.path(), &target)?;
+        }
+    }
+    Ok(())
 }
 
 fn storage(e: sled::Error) -> Error {

@@ -10,10 +10,10 @@ use serde::{Deserialize, Serialize};
 use crate::crypto::seal::Keyring;
 use crate::error::Result;
 use crate::store::Tree;
-use crate::store::migrate::CURRENT_FORMAT;
+use crate::store::migrate::{CURRENT_FORMAT, LAST_IN_DATABASE_FORMAT};
 use crate::store::records::{self, Header, KeyRecord, RevokedRecord, VersionState, meta_keys};
 
-use super::{audit, key_db_key, ledger, open_record, user_hash};
+use super::{audit, epoch, key_db_key, ledger, open_record, user_hash};
 
 /// One problem found.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -47,7 +47,7 @@ impl CheckReport {
         self.problems.is_empty()
     }
 
-    fn problem(&mut self, tree: Tree, position: u64, message: impl Into<String>) {
+    pub(crate) fn problem(&mut self, tree: Tree, position: u64, message: impl Into<String>) {
         self.problems.push(Problem {
             tree: tree.name().to_string(),
             position,
@@ -59,57 +59,23 @@ impl CheckReport {
 /// The records of every tree, in key order.
 pub type TreeRecords = Vec<(Vec<u8>, Vec<u8>)>;
 
-/// Checks the records of a vault (or of a backup) against its keyring and header.
+/// Checks the records of a vault (or of a backup) of `format` against its keyring and
+/// header (the keyring of that format: see `MasterKey::keyring_for_format`).
 pub fn check_records(
     keyring: &Keyring,
     header: &Header,
+    format: u32,
     records: &dyn Fn(Tree) -> Result<TreeRecords>,
 ) -> Result<CheckReport> {
-    let mut report = CheckReport::default();
-
-    // Meta: a known format version and the header that unlocked us.
+    let mut report = CheckReport {
+        format_version: format,
+        ..CheckReport::default()
+    };
     let meta = records(Tree::Meta)?;
-    let mut saw_format = false;
-    let mut saw_header = false;
-    for (i, (k, v)) in meta.iter().enumerate() {
-        let pos = i as u64 + 1;
-        if k.as_slice() == meta_keys::FORMAT {
-            saw_format = true;
-            match <[u8; 4]>::try_from(v.as_slice()) {
-                Ok(b) => {
-                    report.format_version = u32::from_be_bytes(b);
-                    // An older format is fine (opening migrates it); a newer one is not.
-                    if report.format_version == 0 || report.format_version > CURRENT_FORMAT {
-                        report.problem(
-                            Tree::Meta,
-                            pos,
-                            format!(
-                                "format version {} is not one this keyvault knows (1 to {CURRENT_FORMAT})",
-                                report.format_version
-                            ),
-                        );
-                    }
-                }
-                Err(_) => report.problem(Tree::Meta, pos, "the format version is malformed"),
-            }
-        } else if k.as_slice() == meta_keys::HEADER {
-            saw_header = true;
-            match records::decode::<Header>(v, "header") {
-                Ok(h) if &h == header => {}
-                Ok(_) => report.problem(
-                    Tree::Meta,
-                    pos,
-                    "the header differs from the one that unlocked the vault",
-                ),
-                Err(e) => report.problem(Tree::Meta, pos, e.to_string()),
-            }
-        }
-    }
-    if !saw_format {
-        report.problem(Tree::Meta, 0, "no format version record");
-    }
-    if !saw_header {
-        report.problem(Tree::Meta, 0, "no header record");
+    if format > LAST_IN_DATABASE_FORMAT {
+        check_meta(keyring, &meta, &mut report);
+    } else {
+        check_legacy_meta(header, &meta, &mut report);
     }
 
     // Keys: each opens, decodes, sits under the key its ids give, and is well formed.
@@ -202,4 +168,86 @@ pub fn check_records(
         }
     }
     Ok(report)
+}
+
+/// Meta records of format 4 on: a sealed epoch, and neither a format nor a header record
+/// (those live in the header file).
+fn check_meta(keyring: &Keyring, meta: &TreeRecords, report: &mut CheckReport) {
+    let mut saw_epoch = false;
+    for (i, (k, v)) in meta.iter().enumerate() {
+        let pos = i as u64 + 1;
+        if k.as_slice() == meta_keys::FORMAT || k.as_slice() == meta_keys::HEADER {
+            report.problem(
+                Tree::Meta,
+                pos,
+                format!(
+                    "a {:?} record in the database, where format {} keeps none (planted)",
+                    String::from_utf8_lossy(k),
+                    report.format_version
+                ),
+            );
+        } else if k.as_slice() == epoch::EPOCH_KEY {
+            saw_epoch = true;
+            if let Err(e) = epoch::open(keyring, v) {
+                report.problem(Tree::Meta, pos, e.to_string());
+            }
+        }
+    }
+    if !saw_epoch {
+        report.problem(Tree::Meta, 0, "no epoch record");
+    }
+}
+
+/// Meta records of formats 1 to 3: a known format version and the header that unlocked
+/// the vault.
+fn check_legacy_meta(header: &Header, meta: &TreeRecords, report: &mut CheckReport) {
+    let mut saw_format = false;
+    let mut saw_header = false;
+    for (i, (k, v)) in meta.iter().enumerate() {
+        let pos = i as u64 + 1;
+        if k.as_slice() == meta_keys::FORMAT {
+            saw_format = true;
+            match <[u8; 4]>::try_from(v.as_slice()) {
+                Ok(b) => {
+                    let recorded = u32::from_be_bytes(b);
+                    if recorded == 0 || recorded > LAST_IN_DATABASE_FORMAT {
+                        report.problem(
+                            Tree::Meta,
+                            pos,
+                            format!(
+                                "format version {recorded} is not one a database records (1 to {LAST_IN_DATABASE_FORMAT}; this keyvault writes {CURRENT_FORMAT})"
+                            ),
+                        );
+                    } else if recorded != report.format_version {
+                        report.problem(
+                            Tree::Meta,
+                            pos,
+                            format!(
+                                "the database records format {recorded}, its backup header {}",
+                                report.format_version
+                            ),
+                        );
+                    }
+                }
+                Err(_) => report.problem(Tree::Meta, pos, "the format version is malformed"),
+            }
+        } else if k.as_slice() == meta_keys::HEADER {
+            saw_header = true;
+            match records::decode::<Header>(v, "header") {
+                Ok(h) if &h == header => {}
+                Ok(_) => report.problem(
+                    Tree::Meta,
+                    pos,
+                    "the header differs from the one that unlocked the vault",
+                ),
+                Err(e) => report.problem(Tree::Meta, pos, e.to_string()),
+            }
+        }
+    }
+    if !saw_format {
+        report.problem(Tree::Meta, 0, "no format version record");
+    }
+    if !saw_header {
+        report.problem(Tree::Meta, 0, "no header record");
+    }
 }

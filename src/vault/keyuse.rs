@@ -328,13 +328,14 @@ impl Vault {
         record.versions.remove(pos);
         let mut batch = Batch::new();
         self.stage(&mut batch, Tree::Keys, &db_key, &record)?;
-        self.commit(
+        self.commit_raising_epoch(
             head,
             batch,
             AuditEvent::new("delete-version")
                 .user(user)
                 .key(name)
                 .detail(format!("version {version}")),
+            None,
         )?;
         self.forget_uses(&db_key);
         Ok(key_info(&record))

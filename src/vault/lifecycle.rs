@@ -2,20 +2,23 @@
 //! compaction.
 
 use std::fs;
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
 use crate::backup::{self, BackupHeader, BackupRecord};
-use crate::crypto::kdf::{KdfParams, SALT_LEN};
+use crate::crypto::kdf::{KdfChange, SALT_LEN};
 use crate::crypto::random_bytes;
 use crate::crypto::seal::MasterKey;
 use crate::error::{Error, Result};
+use crate::store::layout::{self, VaultLock};
 use crate::store::migrate::CURRENT_FORMAT;
-use crate::store::records::{self, Header, RevokedRecord, meta_keys};
+use crate::store::records::{Header, RevokedRecord};
 use crate::store::{Batch, Store, Tree};
 
 use super::check::{CheckReport, TreeRecords, check_records};
+use super::header::{VAULT_ID_LEN, VaultHeader};
 use super::types::{RevocationInfo, Timestamp};
 use super::{AuditEvent, Vault, audit, header_aad, user_hash, validate};
 
@@ -127,7 +130,9 @@ fn sibling(path: &Path, what: &str) -> Result<PathBuf> {
     Ok(parent.join(format!(".{}.{what}-{suffix}", name.to_string_lossy())))
 }
 
-/// Removes the hidden `.NAME.WHAT-*` directories beside `path`.
+/// Removes the hidden `.NAME.WHAT-<12 hex>` directories beside `path` that a killed
+/// keyvault left: only those whose vault lock can be taken at once (a running command
+/// holds its own).
 fn remove_stale_siblings(path: &Path, what: &str) {
     let parent = path
         .parent()
@@ -139,9 +144,13 @@ fn remove_stale_siblings(path: &Path, what: &str) {
     let prefix = format!(".{}.{what}-", name.to_string_lossy());
     if let Ok(entries) = fs::read_dir(parent) {
         for e in entries.flatten() {
-            if e.file_name().to_string_lossy().starts_with(&prefix)
+            let file_name = e.file_name();
+            if layout::is_work_name(&file_name.to_string_lossy(), &prefix)
                 && e.file_type().map(|t| t.is_dir()).unwrap_or(false)
+                && e.path().join(layout::LOCK_FILE).is_file()
+                && let Ok(lock) = VaultLock::acquire(&e.path(), std::time::Duration::ZERO)
             {
+                drop(lock);
                 let _ = fs::remove_dir_all(e.path());
             }
         }
@@ -211,11 +220,7 @@ impl Vault {
         let header = BackupHeader {
             vault_format: CURRENT_FORMAT,
             created: created.0,
-            vault_header: self
-                .header
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .clone(),
+            vault_header: self.header().unlock,
             records: total,
         };
         let mut records = crate::store::Tree::ALL
@@ -229,72 +234,92 @@ impl Vault {
     pub fn check(&self) -> Result<CheckReport> {
         let _head = self.lock_writer();
         let trees = self.all_records()?;
-        let header = self
-            .header
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
-        check_records(&self.keyring, &header, &|t| Ok(trees[t.index()].clone()))
+        let header = self.header();
+        let mut report = check_records(&self.keyring, &header.unlock, header.format, &|t| {
+            Ok(trees[t.index()].clone())
+        })?;
+        // The header file on disk: it authenticates, and it is the one this vault holds.
+        match super::open::read_header_file(self.path()) {
+            Ok(file) => {
+                if let Err(e) = file.verify(&self.keyring) {
+                    report.problem(Tree::Meta, 0, format!("header file: {e}"));
+                } else if file.header != header {
+                    report.problem(
+                        Tree::Meta,
+                        0,
+                        "the header file differs from the one that opened the vault",
+                    );
+                }
+            }
+            Err(e) => report.problem(Tree::Meta, 0, format!("header file: {e}")),
+        }
+        Ok(report)
     }
 
-    /// Changes the passphrase (and optionally the KDF parameters): the master key is
-    /// re-wrapped, no key is re-encrypted. One atomic write: after a crash either the
-    /// old or the new passphrase opens the vault.
+    /// Changes the passphrase (and optionally KDF parameters: those `kdf` leaves unset
+    /// keep the vault's current values). The master key is re-wrapped, no key is
+    /// re-encrypted, and only the header file is rewritten (atomically): no earlier
+    /// wrapping of the master key survives in the vault directory. After a crash either
+    /// the old or the new passphrase opens the vault.
     pub fn change_passphrase(
         &self,
         old: &[u8],
         new: &[u8],
-        kdf: Option<KdfParams>,
+        kdf: KdfChange,
         allow_weak_kdf: bool,
     ) -> Result<()> {
         if new.is_empty() {
             return Err(Error::Usage("the new passphrase is empty".into()));
         }
-        let mut head = self.lock_writer();
-        let current = self
-            .header
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
+        if self.is_read_only() {
+            return Err(Error::ReadOnly(self.path().to_path_buf()));
+        }
+        let head = self.lock_writer();
+        let current = self.header();
+        let params = kdf.applied_to(current.unlock.kdf);
         // New parameters must clear the floor (unless allowed); keeping the current
         // ones needs no new consent.
-        if let Some(k) = kdf {
-            k.validate(allow_weak_kdf)?;
+        if params != current.unlock.kdf {
+            params.validate(allow_weak_kdf)?;
         }
-        let kdf = kdf.unwrap_or(current.kdf);
-        let old_kek = current.kdf.derive_kek(old, &current.salt)?;
+        let old_kek = current.unlock.kdf.derive_kek(old, &current.unlock.salt)?;
         let master = MasterKey::unwrap(
             &old_kek,
-            &header_aad(&current.kdf, &current.salt)?,
-            &current.wrapped_master_key,
+            &header_aad(&current.unlock.kdf, &current.unlock.salt)?,
+            &current.unlock.wrapped_master_key,
         )
         .ok_or_else(|| Error::WrongPassphrase(self.path().to_path_buf()))?;
         let mut salt = vec![0u8; SALT_LEN];
         random_bytes(&mut salt)?;
-        let kek = kdf.derive_kek(new, &salt)?;
-        let header = Header {
-            kdf,
-            wrapped_master_key: master.wrap(&kek, &header_aad(&kdf, &salt)?)?,
-            salt,
-            created: current.created,
+        let kek = params.derive_kek(new, &salt)?;
+        let header = VaultHeader {
+            unlock: Header {
+                kdf: params,
+                wrapped_master_key: master.wrap(&kek, &header_aad(&params, &salt)?)?,
+                salt,
+                created: current.unlock.created,
+            },
+            ..current.clone()
         };
-        let mut batch = Batch::new();
-        batch.insert(
-            Tree::Meta,
-            meta_keys::HEADER,
-            records::encode(&header)?.to_vec(),
-        );
-        // Swap the in-memory header under the writer lock too, so that a backup never
-        // pairs the old header with the new record.
-        let ticket = self.commit_with(
-            &mut head,
-            batch,
-            AuditEvent::new("passwd").detail(format!("kdf {kdf}")),
-            false,
+        drop(master);
+        // The audit entry and the raised epoch first (durably), then the header: a
+        // copy of the directory from before the change is then an older copy.
+        self.commit_raising_epoch(
+            head,
+            Batch::new(),
+            AuditEvent::new("passwd").detail(format!("kdf {params}")),
+            None,
         )?;
+        let head = self.lock_writer();
         *self.header.lock().unwrap_or_else(|p| p.into_inner()) = header;
-        drop(head);
-        self.wait_durable(ticket)
+        if let Err(e) = self.write_header() {
+            *self.header.lock().unwrap_or_else(|p| p.into_inner()) = current;
+            let mut event = AuditEvent::new("passwd").detail(format!("{e}"));
+            event.outcome("failed");
+            let _ = self.commit(head, Batch::new(), event);
+            return Err(e);
+        }
+        Ok(())
     }
 
     /// The audit log, oldest first, from `since` (Unix seconds) on, after verifying the
@@ -318,7 +343,7 @@ impl Vault {
 
     /// Bytes of the files in the vault directory (a few `stat`s; no database read).
     pub fn disk_bytes(&self) -> u64 {
-        dir_size(self.path())
+        dir_size(&self.lock.db_dir())
     }
 
     /// The vault's files against the records they hold (reads every record's length,
@@ -347,19 +372,51 @@ impl Vault {
         ))
     }
 
+    /// Whether a compaction can run now: the vault is writable and its filesystem has
+    /// room for a fresh copy of the database (what the database's files take now, and
+    /// 16 MiB to spare). Checked before a `revoke --purge` commits anything.
+    pub fn compaction_preflight(&self) -> Result<()> {
+        if self.is_read_only() {
+            return Err(Error::ReadOnly(self.path().to_path_buf()));
+        }
+        rustix::fs::access(self.path(), rustix::fs::Access::WRITE_OK).map_err(|e| {
+            Error::io(
+                format!("cannot compact: {} is not writable", self.path().display()),
+                e.into(),
+            )
+        })?;
+        let needed = self.disk_bytes().saturating_add(16 << 20);
+        let free = rustix::fs::statvfs(self.path())
+            .map(|fs| fs.f_bavail.saturating_mul(fs.f_frsize))
+            .map_err(|e| Error::io("cannot read the filesystem's free space", e.into()))?;
+        if free < needed {
+            return Err(Error::io(
+                format!(
+                    "cannot compact: {} has {free} bytes free, a fresh copy of the database needs about {needed}",
+                    self.path().display()
+                ),
+                std::io::Error::from(std::io::ErrorKind::StorageFull),
+            ));
+        }
+        Ok(())
+    }
+
     fn compact_noting(self, note: &str) -> Result<(Vault, CompactReport)> {
-        let path = self.path().to_path_buf();
-        let bytes_before = dir_size(&path);
+        if self.is_read_only() {
+            return Err(Error::ReadOnly(self.path().to_path_buf()));
+        }
+        let db_dir = self.lock.db_dir();
+        let bytes_before = dir_size(&db_dir);
         let head = *self.lock_writer();
-        // A compaction killed before (or right after) its swap leaves a hidden sibling
-        // holding a whole database, destroyed records included: remove it now. We hold
-        // the vault's lock, so no compaction of this vault is running.
-        remove_stale_siblings(&path, "compact");
-        let tmp = sibling(&path, "compact")?;
-        let mut guard = DirGuard(Some(tmp.clone()));
+        // The fresh database is built inside the vault directory (symlinks were
+        // resolved when the vault was opened) and swapped with `db/` under the vault's
+        // lock, which this process holds throughout: no other process can open the
+        // database in between.
+        let fresh_dir = self.lock.compaction_dir()?;
+        let mut guard = DirGuard(Some(fresh_dir.clone()));
         let mut records = 0u64;
         {
-            let fresh = Store::create(&tmp)?;
+            let fresh = Store::create(&fresh_dir)?;
             // One tree in memory at a time (the agent compacts a big vault on its own).
             for tree in Tree::ALL {
                 let entries = self.store.entries(tree)?;
@@ -375,18 +432,14 @@ impl Vault {
             uses,
             revocations,
             infos,
+            epoch,
+            lock,
             ..
         } = self;
         store.flush()?;
         drop(store);
-        let swapped = rustix::fs::renameat_with(
-            rustix::fs::CWD,
-            &tmp,
-            rustix::fs::CWD,
-            &path,
-            rustix::fs::RenameFlags::EXCHANGE,
-        );
-        let reopened = Store::open(&path)?;
+        let swapped = lock.exchange(&fresh_dir, &db_dir);
+        let reopened = Store::open(&db_dir)?;
         let vault = Vault {
             store: reopened,
             keyring,
@@ -398,33 +451,39 @@ impl Vault {
             uses,
             revocations,
             infos,
+            epoch,
+            lock,
         };
-        if let Err(e) = swapped {
-            // The old database is still in place and was reopened: nothing changed.
-            return Err(Error::io("cannot swap in the compacted database", e.into()));
-        }
-        backup::sync_parent(&path);
-        // `tmp` now holds the old database; the guard removes it.
+        // On failure the old database is still in place and was reopened.
+        swapped?;
+        // `fresh_dir` now holds the old database; the guard removes it.
         if let Some(old) = guard.0.take() {
             let _ = fs::remove_dir_all(old);
         }
         let report = CompactReport {
             bytes_before,
-            bytes_after: dir_size(&path),
+            bytes_after: dir_size(&db_dir),
             records,
         };
-        vault.record(AuditEvent::new("compact").detail(format!(
-            "{records} records, {bytes_before} → {} bytes{note}",
-            report.bytes_after
-        )))?;
+        let head = vault.lock_writer();
+        vault.commit_raising_epoch(
+            head,
+            Batch::new(),
+            AuditEvent::new("compact").detail(format!(
+                "{records} records, {bytes_before} → {} bytes{note}",
+                report.bytes_after
+            )),
+            None,
+        )?;
         Ok((vault, report))
     }
 
     /// Creates a vault at `to` (which must not exist) from a backup, after verifying
-    /// all of the backup, and re-applies `revocations` (from a newer copy of the vault)
-    /// made at or after the backup. Nothing is left behind on failure: the vault is
-    /// built and finished in a hidden directory beside `to`, and renamed into place only
-    /// once complete.
+    /// all of the backup, and re-applies `revocations` (from a newer copy of the vault:
+    /// every one, whatever its date). The new vault has a new id (this machine keeps a
+    /// new rollback record for it) and the backup's passphrase. Nothing is left behind
+    /// on failure: the vault is built and finished in a hidden directory beside `to`,
+    /// and renamed into place only once complete.
     pub fn restore(
         backup_path: &Path,
         to: &Path,
@@ -438,9 +497,10 @@ impl Vault {
             )));
         }
         let opened = backup::open_backup(backup_path, passphrase)?;
-        let keyring = opened.master.keyring();
+        let format = opened.header.vault_format;
+        let keyring = opened.master.keyring_for_format(format);
         let trees = split_trees(opened.records);
-        let report = check_records(&keyring, &opened.header.vault_header, &|t| {
+        let report = check_records(&keyring, &opened.header.vault_header, format, &|t| {
             Ok(trees[t.index()].clone())
         })?;
         if let Some(p) = report.problems.first() {
@@ -453,24 +513,60 @@ impl Vault {
             fs::create_dir_all(parent)
                 .map_err(|e| Error::io(format!("cannot create {}", parent.display()), e))?;
         }
+        // What killed restores to the same place left behind.
+        remove_stale_siblings(to, "restoring");
         let tmp = sibling(to, "restoring")?;
         let mut guard = DirGuard(Some(tmp.clone()));
-        {
-            let store = Store::create(&tmp)?;
+        fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&tmp)
+            .map_err(|e| Error::io(format!("cannot create {}", tmp.display()), e))?;
+        // Held while the files are written, so that no other restore takes the
+        // directory for a leftover (opening takes it again).
+        let building = VaultLock::acquire(&tmp, layout::LOCK_WAIT)?;
+        if format >= CURRENT_FORMAT {
+            let store = Store::create(&building.db_dir())?;
             for (tree, entries) in Tree::ALL.into_iter().zip(&trees) {
                 store.load(tree, entries)?;
             }
             store.flush()?;
+            drop(store);
+            let mut vault_id = [0u8; VAULT_ID_LEN];
+            random_bytes(&mut vault_id)?;
+            let header = VaultHeader {
+                format: CURRENT_FORMAT,
+                vault_id,
+                unlock: opened.header.vault_header.clone(),
+            };
+            building.replace_file(layout::HEADER_FILE, &header.encode(&keyring)?)?;
+        } else {
+            // A backup of an older format holds that format's database as it was
+            // (header and format records included): rebuild it, and let opening
+            // migrate it (which gives it an id).
+            let store = Store::create(&tmp.join("legacy"))?;
+            for (tree, entries) in Tree::ALL.into_iter().zip(&trees) {
+                store.load(tree, entries)?;
+            }
+            store.flush()?;
+            drop(store);
+            move_legacy_database_up(&tmp)?;
         }
+        drop(building);
         let backup_created = Timestamp(opened.header.created);
         let revocations_applied = {
-            let vault = Vault::open_with_keyring(&tmp, opened.master)?;
-            vault.record(AuditEvent::new("restore").detail(format!(
-                "from a backup made at {backup_created}, {} records",
-                opened.header.records
-            )))?;
+            let vault = Vault::open_restored(&tmp, opened.master)?;
+            let head = vault.lock_writer();
+            vault.commit_raising_epoch(
+                head,
+                Batch::new(),
+                AuditEvent::new("restore").detail(format!(
+                    "from a backup made at {backup_created}, {} records",
+                    opened.header.records
+                )),
+                None,
+            )?;
             let applied = match revocations {
-                Some(list) => vault.apply_revocations(list, backup_created.0)?,
+                Some(list) => vault.apply_revocations(list)?,
                 None => Vec::new(),
             };
             vault.flush()?;
@@ -488,23 +584,14 @@ impl Vault {
         })
     }
 
-    fn open_with_keyring(path: &Path, master: MasterKey) -> Result<Vault> {
-        let store = Store::open(path)?;
-        let header = super::read_header(&store)?;
-        // A restore needs no backup before migrating: it was made from one.
-        Self::assemble(store, header, master, None, false)
-    }
-
     /// Re-applies revocations recorded elsewhere (another copy of this vault): every
-    /// user of `revocations` revoked at or after `since` and not revoked here loses
-    /// their keys and is marked revoked with the original time and reason.
-    pub fn apply_revocations(
-        &self,
-        revocations: &[RevocationInfo],
-        since: u64,
-    ) -> Result<Vec<String>> {
+    /// user of `revocations` not revoked here loses their keys and is marked revoked
+    /// with the original time and reason. Revocations always win, whatever their dates:
+    /// a revocation older than a backup may still be missing from it (the backup was
+    /// made from an older copy).
+    pub fn apply_revocations(&self, revocations: &[RevocationInfo]) -> Result<Vec<String>> {
         let mut applied = Vec::new();
-        for r in revocations.iter().filter(|r| r.revoked_at.0 >= since) {
+        for r in revocations {
             validate::user_id(&r.user)?;
             let head = self.lock_writer();
             if self.revoked_record(&r.user)?.is_some() {
@@ -561,10 +648,65 @@ fn split_trees(records: Vec<BackupRecord>) -> [TreeRecords; 4] {
 /// Checks a backup file with its passphrase, without restoring it.
 pub fn check_backup(path: &Path, passphrase: &[u8]) -> Result<(BackupHeader, CheckReport)> {
     let opened = backup::open_backup(path, passphrase)?;
-    let keyring = opened.master.keyring();
+    let format = opened.header.vault_format;
+    let keyring = opened.master.keyring_for_format(format);
     let trees = split_trees(opened.records);
-    let report = check_records(&keyring, &opened.header.vault_header, &|t| {
+    let report = check_records(&keyring, &opened.header.vault_header, format, &|t| {
         Ok(trees[t.index()].clone())
     })?;
     Ok((opened.header, report))
+}
+
+/// Moves the database built in `dir/legacy` up into `dir`, where a vault of formats 1 to
+/// 3 keeps it.
+fn move_legacy_database_up(dir: &Path) -> Result<()> {
+    let from = dir.join("legacy");
+    let io = |e| Error::io(format!("cannot build the vault in {}", dir.display()), e);
+    for e in fs::read_dir(&from).map_err(io)? {
+        let e = e.map_err(io)?;
+        fs::rename(e.path(), dir.join(e.file_name())).map_err(io)?;
+    }
+    fs::remove_dir(&from).map_err(io)?;
+    layout::sync_dir(dir);
+    Ok(())
+}
+
+/// Writes a backup of a vault of formats 1 to 3 beside its directory `dir` before it
+/// is migrated: its database as it is (sealed with that format's keys), with its header.
+pub(crate) fn backup_before_migration(
+    store: &Store,
+    header: &Header,
+    master: &MasterKey,
+    dir: &Path,
+) -> Result<()> {
+    let from = crate::store::migrate::format_version(store)?;
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "vault".into());
+    let target = dir.with_file_name(format!(
+        "{name}.pre-v{CURRENT_FORMAT}-backup-{}-{}.kvb",
+        Timestamp::now().0,
+        layout::random_suffix()?
+    ));
+    let mut records = Vec::new();
+    for tree in Tree::ALL {
+        for (k, v) in store.entries(tree)? {
+            records.push(Ok((tree, k, v)));
+        }
+    }
+    let backup_header = BackupHeader {
+        vault_format: from,
+        created: Timestamp::now().0,
+        vault_header: header.clone(),
+        records: records.len() as u64,
+    };
+    backup::write_backup(
+        &target,
+        &backup_header,
+        &master.legacy_keyring(),
+        &mut records.into_iter(),
+        &mut |_, _| {},
+    )?;
+    Ok(())
 }

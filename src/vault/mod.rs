@@ -6,33 +6,37 @@
 
 pub(crate) mod audit;
 pub mod check;
+pub mod epoch;
+pub mod header;
 pub mod keyuse;
 pub(crate) mod ledger;
 pub mod lifecycle;
+mod open;
 pub mod types;
 pub mod validate;
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex};
 
 use zeroize::Zeroizing;
 
-use crate::crypto::kdf::{KdfParams, SALT_LEN};
+use crate::crypto::kdf::KdfParams;
 use crate::crypto::keys::{self, ExportFormat, KeyMaterial};
-use crate::crypto::seal::{Keyring, MasterKey, record_aad};
+use crate::crypto::seal::{Keyring, record_aad};
 use crate::crypto::{RandomBlock, random_bytes};
 use crate::error::{Error, Result};
 use crate::keytype::KeyType;
-use crate::store::migrate::{self, CURRENT_FORMAT};
+use crate::store::layout::{HEADER_FILE, VaultLock};
 use crate::store::records::{
-    self, DestroyedKey, FailedUnlocks, Header, KeyRecord, KeyVersionRecord, RevokedRecord,
-    VersionState, meta_keys,
+    self, DestroyedKey, KeyRecord, KeyVersionRecord, RevokedRecord, VersionState,
 };
 use crate::store::{Batch, Store, Tree};
 
 pub use audit::AuditEvent;
 use audit::AuditHead;
+use header::VaultHeader;
+pub use open::{OpenOptions, peek_kdf, peek_status};
 use types::{
     DestroyedKeyInfo, KeyInfo, KeyTypeName, RevocationInfo, RevokeOutcome, Timestamp, VaultStatus,
     VersionInfo,
@@ -46,8 +50,8 @@ pub struct Vault {
     store: Store,
     /// Boxed so that it never moves: the agent locks its pages in RAM.
     keyring: Box<Keyring>,
-    /// The header as last written (passwd replaces it).
-    header: Mutex<Header>,
+    /// The header file as last written (passwd replaces it).
+    header: Mutex<VaultHeader>,
     /// Serializes changes, and holds the head of the audit chain.
     writer: Mutex<AuditHead>,
     /// Group commit: how many changes were applied and how many are on disk.
@@ -64,6 +68,12 @@ pub struct Vault {
     /// Descriptions of keys (no secret) by database key, so that listing a long-lived
     /// agent's vault skips opening every record again.
     infos: Mutex<InfoCache>,
+    /// The sealed epoch as last committed (changed only under the writer lock); see
+    /// [`epoch`].
+    epoch: AtomicU64,
+    /// The vault's lock, held as long as the database is open: declared last, so it is
+    /// let go of only after the store is closed.
+    lock: VaultLock,
 }
 
 /// See [`Vault::infos`]. `generation` moves on with every change to the keys tree, so a
@@ -92,6 +102,7 @@ pub struct ExportOptions {
     pub format: Option<ExportFormat>,
 }
 
+
 pub(crate) fn header_aad(kdf: &KdfParams, salt: &[u8]) -> Result<Vec<u8>> {
     // Binds the KDF parameters and salt to the wrapped master key: changing them in the
     // header makes unwrapping fail.
@@ -103,22 +114,7 @@ pub(crate) fn header_aad(kdf: &KdfParams, salt: &[u8]) -> Result<Vec<u8>> {
     Ok(aad)
 }
 
-/// Reads what can be known of a vault without its passphrase: its format version and
-/// record counts (no id, name or key is readable without the passphrase).
-pub fn peek_status(path: &Path) -> Result<VaultStatus> {
-    let store = Store::open(path)?;
-    let format_version = migrate::format_version(&store)?;
-    if format_version > CURRENT_FORMAT {
-        return Err(Error::NewerFormat {
-            path: path.to_path_buf(),
-            found: format_version,
-            supported: CURRENT_FORMAT,
-        });
-    }
-    status_of(&store, format_version)
-}
-
-fn status_of(store: &Store, format_version: u32) -> Result<VaultStatus> {
+fn status_of(store: &Store, dir: &Path, format_version: u32) -> Result<VaultStatus> {
     let mut users = 0u64;
     let mut keys = 0u64;
     let mut last_user: Option<Vec<u8>> = None;
@@ -132,7 +128,7 @@ fn status_of(store: &Store, format_version: u32) -> Result<VaultStatus> {
         }
     }
     Ok(VaultStatus {
-        path: store.path().display().to_string(),
+        path: dir.display().to_string(),
         format_version,
         users,
         keys,
@@ -141,269 +137,49 @@ fn status_of(store: &Store, format_version: u32) -> Result<VaultStatus> {
 }
 
 impl Vault {
-    /// Creates a vault at `path` (which must not hold one) protected by `passphrase`.
-    pub fn create(
-        path: &Path,
-        passphrase: &[u8],
-        kdf: KdfParams,
-        allow_weak_kdf: bool,
-    ) -> Result<Vault> {
-        kdf.validate(allow_weak_kdf)?;
-        if passphrase.is_empty() {
-            return Err(Error::Usage("the passphrase is empty".into()));
-        }
-        if Store::exists(path) {
-            return Err(Error::AlreadyExists(format!(
-                "a vault already exists at {}",
-                path.display()
-            )));
-        }
-        let mut salt = vec![0u8; SALT_LEN];
-        random_bytes(&mut salt)?;
-        let kek = kdf.derive_kek(passphrase, &salt)?;
-        let master = MasterKey::generate()?;
-        let wrapped_master_key = master.wrap(&kek, &header_aad(&kdf, &salt)?)?;
-        let header = Header {
-            kdf,
-            salt,
-            wrapped_master_key,
-            created: Timestamp::now().0,
-        };
-        let created_dir = !path.exists();
-        let store = Store::create(path)?;
-        let keyring = Box::new(master.keyring());
-        if let Err(e) = migrate::run_pending(&store, Some(&header), Some(&keyring)) {
-            drop(store);
-            // Leave nothing behind: a failed init changes nothing.
-            if created_dir {
-                let _ = std::fs::remove_dir_all(path);
-            }
-            return Err(e);
-        }
-        let vault = Vault {
-            store,
-            keyring,
-            header: Mutex::new(header),
-            writer: Mutex::new(AuditHead::default()),
-            flushes: Mutex::new(FlushState::default()),
-            flushed: Condvar::new(),
-            deferred_flush: AtomicBool::new(false),
-            uses: Default::default(),
-            revocations: Mutex::new(Ok(ledger::Ledger::default())),
-            infos: Default::default(),
-        };
-        vault.record(AuditEvent::new("init").detail(format!("kdf {kdf}")))?;
-        Ok(vault)
-    }
-
-    /// Opens and unlocks the vault at `path`.
-    pub fn open(path: &Path, passphrase: &[u8]) -> Result<Vault> {
-        let store = Store::open(path)?;
-        let header = read_header(&store)?;
-        let master = unwrap_master_key(&store, &header, passphrase)?;
-        Self::assemble(store, header, master, None, true)
-    }
-
-    /// Checks `passphrase` against the vault at `path` and returns its master key, then
-    /// closes the database (so that the agent can open it).
-    pub fn unlock_master_key(path: &Path, passphrase: &[u8]) -> Result<MasterKey> {
-        let store = Store::open(path)?;
-        let header = read_header(&store)?;
-        unwrap_master_key(&store, &header, passphrase)
-    }
-
-    /// Opens the vault at `path` with its master key (from [`Vault::unlock_master_key`])
-    /// for an unlock session, and records the unlock in the audit log.
-    pub fn open_with_master_key(path: &Path, master: MasterKey) -> Result<Vault> {
-        let store = Store::open(path)?;
-        let header = read_header(&store)?;
-        Self::assemble(store, header, master, Some("unlock"), true)
-    }
-
-    /// Builds the unlocked vault: runs pending format steps (after writing a backup
-    /// beside the vault when `backup_first`), loads the audit head and verifies the
-    /// revocation ledger, logs failed unlocks and `event`.
-    fn assemble(
-        store: Store,
-        header: Header,
-        master: MasterKey,
-        event: Option<&'static str>,
-        backup_first: bool,
-    ) -> Result<Vault> {
-        let keyring = Box::new(master.keyring());
-        drop(master);
-        let format = migrate::format_version(&store)?;
-        if format < CURRENT_FORMAT {
-            // Before migrating, keep a backup of the vault as it was, next to it.
-            if backup_first {
-                backup_before_migration(&store, &header, &keyring, format)?;
-            }
-            migrate::run_pending(&store, None, Some(&keyring))?;
-        }
-        let head = AuditHead::load(&store, &keyring)?;
-        let revocations = ledger::verify(&store, &keyring)?;
-        let vault = Vault {
-            store,
-            keyring,
-            header: Mutex::new(header),
-            writer: Mutex::new(head),
-            flushes: Mutex::new(FlushState::default()),
-            flushed: Condvar::new(),
-            deferred_flush: AtomicBool::new(false),
-            uses: Default::default(),
-            revocations: Mutex::new(revocations),
-            infos: Default::default(),
-        };
-        if let Some(bytes) = vault.store.get(Tree::Meta, meta_keys::FAILED_UNLOCKS)? {
-            let detail = match records::decode::<FailedUnlocks>(&bytes, "failed unlocks") {
-                Ok(f) => format!(
-                    "{} failed attempt(s) since {}, the last at {}",
-                    f.count,
-                    Timestamp(f.first),
-                    Timestamp(f.last)
-                ),
-                Err(_) => "failed attempts (record unreadable)".to_string(),
-            };
-            let head = vault.lock_writer();
-            let mut batch = Batch::new();
-            batch.remove(Tree::Meta, meta_keys::FAILED_UNLOCKS);
-            let mut event = AuditEvent::new("unlock-failures").detail(detail);
-            event.outcome("failed");
-            vault.commit(head, batch, event)?;
-        }
-        if let Some(op) = event {
-            vault.record(AuditEvent::new(op))?;
-        }
-        Ok(vault)
-    }
-
-    /// The address range of the in-memory subkeys, for `mlock` by the agent.
-    pub fn key_memory_range(&self) -> (usize, usize) {
-        (
-            std::ptr::addr_of!(*self.keyring) as usize,
-            std::mem::size_of::<Keyring>(),
-        )
-    }
-}
-
-fn read_header(store: &Store) -> Result<Header> {
-    let path = store.path();
-    let format = migrate::format_version(store)?;
-    if format == 0 {
-        return Err(Error::Integrity(format!(
-            "the vault at {} has no valid format record (damaged or tampered with)",
-            path.display()
-        )));
-    }
-    if format > CURRENT_FORMAT {
-        return Err(Error::NewerFormat {
-            path: path.to_path_buf(),
-            found: format,
-            supported: CURRENT_FORMAT,
-        });
-    }
-    let header_bytes = store.get(Tree::Meta, meta_keys::HEADER)?.ok_or_else(|| {
-        Error::Integrity(format!("the vault at {} has no header", path.display()))
-    })?;
-    records::decode(&header_bytes, "header")
-}
-
-fn unwrap_master_key(store: &Store, header: &Header, passphrase: &[u8]) -> Result<MasterKey> {
-    let kek = header.kdf.derive_kek(passphrase, &header.salt)?;
-    match MasterKey::unwrap(
-        &kek,
-        &header_aad(&header.kdf, &header.salt)?,
-        &header.wrapped_master_key,
-    ) {
-        Some(mk) => Ok(mk),
-        None => {
-            // Count the failure for the audit log of the next successful unlock. Best
-            // effort: the error the user sees is the wrong passphrase.
-            let _ = note_failed_unlock(store);
-            Err(Error::WrongPassphrase(store.path().to_path_buf()))
-        }
-    }
-}
-
-fn backup_before_migration(
-    store: &Store,
-    header: &Header,
-    keyring: &Keyring,
-    from: u32,
-) -> Result<()> {
-    let path = store.path();
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "vault".into());
-    let mut rnd = [0u8; 4];
-    random_bytes(&mut rnd)?;
-    let suffix: String = rnd.iter().map(|b| format!("{b:02x}")).collect();
-    let target = path.with_file_name(format!(
-        "{name}.pre-v{CURRENT_FORMAT}-backup-{}-{suffix}.kvb",
-        Timestamp::now().0
-    ));
-    let mut records = Vec::new();
-    for tree in Tree::ALL {
-        for (k, v) in store.entries(tree)? {
-            records.push(Ok((tree, k, v)));
-        }
-    }
-    let backup_header = crate::backup::BackupHeader {
-        vault_format: from,
-        created: Timestamp::now().0,
-        vault_header: header.clone(),
-        records: records.len() as u64,
-    };
-    crate::backup::write_backup(
-        &target,
-        &backup_header,
-        keyring,
-        &mut records.into_iter(),
-        &mut |_, _| {},
-    )?;
-    Ok(())
-}
-
-fn note_failed_unlock(store: &Store) -> Result<()> {
-    let now = Timestamp::now().0;
-    let failed = match store.get(Tree::Meta, meta_keys::FAILED_UNLOCKS)? {
-        Some(bytes) => {
-            let mut f: FailedUnlocks = records::decode(&bytes, "failed unlocks")?;
-            f.count = f.count.saturating_add(1);
-            f.last = now;
-            f
-        }
-        None => FailedUnlocks {
-            count: 1,
-            first: now,
-            last: now,
-        },
-    };
-    let mut batch = Batch::new();
-    batch.insert(
-        Tree::Meta,
-        meta_keys::FAILED_UNLOCKS,
-        records::encode(&failed)?.to_vec(),
-    );
-    store.apply(&batch)?;
-    store.flush()
-}
-
-impl Vault {
-    /// The vault's directory.
+    /// The vault's directory (its real path: symlinks are resolved once, on open).
     pub fn path(&self) -> &Path {
-        self.store.path()
+        self.lock.dir()
     }
 
     /// The KDF parameters of the vault.
     pub fn kdf_params(&self) -> KdfParams {
-        self.header.lock().unwrap_or_else(|p| p.into_inner()).kdf
+        self.header().unlock.kdf
+    }
+
+    /// The header as last written.
+    fn header(&self) -> VaultHeader {
+        self.header
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// The vault's id in hex: the same for every copy of the vault's directory.
+    pub fn id_hex(&self) -> String {
+        self.header().id_hex()
+    }
+
+    /// The vault's epoch (see [`epoch`]).
+    pub fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::Relaxed)
+    }
+
+    /// Whether the vault was opened read-only, its filesystem being read-only or full:
+    /// changes are refused and uses of keys are not audited.
+    pub fn is_read_only(&self) -> bool {
+        self.store.is_read_only()
+    }
+
+    /// Writes the header file from the header held in memory (atomically).
+    fn write_header(&self) -> Result<()> {
+        let bytes = self.header().encode(&self.keyring)?;
+        self.lock.replace_file(HEADER_FILE, &bytes)
     }
 
     /// Counts and facts.
     pub fn status(&self) -> Result<VaultStatus> {
-        status_of(&self.store, migrate::format_version(&self.store)?)
+        status_of(&self.store, self.path(), self.header().format)
     }
 
     fn user_hash(&self, user: &str) -> [u8; 32] {
@@ -623,13 +399,45 @@ impl Vault {
     ) -> Result<()> {
         let ledger = self.trusted_ledger()?.with(&self.keyring, user_db_key);
         ledger.stage(&self.keyring, &mut batch)?;
+        let epoch = self.stage_next_epoch(&mut batch, None)?;
         let ticket = self.commit_with(&mut head, batch, event, false)?;
         *self.revocations.lock().unwrap_or_else(|p| p.into_inner()) = Ok(ledger);
+        self.epoch.store(epoch, Ordering::Relaxed);
         drop(head);
         if self.deferred_flush.load(Ordering::Relaxed) {
             return Ok(());
         }
-        self.wait_durable(ticket)
+        self.wait_durable(ticket)?;
+        epoch::remember(&self.id_hex(), epoch);
+        Ok(())
+    }
+
+    /// Stages the epoch after this one (or `to`) in `batch` and returns it. Call under
+    /// the writer lock.
+    fn stage_next_epoch(&self, batch: &mut Batch, to: Option<u64>) -> Result<u64> {
+        let next = to.unwrap_or_else(|| self.epoch().saturating_add(1));
+        epoch::stage(&self.keyring, batch, next)?;
+        Ok(next)
+    }
+
+    /// Commits a change that removes something (a key, a version, the old wrapping of
+    /// the master key, the dead records a compaction drops): raises the epoch (to `to`,
+    /// or by one) in the same atomic batch, waits until it is durable, then remembers
+    /// the new epoch on this machine (see [`epoch`]).
+    fn commit_raising_epoch(
+        &self,
+        mut head: std::sync::MutexGuard<'_, AuditHead>,
+        mut batch: Batch,
+        event: AuditEvent,
+        to: Option<u64>,
+    ) -> Result<()> {
+        let epoch = self.stage_next_epoch(&mut batch, to)?;
+        let ticket = self.commit_with(&mut head, batch, event, false)?;
+        self.epoch.store(epoch, Ordering::Relaxed);
+        drop(head);
+        self.wait_durable(ticket)?;
+        epoch::remember(&self.id_hex(), epoch);
+        Ok(())
     }
 
     /// Appends the audit entry of a read (an export or other use of a secret). It is
@@ -637,6 +445,10 @@ impl Vault {
     /// flush each second makes it durable. Reads stay fast, and a crash can lose at most
     /// the last second of read entries, never a change.
     fn record_use(&self, event: AuditEvent) -> Result<()> {
+        if self.is_read_only() {
+            // Nothing can be written; the command line says that uses go unaudited.
+            return Ok(());
+        }
         let mut head = self.lock_writer();
         self.commit_with(&mut head, Batch::new(), event, false)
             .map(|_| ())
@@ -982,7 +794,7 @@ impl Vault {
         let (db_key, record) = self.require_key(user, name)?;
         let mut batch = Batch::new();
         batch.remove(Tree::Keys, db_key.clone());
-        self.commit(
+        self.commit_raising_epoch(
             head,
             batch,
             AuditEvent::new("delete")
@@ -993,6 +805,7 @@ impl Vault {
                     record.key_type,
                     record.versions.len()
                 )),
+            None,
         )?;
         self.forget_uses(&db_key);
         Ok(key_info(&record))
