@@ -27,7 +27,11 @@ fn apply(ctx: &mut MigrationContext<'_>) -> Result<()> {
     super::refuse_newer_data(
         ctx.store,
         2,
-        &[HEAD_KEY, crate::vault::ledger::LEDGER_KEY, crate::vault::epoch::EPOCH_KEY],
+        &[
+            HEAD_KEY,
+            crate::vault::ledger::LEDGER_KEY,
+            crate::vault::epoch::EPOCH_KEY,
+        ],
     )?;
     let entries = ctx.store.entries(Tree::Audit)?;
     if entries.is_empty() {

@@ -87,7 +87,9 @@ pub fn apply(lock: &VaultLock, old: Store, header: Header, master: &MasterKey) -
         epoch::stage(&keyring, &mut batch, 1)?;
         let head = AuditHead::load(&fresh, &keyring)?;
         let seal = |tree: Tree, db_key: &[u8], plain: &[u8]| {
-            keyring.records.seal(&record_aad(tree.name(), db_key), plain)
+            keyring
+                .records
+                .seal(&record_aad(tree.name(), db_key), plain)
         };
         let head = head.append(
             &keyring,
@@ -119,8 +121,12 @@ pub fn apply(lock: &VaultLock, old: Store, header: Header, master: &MasterKey) -
     // The old database must be closed before its files go.
     drop(old);
     // The switch: from here on the directory holds a format-4 vault.
-    fs::rename(dir.join(MIGRATE_HEADER), dir.join(HEADER_FILE))
-        .map_err(|e| Error::io(format!("cannot write {}", dir.join(HEADER_FILE).display()), e))?;
+    fs::rename(dir.join(MIGRATE_HEADER), dir.join(HEADER_FILE)).map_err(|e| {
+        Error::io(
+            format!("cannot write {}", dir.join(HEADER_FILE).display()),
+            e,
+        )
+    })?;
     layout::sync_dir(dir);
     finish(lock)
 }
@@ -146,15 +152,24 @@ pub fn finish(lock: &VaultLock) -> Result<()> {
         return Ok(());
     }
     remove_legacy_files(dir)?;
-    fs::rename(&fresh, &db)
-        .map_err(|e| Error::io(format!("cannot move the migrated database to {}", db.display()), e))?;
+    fs::rename(&fresh, &db).map_err(|e| {
+        Error::io(
+            format!("cannot move the migrated database to {}", db.display()),
+            e,
+        )
+    })?;
     layout::sync_dir(dir);
     Ok(())
 }
 
 /// Removes the files a format-3 database kept in the vault directory.
 fn remove_legacy_files(dir: &Path) -> Result<()> {
-    let io = |e| Error::io(format!("cannot remove the old database files in {}", dir.display()), e);
+    let io = |e| {
+        Error::io(
+            format!("cannot remove the old database files in {}", dir.display()),
+            e,
+        )
+    };
     for name in LEGACY_FILES {
         let path = dir.join(name);
         match fs::symlink_metadata(&path) {

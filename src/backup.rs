@@ -114,13 +114,17 @@ impl TempFile {
         let mut rnd = [0u8; 6];
         crate::crypto::random_bytes(&mut rnd)?;
         let suffix: String = rnd.iter().map(|b| format!("{b:02x}")).collect();
-        let path = dir.join(format!(".{}.tmp-{suffix}", name.to_string_lossy()));
+        remove_stale_temp_files(dir);
+        let path = dir.join(format!(".{}{TEMP_INFIX}{suffix}", name.to_string_lossy()));
         let file = fs::OpenOptions::new()
             .write(true)
             .create_new(true)
             .mode(0o600)
             .open(&path)
             .map_err(|e| Error::io(format!("cannot create {}", path.display()), e))?;
+        // Held while the backup is written: what a later cleanup finds locked is alive.
+        rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive)
+            .map_err(|e| Error::io(format!("cannot lock {}", path.display()), e.into()))?;
         Ok((TempFile { path, done: false }, file))
     }
 
@@ -145,6 +149,41 @@ impl Drop for TempFile {
     fn drop(&mut self) {
         if !self.done {
             let _ = fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// What names a backup being written: `.NAME.tmp-<12 hex>` beside its target.
+const TEMP_INFIX: &str = ".tmp-";
+
+/// Removes the temporary files of killed backups from `dir`: only files named as
+/// keyvault names them (`.NAME.tmp-<12 hex>`), empty or starting with the backup magic,
+/// and not locked (a backup being written holds a lock on its file).
+pub fn remove_stale_temp_files(dir: &Path) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let name = name.to_string_lossy();
+        let ours = name.starts_with('.')
+            && name
+                .rfind(TEMP_INFIX)
+                .is_some_and(|at| crate::store::layout::is_work_name(&name[at..], TEMP_INFIX));
+        if !ours || !e.file_type().is_ok_and(|t| t.is_file()) {
+            continue;
+        }
+        let Ok(mut file) = fs::File::open(e.path()) else {
+            continue;
+        };
+        let mut magic = [0u8; 8];
+        let read = std::io::Read::read(&mut file, &mut magic).unwrap_or(usize::MAX);
+        let looks_ours = read == 0 || (read == MAGIC.len() && &magic == MAGIC);
+        if looks_ours
+            && rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive)
+                .is_ok()
+        {
+            let _ = fs::remove_file(e.path());
         }
     }
 }

@@ -86,6 +86,11 @@ pub enum Error {
     #[error("the vault at {0} is in use by another process")]
     VaultInUse(PathBuf),
 
+    /// A revocation was committed but the compaction of `revoke --purge` failed after
+    /// it (exit 8): the revocation stands.
+    #[error("the revocation stands, but purging the destroyed keys' records failed: {0}")]
+    PurgeFailed(String),
+
     /// The vault was opened read-only (its filesystem is read-only or full), and a
     /// change was asked for (exit 8). Nothing was changed.
     #[error(
@@ -169,6 +174,7 @@ impl Error {
             | Error::ProtocolMismatch { .. }
             | Error::VaultInUse(_)
             | Error::ReadOnly(_)
+            | Error::PurgeFailed(_)
             | Error::Io { .. }
             | Error::Storage(_)
             | Error::Internal(_) => 8,
@@ -200,6 +206,9 @@ impl Error {
                 Some("wait for the other keyvault process to finish, or use the running agent")
             }
             Error::WrongPassphrase(_) => Some("check the passphrase and try again"),
+            Error::PurgeFailed(_) => Some(
+                "run `keyvault compact` once the cause is fixed, so that the destroyed keys' sealed records leave the vault's files",
+            ),
             Error::Rollback { .. } => Some(
                 "if you put this copy back on purpose, run one command with --accept-rollback (it is recorded in the audit log)",
             ),

@@ -252,6 +252,14 @@ pub enum Response {
     Audit(Vec<AuditEntry>),
     /// For `Compact`, and `Revoke` with `purge` (with its outcome).
     Compacted(Option<RevokeOutcome>, CompactReport),
+    /// For `Revoke` with `purge` when the revocation was committed but the compaction
+    /// then failed: the revocation stands.
+    PurgeFailed {
+        /// The revocation.
+        outcome: RevokeOutcome,
+        /// Why the compaction failed.
+        error: String,
+    },
     /// For `Encrypt` (the token or ciphertext) and `Sign` (the signature).
     Produced(Used<Vec<u8>>),
     /// For `Decrypt`.
@@ -381,20 +389,37 @@ impl Vault {
 
 /// Executes a request that may need the vault to itself (see
 /// [`Request::needs_exclusive`]). Gives the vault back, unless reopening it failed.
+///
+/// `revoke --purge` checks first that a compaction can run (the vault is writable, its
+/// filesystem has room), so that a purge that cannot happen changes nothing. If the
+/// compaction still fails after the revocation was committed, the answer is
+/// [`Response::PurgeFailed`]: the revocation stands, with its receipt.
 pub fn execute_owned(vault: Vault, request: Request) -> (Option<Vault>, Result<Response>) {
     if !request.needs_exclusive() {
         let result = vault.execute(request);
         return (Some(vault), result);
     }
     let outcome = match request {
-        Request::Revoke { user, reason, .. } => match vault.revoke(&user, reason.as_deref()) {
-            Ok(o) => Some(o),
-            Err(e) => return (Some(vault), Err(e)),
-        },
+        Request::Revoke { user, reason, .. } => {
+            if let Err(e) = vault.compaction_preflight() {
+                return (Some(vault), Err(e));
+            }
+            match vault.revoke(&user, reason.as_deref()) {
+                Ok(o) => Some(o),
+                Err(e) => return (Some(vault), Err(e)),
+            }
+        }
         _ => None,
     };
-    match vault.compact() {
-        Ok((vault, report)) => (Some(vault), Ok(Response::Compacted(outcome, report))),
-        Err(e) => (None, Err(e)),
+    match (vault.try_compact(), outcome) {
+        ((back, Ok(report)), outcome) => (back, Ok(Response::Compacted(outcome, report))),
+        ((back, Err(e)), Some(outcome)) => (
+            back,
+            Ok(Response::PurgeFailed {
+                outcome,
+                error: e.to_string(),
+            }),
+        ),
+        ((back, Err(e)), None) => (back, Err(e)),
     }
 }

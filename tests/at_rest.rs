@@ -138,12 +138,12 @@ fn no_ids_names_reasons_or_key_material_in_any_vault_file() {
         }
     }
     assert!(total > 0, "the vault files are empty");
-    // A control: the scan sees sled's uncompressed bytes (the meta tree's key "header"
-    // is stored as is), so a plaintext id would be seen too.
+    // A control: the scan sees sled's uncompressed bytes (the meta tree's key
+    // "revoked-ledger" is stored as is), so a plaintext id would be seen too.
     assert!(
         files
             .iter()
-            .any(|f| contains_bytes(&std::fs::read(f).unwrap(), b"header")),
+            .any(|f| contains_bytes(&std::fs::read(f).unwrap(), b"revoked-ledger")),
         "the scan cannot see the database's contents"
     );
     assert!(

@@ -251,19 +251,21 @@ fn the_v1_fixture_opens_and_gives_back_its_keys() {
     );
 }
 
-/// Marks the test's vault (a copy of the fixture) as written by a future keyvault.
-fn mark_as_format_99(env: &TestEnv) {
-    let store = Store::open(&env.vault()).expect("open the copy as a store");
-    let mut batch = Batch::new();
-    batch.insert(Tree::Meta, meta_keys::FORMAT, 99u32.to_be_bytes().to_vec());
-    store.apply(&batch).expect("mark the copy as format 99");
-    store.flush().expect("flush");
+/// Marks the test's vault (a copy of the fixture, migrated by a first command) as
+/// written by a future keyvault: its header file says format 99.
+fn mark_as_format_99(env: &TestEnv) -> Vec<u8> {
+    ok(env, &["list"]);
+    let path = env.vault().join("header");
+    let mut header = fs::read(&path).expect("read the header file");
+    header[8..12].copy_from_slice(&99u32.to_be_bytes());
+    fs::write(&path, &header).expect("mark the copy as format 99");
+    header
 }
 
 #[test]
 fn a_vault_of_a_newer_format_is_refused() {
     let env = copy_of_fixture();
-    mark_as_format_99(&env);
+    let marked = mark_as_format_99(&env);
     for args in [
         &["list"][..],
         &["gen", "User123", "--name", "new"][..],
@@ -276,15 +278,29 @@ fn a_vault_of_a_newer_format_is_refused() {
         assert!(err.contains("upgrade keyvault"), "{err}");
     }
     // The refusal changed nothing: the vault still says 99 (no downgrade, no migration).
-    let store = Store::open(&env.vault()).unwrap();
-    assert_eq!(
-        keyvault::store::migrate::format_version(&store).unwrap(),
-        99
-    );
+    assert_eq!(fs::read(env.vault().join("header")).unwrap(), marked);
 }
 
-/// SPEC §7: a vault of a newer format is refused with exit 8. `status` counts users and
-/// keys by the v1 layout, which a newer format need not have, so it must refuse too
+/// A format version in the database of an older-format vault above the last format
+/// that kept it there cannot have been written by any keyvault: tampering (exit 7).
+#[test]
+fn a_database_format_record_above_three_is_tampering() {
+    let env = copy_of_fixture();
+    let store = Store::open(&env.vault()).expect("open the copy as a store");
+    let mut batch = Batch::new();
+    batch.insert(Tree::Meta, meta_keys::FORMAT, 99u32.to_be_bytes().to_vec());
+    store.apply(&batch).expect("mark the copy as format 99");
+    store.flush().expect("flush");
+    drop(store);
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let out = run(&env, &["list"]);
+    let err = assert_error(&out, 7, "list on a v1 layout that says format 99");
+    assert!(err.contains("format 99"), "{err}");
+    assert!(!env.vault().join("header").exists(), "nothing was migrated");
+}
+
+/// A vault of a newer format is refused with exit 8. `status` counts users and keys by
+/// this format's layout, which a newer format need not have, so it must refuse too
 /// rather than print counts it cannot know.
 #[test]
 fn status_of_a_vault_of_a_newer_format_is_refused() {
@@ -317,7 +333,7 @@ fn opening_the_v1_fixture_migrates_it_to_the_current_format_after_a_backup() {
             p.file_name()
                 .unwrap()
                 .to_string_lossy()
-                .starts_with("vault.pre-v3-backup-")
+                .starts_with("vault.pre-v4-backup-")
         })
         .collect();
     assert_eq!(backups.len(), 1, "expected one pre-migration backup");
@@ -338,7 +354,7 @@ fn opening_the_v1_fixture_migrates_it_to_the_current_format_after_a_backup() {
                 .unwrap()
                 .file_name()
                 .to_string_lossy()
-                .starts_with("vault.pre-v3-backup-")
+                .starts_with("vault.pre-v4-backup-")
         })
         .count();
     assert_eq!(count, 1);

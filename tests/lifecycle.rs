@@ -123,7 +123,7 @@ fn backup_restore_round_trip_keeps_every_key_revocation_and_audit_entry() {
         stderr.contains("revocations made after this backup"),
         "restore without --revocations-from must warn: {stderr}"
     );
-    assert!(restored.join("db").is_file());
+    assert!(restored.join("header").is_file());
 
     // The audit log came over, entry for entry, followed by the restore.
     let audit_restored = audit_of(&env, &restored);

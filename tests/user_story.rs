@@ -176,7 +176,11 @@ fn user_story(how: How) {
         let t = s.text(&init);
         assert!(t.contains("Created a vault at"), "{t}");
     }
-    assert!(s.vault.join("db").is_file(), "no vault at {:?}", s.vault);
+    assert!(
+        s.vault.join("header").is_file(),
+        "no vault at {:?}",
+        s.vault
+    );
 
     // gen: fernet by default, named "fernet"; never prints the secret.
     let gen_fernet = s.text(&["gen", "User123"]);
@@ -579,7 +583,7 @@ fn without_vault_or_keyvault_path_the_vault_is_in_the_xdg_data_dir() {
         .unwrap();
     assert_success(&out, "init at the default path");
     let default = env.data_home().join("keyvault").join("default");
-    assert!(default.join("db").is_file(), "no vault at {default:?}");
+    assert!(default.join("header").is_file(), "no vault at {default:?}");
     assert!(!env.vault().exists());
     let out = env
         .kv()

@@ -335,10 +335,7 @@ impl Agent {
             }
         };
         let Some(space) = due else { return };
-        let result = self.with_vault_owned(|vault| match vault.compact_automatically(space) {
-            Ok((vault, report)) => (Some(vault), Ok(report)),
-            Err(e) => (None, Err(e)),
-        });
+        let result = self.with_vault_owned(|vault| vault.compact_automatically(space));
         match result {
             Ok(report) => upkeep.looked(SpaceUse {
                 on_disk: report.bytes_after,

@@ -137,12 +137,7 @@ pub fn status(out: &mut Out, path: &Path) -> std::result::Result<(), RunError> {
 }
 
 /// The hidden `agent` subcommand.
-pub fn serve(
-    path: &Path,
-    idle_secs: u64,
-    lifetime_secs: u64,
-    accept_rollback: bool,
-) -> Result<()> {
+pub fn serve(path: &Path, idle_secs: u64, lifetime_secs: u64, accept_rollback: bool) -> Result<()> {
     keyvault::agent::launch::run_agent(
         path,
         AgentOptions {

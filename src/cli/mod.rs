@@ -444,9 +444,10 @@ pub fn run(cli: Cli) -> std::result::Result<ExitCode, RunError> {
                 reason: reason.clone(),
                 purge: *purge,
             })?;
-            let (outcome, compacted) = match response {
-                Response::Revoke(o) => (o, None),
-                Response::Compacted(Some(o), report) => (o, Some(report)),
+            let (outcome, compacted, purge_failed) = match response {
+                Response::Revoke(o) => (o, None, None),
+                Response::Compacted(Some(o), report) => (o, Some(report), None),
+                Response::PurgeFailed { outcome, error } => (outcome, None, Some(error)),
                 _ => return Err(unexpected().into()),
             };
             if out.json() {
@@ -455,12 +456,19 @@ pub fn run(cli: Cli) -> std::result::Result<ExitCode, RunError> {
                 if let Some(report) = &compacted {
                     doc["compacted"] = json!(report);
                 }
+                if let Some(error) = &purge_failed {
+                    doc["purge_failed"] = json!(error);
+                }
                 out.doc(&doc)?;
             } else {
                 out.text(&output::receipt(&outcome))?;
                 if let Some(report) = &compacted {
                     out.text(&output::compacted(report))?;
                 }
+            }
+            if let Some(error) = purge_failed {
+                out.flush()?;
+                return Err(Error::PurgeFailed(error).into());
             }
         }
         Command::Passwd {

@@ -83,7 +83,10 @@ pub fn random_suffix() -> Result<String> {
 /// gives its own temporary entries.
 pub fn is_work_name(name: &str, prefix: &str) -> bool {
     name.strip_prefix(prefix).is_some_and(|rest| {
-        rest.len() == 12 && rest.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        rest.len() == 12
+            && rest
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
     })
 }
 
@@ -180,7 +183,9 @@ impl VaultLock {
 
     /// A fresh name in the vault directory for a compaction's database.
     pub fn compaction_dir(&self) -> Result<PathBuf> {
-        Ok(self.dir.join(format!("{COMPACT_PREFIX}{}", random_suffix()?)))
+        Ok(self
+            .dir
+            .join(format!("{COMPACT_PREFIX}{}", random_suffix()?)))
     }
 
     /// Swaps two entries of the vault directory atomically (`renameat2` with

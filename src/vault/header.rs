@@ -107,7 +107,9 @@ impl HeaderFile {
         if bytes.len() < 16 + 32 || &bytes[..8] != MAGIC {
             return Err(damaged("not a keyvault header"));
         }
-        let word = |at: usize| u32::from_be_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]);
+        let word = |at: usize| {
+            u32::from_be_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]])
+        };
         let format = word(8);
         let len = word(12);
         if format > CURRENT_FORMAT {
@@ -228,7 +230,10 @@ mod tests {
         let (header, keyring) = sample();
         let mut bytes = header.encode(&keyring).unwrap();
         bytes[11] = 3;
-        assert!(matches!(HeaderFile::parse(bytes.clone()), Err(Error::Integrity(_))));
+        assert!(matches!(
+            HeaderFile::parse(bytes.clone()),
+            Err(Error::Integrity(_))
+        ));
         bytes[11] = 5;
         assert!(matches!(
             HeaderFile::parse(bytes),

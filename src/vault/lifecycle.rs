@@ -133,7 +133,7 @@ fn sibling(path: &Path, what: &str) -> Result<PathBuf> {
 /// Removes the hidden `.NAME.WHAT-<12 hex>` directories beside `path` that a killed
 /// keyvault left: only those whose vault lock can be taken at once (a running command
 /// holds its own).
-fn remove_stale_siblings(path: &Path, what: &str) {
+pub(crate) fn remove_stale_siblings(path: &Path, what: &str) {
     let parent = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -360,12 +360,23 @@ impl Vault {
     /// (`renameat2(RENAME_EXCHANGE)`), so destroyed records leave the files. A crash
     /// leaves the old or the new database in place, both whole.
     pub fn compact(self) -> Result<(Vault, CompactReport)> {
+        match self.try_compact() {
+            (Some(vault), Ok(report)) => Ok((vault, report)),
+            (_, Err(e)) => Err(e),
+            (None, Ok(_)) => Err(Error::Internal("the compacted vault is gone".into())),
+        }
+    }
+
+    /// [`Vault::compact`], giving the vault back whenever it is still usable: on a
+    /// failure before the swap, or when the old database was reopened after a failed
+    /// swap. `None` only if the database could not be reopened at all.
+    pub fn try_compact(self) -> (Option<Vault>, Result<CompactReport>) {
         self.compact_noting("")
     }
 
-    /// [`Vault::compact`], logged as automatic: what the agent does when idle with files
-    /// grown to `space` (see `agent::upkeep`).
-    pub fn compact_automatically(self, space: SpaceUse) -> Result<(Vault, CompactReport)> {
+    /// [`Vault::try_compact`], logged as automatic: what the agent does when idle with
+    /// files grown to `space` (see `agent::upkeep`).
+    pub fn compact_automatically(self, space: SpaceUse) -> (Option<Vault>, Result<CompactReport>) {
         self.compact_noting(&format!(
             " (automatic: the files were {:.1}× the records)",
             space.ratio()
@@ -401,9 +412,10 @@ impl Vault {
         Ok(())
     }
 
-    fn compact_noting(self, note: &str) -> Result<(Vault, CompactReport)> {
+    fn compact_noting(self, note: &str) -> (Option<Vault>, Result<CompactReport>) {
         if self.is_read_only() {
-            return Err(Error::ReadOnly(self.path().to_path_buf()));
+            let e = Error::ReadOnly(self.path().to_path_buf());
+            return (Some(self), Err(e));
         }
         let db_dir = self.lock.db_dir();
         let bytes_before = dir_size(&db_dir);
@@ -412,10 +424,11 @@ impl Vault {
         // resolved when the vault was opened) and swapped with `db/` under the vault's
         // lock, which this process holds throughout: no other process can open the
         // database in between.
-        let fresh_dir = self.lock.compaction_dir()?;
-        let mut guard = DirGuard(Some(fresh_dir.clone()));
-        let mut records = 0u64;
-        {
+        let mut guard = DirGuard(None);
+        let built = (|| {
+            let fresh_dir = self.lock.compaction_dir()?;
+            guard.0 = Some(fresh_dir.clone());
+            let mut records = 0u64;
             let fresh = Store::create(&fresh_dir)?;
             // One tree in memory at a time (the agent compacts a big vault on its own).
             for tree in Tree::ALL {
@@ -424,7 +437,13 @@ impl Vault {
                 fresh.load(tree, &entries)?;
             }
             fresh.flush()?;
-        }
+            self.store.flush()?;
+            Ok::<_, Error>((fresh_dir, records))
+        })();
+        let (fresh_dir, records) = match built {
+            Ok(b) => b,
+            Err(e) => return (Some(self), Err(e)),
+        };
         let Vault {
             store,
             keyring,
@@ -436,10 +455,12 @@ impl Vault {
             lock,
             ..
         } = self;
-        store.flush()?;
         drop(store);
         let swapped = lock.exchange(&fresh_dir, &db_dir);
-        let reopened = Store::open(&db_dir)?;
+        let reopened = match Store::open(&db_dir) {
+            Ok(s) => s,
+            Err(e) => return (None, Err(e)),
+        };
         let vault = Vault {
             store: reopened,
             keyring,
@@ -454,19 +475,19 @@ impl Vault {
             epoch,
             lock,
         };
-        // On failure the old database is still in place and was reopened.
-        swapped?;
-        // `fresh_dir` now holds the old database; the guard removes it.
-        if let Some(old) = guard.0.take() {
-            let _ = fs::remove_dir_all(old);
+        if let Err(e) = swapped {
+            // The old database is still in place and was reopened: nothing changed.
+            return (Some(vault), Err(e));
         }
+        // `fresh_dir` now holds the old database; the guard removes it.
+        drop(guard);
         let report = CompactReport {
             bytes_before,
             bytes_after: dir_size(&db_dir),
             records,
         };
         let head = vault.lock_writer();
-        vault.commit_raising_epoch(
+        let logged = vault.commit_raising_epoch(
             head,
             Batch::new(),
             AuditEvent::new("compact").detail(format!(
@@ -474,8 +495,11 @@ impl Vault {
                 report.bytes_after
             )),
             None,
-        )?;
-        Ok((vault, report))
+        );
+        match logged {
+            Ok(()) => (Some(vault), Ok(report)),
+            Err(e) => (Some(vault), Err(e)),
+        }
     }
 
     /// Creates a vault at `to` (which must not exist) from a backup, after verifying

@@ -102,8 +102,9 @@ pub struct ExportOptions {
     pub format: Option<ExportFormat>,
 }
 
-
-pub(crate) fn header_aad(kdf: &KdfParams, salt: &[u8]) -> Result<Vec<u8>> {
+/// The associated data under which the master key is wrapped: it binds the KDF
+/// parameters and salt, so changing either in a header makes unwrapping fail.
+pub fn header_aad(kdf: &KdfParams, salt: &[u8]) -> Result<Vec<u8>> {
     // Binds the KDF parameters and salt to the wrapped master key: changing them in the
     // header makes unwrapping fail.
     let mut aad = b"keyvault/v1\0meta\0wrapped-master-key\0".to_vec();
@@ -229,7 +230,24 @@ impl Vault {
                 "a key record does not match its index entry".into(),
             ));
         }
+        self.refuse_key_of_revoked(user)?;
         Ok(Some((db_key, record)))
+    }
+
+    /// A key of a revoked user is never served: revoking destroys every key in the same
+    /// atomic change, so one that is there was copied back from an older copy of the
+    /// vault's files. When the revoked users no longer match the sealed ledger, no
+    /// revocation answer can be trusted, so no key is served either.
+    fn refuse_key_of_revoked(&self, user: &str) -> Result<()> {
+        if self.trusted_ledger()?.count == 0 {
+            return Ok(());
+        }
+        if self.store.contains(Tree::Revoked, &self.user_hash(user))? {
+            return Err(Error::Integrity(format!(
+                "{user:?} is revoked, yet a key of theirs is in the vault: it was copied back from an older copy of the vault's files (tampering); restore from a backup and re-apply revocations"
+            )));
+        }
+        Ok(())
     }
 
     fn require_key(&self, user: &str, name: &str) -> Result<(Vec<u8>, KeyRecord)> {
@@ -777,6 +795,13 @@ impl Vault {
         }
         drop(infos);
         out.sort_by(|a, b| (&a.user, &a.name).cmp(&(&b.user, &b.name)));
+        let mut last_user = None;
+        for info in &out {
+            if last_user != Some(&info.user) {
+                self.refuse_key_of_revoked(&info.user)?;
+                last_user = Some(&info.user);
+            }
+        }
         Ok(out)
     }
 

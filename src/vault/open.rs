@@ -13,7 +13,7 @@ use crate::crypto::kdf::{KdfParams, SALT_LEN};
 use crate::crypto::random_bytes;
 use crate::crypto::seal::{Keyring, MasterKey};
 use crate::error::{Error, Result};
-use crate::store::layout::{self, HEADER_FILE, Layout, LOCK_WAIT, VaultLock};
+use crate::store::layout::{self, HEADER_FILE, LOCK_WAIT, Layout, VaultLock};
 use crate::store::migrate::{self, CURRENT_FORMAT};
 use crate::store::records::{self, FailedUnlocks, Header, meta_keys};
 use crate::store::{Batch, Store, Tree};
@@ -189,11 +189,24 @@ impl Vault {
     }
 }
 
+/// Removes what killed keyvault commands left in and beside the vault directory: work
+/// entries of compactions, headers being written, backups being written (in the vault
+/// directory and beside it, where `backup` is most often pointed), and restores into
+/// this path. Each only when it is provably keyvault's own and not in use.
+fn remove_leftovers(lock: &VaultLock) {
+    lock.remove_leftovers();
+    crate::backup::remove_stale_temp_files(lock.dir());
+    if let Some(parent) = lock.dir().parent() {
+        crate::backup::remove_stale_temp_files(parent);
+    }
+    super::lifecycle::remove_stale_siblings(lock.dir(), "restoring");
+}
+
 /// Whether `dir` holds nothing but what an `init` killed before it wrote the header
 /// leaves (the lock file, a database directory, work entries): that may be replaced.
 fn only_killed_init_left(dir: &Path) -> Result<bool> {
-    let entries =
-        std::fs::read_dir(dir).map_err(|e| Error::io(format!("cannot read {}", dir.display()), e))?;
+    let entries = std::fs::read_dir(dir)
+        .map_err(|e| Error::io(format!("cannot read {}", dir.display()), e))?;
     for e in entries {
         let e = e.map_err(|e| Error::io(format!("cannot read {}", dir.display()), e))?;
         let name = e.file_name();
@@ -253,9 +266,7 @@ fn create_locked(lock: VaultLock, passphrase: &[u8], kdf: KdfParams) -> Result<V
         1,
         Ok(ledger::Ledger::default()),
     );
-    vault.record(AuditEvent::new("init").detail(format!(
-        "kdf {kdf}, format {CURRENT_FORMAT}"
-    )))?;
+    vault.record(AuditEvent::new("init").detail(format!("kdf {kdf}, format {CURRENT_FORMAT}")))?;
     // The header is written last: a directory without one holds no vault yet.
     vault.write_header()?;
     epoch::remember(&vault.id_hex(), 1);
@@ -298,7 +309,7 @@ fn open_dir(
         return Err(Error::VaultNotFound(path.to_path_buf()));
     }
     let lock = VaultLock::acquire(path, LOCK_WAIT)?;
-    lock.remove_leftovers();
+    remove_leftovers(&lock);
     let mut secret = secret;
     if layout::layout_of(lock.dir()) == Layout::Legacy {
         let master = migrate_legacy(&lock, secret, backup_first)?;

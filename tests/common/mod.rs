@@ -86,6 +86,11 @@ impl TestEnv {
         self.root().join("vault")
     }
 
+    /// The database directory of the test vault.
+    pub fn db_dir(&self) -> PathBuf {
+        self.vault().join("db")
+    }
+
     /// `HOME`.
     pub fn home(&self) -> PathBuf {
         self.root().join("home")
@@ -183,7 +188,10 @@ impl TestEnv {
             .output()
             .expect("run init");
         assert_success(&out, "init");
-        assert!(self.vault().join("db").is_file(), "init made no database");
+        assert!(
+            self.vault().join("header").is_file() && self.db_dir().join("db").is_file(),
+            "init made no vault"
+        );
     }
 
     /// Creates the test vault with the passphrase given through `KEYVAULT_PASSPHRASE`.

@@ -154,7 +154,7 @@ impl Rng {
 pub fn open_store(env: &TestEnv) -> Store {
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        match Store::open(&env.vault()) {
+        match Store::open(&env.db_dir()) {
             Ok(store) => return store,
             Err(keyvault::Error::VaultInUse(_)) if Instant::now() < deadline => {
                 std::thread::sleep(Duration::from_millis(20));
@@ -169,7 +169,7 @@ pub fn open_store(env: &TestEnv) -> Store {
 pub fn wait_until_closed(env: &TestEnv) {
     use std::os::fd::AsRawFd;
     let deadline = Instant::now() + Duration::from_secs(5);
-    let file = fs::File::open(env.vault().join("db")).expect("open the db file");
+    let file = fs::File::open(env.db_dir().join("db")).expect("open the db file");
     loop {
         // SAFETY: flock on a descriptor we own; no memory is involved.
         let locked = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
