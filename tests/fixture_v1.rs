@@ -361,3 +361,80 @@ fn opening_the_v1_fixture_migrates_it_to_the_current_format_after_a_backup() {
     // The audit log still verifies end to end.
     ok(&env, &["audit", "--verify"]);
 }
+
+/// The migration to the current format (here from format 1: three steps in the
+/// database, then the new layout) killed at random moments: each time, the next
+/// command finds a whole vault, of the old format or the new one, never a mix; every
+/// key exports exactly; `check` passes; and the directory holds no work entry and no
+/// file of the old layout once it is migrated.
+#[test]
+fn a_migration_killed_at_random_moments_leaves_the_old_or_the_new_vault() {
+    use std::os::unix::process::ExitStatusExt;
+    use std::time::{Duration, Instant};
+    let rounds = std::env::var("KEYVAULT_MIGRATION_KILLS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(24u64);
+    // How long an uninterrupted migration takes, to spread the kills over it.
+    let timing = copy_of_fixture();
+    let started = Instant::now();
+    ok(&timing, &["list"]);
+    let whole = started.elapsed().max(Duration::from_millis(20));
+    let mut killed_old = 0;
+    let mut killed_new = 0;
+    for round in 0..rounds {
+        let env = copy_of_fixture();
+        let pass = env.write_private("fixture-passphrase", FIXTURE_PASSPHRASE.as_bytes());
+        let mut child = env
+            .bare_std()
+            .env("KEYVAULT_PASSPHRASE_FILE", &pass)
+            .arg("list")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn list");
+        // From the start to a little past the usual end, in even steps.
+        let at = whole.mul_f64(1.2 * round as f64 / rounds as f64);
+        std::thread::sleep(at);
+        let _ = child.kill();
+        let status = child.wait().expect("wait");
+        let was_killed = status.signal().is_some();
+        let migrated_before = env.vault().join("header").is_file();
+        match (was_killed, migrated_before) {
+            (true, false) => killed_old += 1,
+            (true, true) => killed_new += 1,
+            _ => {}
+        }
+        // Whatever the kill left, the next command works on a whole vault.
+        let listed = json(&env, &["list"]);
+        assert_eq!(
+            listed["keys"].as_array().map(Vec::len),
+            Some(KEYS.len()),
+            "round {round} (killed after {at:?}): {listed}"
+        );
+        assert_eq!(
+            String::from_utf8(ok(&env, &["export", "User123", "fernet"])).unwrap(),
+            known("user123-fernet.key"),
+            "round {round}"
+        );
+        let checked = json(&env, &["check"]);
+        assert_eq!(checked["ok"], true, "round {round}: {checked}");
+        assert_eq!(
+            checked["format_version"],
+            keyvault::store::migrate::CURRENT_FORMAT,
+            "round {round}"
+        );
+        let mut left: Vec<String> = fs::read_dir(env.vault())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["db", "header", "lock"], "round {round}");
+        assert!(env.vault().join("db").is_dir(), "round {round}");
+        let revoked = run(&env, &["is-revoked", "bob"]);
+        assert_eq!(revoked.status.code(), Some(0), "round {round}");
+    }
+    println!(
+        "migration kills: {rounds} rounds, {killed_old} killed before the switch, {killed_new} after it, uninterrupted migration {whole:?}"
+    );
+}
