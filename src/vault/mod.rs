@@ -6,12 +6,14 @@
 
 pub(crate) mod audit;
 pub mod check;
+mod compact;
 pub mod epoch;
 pub mod header;
 pub mod keyuse;
 pub(crate) mod ledger;
 pub mod lifecycle;
 mod open;
+mod restore;
 pub mod types;
 pub mod validate;
 

@@ -199,7 +199,7 @@ fn remove_leftovers(lock: &VaultLock) {
     if let Some(parent) = lock.dir().parent() {
         crate::backup::remove_stale_temp_files(parent);
     }
-    super::lifecycle::remove_stale_siblings(lock.dir(), "restoring");
+    super::restore::remove_stale_siblings(lock.dir(), "restoring");
 }
 
 /// Whether `dir` holds nothing but what an `init` killed before it wrote the header
@@ -350,7 +350,7 @@ fn migrate_legacy(lock: &VaultLock, secret: Secret<'_>, backup_first: bool) -> R
         )));
     }
     if backup_first {
-        super::lifecycle::backup_before_migration(&store, &header, &master, lock.dir())?;
+        super::restore::backup_before_migration(&store, &header, &master, lock.dir())?;
     }
     migrate::migrate_to_current(lock, store, header, &master)?;
     Ok(master)
