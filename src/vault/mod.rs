@@ -38,7 +38,7 @@ use crate::store::{Batch, Store, Tree};
 pub use audit::AuditEvent;
 use audit::AuditHead;
 use header::VaultHeader;
-pub use open::{OpenOptions, peek_kdf, peek_status};
+pub use open::{OpenOptions, peek_id, peek_kdf, peek_status};
 use types::{
     DestroyedKeyInfo, KeyInfo, KeyTypeName, RevocationInfo, RevokeOutcome, Timestamp, VaultStatus,
     VersionInfo,

@@ -59,6 +59,18 @@ pub fn peek_status(path: &Path) -> Result<VaultStatus> {
     }
 }
 
+/// The id of the vault at `path` in hex, read from its header file without the
+/// passphrase (not authenticated: an agent that holds the vault checks it against the
+/// id it unlocked). `None` for a vault of a format before 4, which has no id until it
+/// is migrated.
+pub fn peek_id(path: &Path) -> Result<Option<String>> {
+    match layout::layout_of(path) {
+        Layout::None => Err(Error::VaultNotFound(path.to_path_buf())),
+        Layout::Current => Ok(Some(read_header_file(path)?.header.id_hex())),
+        Layout::Legacy => Ok(None),
+    }
+}
+
 /// The KDF parameters of the vault at `path`, read from its header without the
 /// passphrase (not yet authenticated: opening checks them).
 pub fn peek_kdf(path: &Path) -> Result<KdfParams> {
