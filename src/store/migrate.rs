@@ -138,6 +138,38 @@ pub fn refuse_newer_data(store: &Store, to_version: u32, later: &[&[u8]]) -> Res
     Ok(())
 }
 
+/// Refuses, before anything is written (not even the backup beside the vault), a vault
+/// that holds what a format after its recorded one adds: an audit head below format 2,
+/// a revocation ledger below format 3, an epoch, or records sealed under the format-4
+/// key. Each step checks again as it runs.
+pub fn refuse_relabelled(store: &Store, master: &MasterKey) -> Result<()> {
+    let format = format_version(store)?;
+    let mut later: Vec<&[u8]> = vec![crate::vault::epoch::EPOCH_KEY];
+    if format < 3 {
+        later.push(crate::vault::ledger::LEDGER_KEY);
+    }
+    if format < 2 {
+        later.push(crate::vault::audit::HEAD_KEY);
+    }
+    refuse_newer_data(store, format + 1, &later)?;
+    let legacy = master.legacy_keyring();
+    let current = master.keyring();
+    for tree in [Tree::Keys, Tree::Revoked, Tree::Audit] {
+        if let Some(first) = store.scan_prefix(tree, &[]).next() {
+            let (key, value) = first?;
+            let aad = crate::crypto::seal::record_aad(tree.name(), &key);
+            if legacy.records.open(&aad, &value).is_err()
+                && current.records.open(&aad, &value).is_ok()
+            {
+                return Err(Error::Integrity(format!(
+                    "the vault is labelled format {format} but holds records of format {CURRENT_FORMAT}: its format record was altered (a downgrade); nothing was migrated"
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Brings a vault of formats 1 to 3, whose database `store` is in the vault directory
 /// itself, to the current format and layout: the steps inside the database first, then
 /// the layout step. `header` is its header record and `master` its master key. The

@@ -361,6 +361,7 @@ fn migrate_legacy(lock: &VaultLock, secret: Secret<'_>, backup_first: bool) -> R
             migrate::format_version(&store).unwrap_or(0)
         )));
     }
+    migrate::refuse_relabelled(&store, &master)?;
     if backup_first {
         super::restore::backup_before_migration(&store, &header, &master, lock.dir())?;
     }

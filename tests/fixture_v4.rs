@@ -1,0 +1,560 @@
+//! The committed format 4 vault (tests/fixtures/v4, see its README.md) opens with the
+//! current keyvault and gives back exactly the keys, revocation and audit log it was made
+//! with; its header file is authenticated: a format set back is tampering, a format set
+//! forward is a newer vault, and a changed vault id fails the header's MAC.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use serde_json::Value;
+
+use common::{TestEnv, assert_error, assert_success, copy_dir, parse_json, pem_body};
+
+/// The fixture's passphrase (also in tests/fixtures/v4/README.md).
+const FIXTURE_PASSPHRASE: &str = "keyvault fixture v4 passphrase";
+
+/// A key of the fixture: user, name, type, public only, primary version, and each
+/// version as (number, state, fingerprint, uses), as keyvault listed them.
+type Key = (
+    &'static str,
+    &'static str,
+    &'static str,
+    bool,
+    u64,
+    &'static [(u64, &'static str, &'static str, u64)],
+);
+
+/// Every key the fixture holds, in `list` order.
+const KEYS: [Key; 7] = [
+    (
+        "User123",
+        "aes256-gcm",
+        "aes256-gcm",
+        false,
+        1,
+        &[(
+            1,
+            "primary",
+            "SHA256:GxrM+LJbBQDqmjBU/qhmYPO6ZzmYWR9Gx8iA6rOUi4I",
+            1,
+        )],
+    ),
+    (
+        "User123",
+        "fernet",
+        "fernet",
+        false,
+        1,
+        &[(
+            1,
+            "primary",
+            "SHA256:lW4I8HwTZNTFYmixzanfql8ssCSOGHre3JhyFKbIs+0",
+            1,
+        )],
+    ),
+    (
+        "alice",
+        "chacha",
+        "chacha20-poly1305",
+        false,
+        3,
+        &[
+            (
+                1,
+                "decrypt-only",
+                "SHA256:6P+uyh0cT2UI1anBmeml8/rQoilI2BeJY7pON/CRERc",
+                0,
+            ),
+            (
+                3,
+                "primary",
+                "SHA256:9M835QdKu9UaI97decIdjCd8OrjBylDotMVkZr+8Pgc",
+                0,
+            ),
+        ],
+    ),
+    (
+        "alice",
+        "signing",
+        "rsa-2048",
+        false,
+        1,
+        &[(
+            1,
+            "primary",
+            "SHA256:08j6stm0Ej/xGKp2P6nwV2kmAjl3G+0nvUczFThRXnE",
+            1,
+        )],
+    ),
+    (
+        "carol",
+        "verify",
+        "rsa-2048",
+        true,
+        1,
+        &[(
+            1,
+            "primary",
+            "SHA256:08j6stm0Ej/xGKp2P6nwV2kmAjl3G+0nvUczFThRXnE",
+            0,
+        )],
+    ),
+    (
+        "dave",
+        "generated",
+        "aes256-gcm",
+        false,
+        1,
+        &[(
+            1,
+            "primary",
+            "SHA256:OJboaHfs+FfL04cuz0BlDFDOYy0YV4b+AMCinarzJWk",
+            0,
+        )],
+    ),
+    (
+        "erin",
+        "signing",
+        "ed25519",
+        false,
+        1,
+        &[(
+            1,
+            "primary",
+            "SHA256:ja/yrZvwpR7eZy9C1qCaPBxVDyU+xb71pMuauFV6g3A",
+            1,
+        )],
+    ),
+];
+
+/// The fixture's audit log: operation, user, key (`-` for none). It holds an entry of
+/// every kind keyvault writes in a vault made at format 4.
+const AUDIT: [(&str, &str, &str); 32] = [
+    ("init", "-", "-"),
+    ("import", "User123", "fernet"),
+    ("import", "User123", "aes256-gcm"),
+    ("import", "alice", "chacha"),
+    ("import", "alice", "signing"),
+    ("import", "carol", "verify"),
+    ("import", "erin", "signing"),
+    ("gen", "dave", "generated"),
+    ("rotate", "alice", "chacha"),
+    ("rotate", "alice", "chacha"),
+    ("delete-version", "alice", "chacha"),
+    ("gen", "dave", "temporary"),
+    ("delete", "dave", "temporary"),
+    ("gen", "bob", "fernet"),
+    ("import", "bob", "backup"),
+    ("revoke", "bob", "-"),
+    ("encrypt", "User123", "fernet"),
+    ("decrypt", "User123", "fernet"),
+    ("sign", "alice", "signing"),
+    ("sign", "erin", "signing"),
+    ("export", "dave", "generated"),
+    ("export", "alice", "chacha"),
+    ("unlock-failures", "-", "-"),
+    ("passwd", "-", "-"),
+    ("backup", "-", "-"),
+    ("restore", "-", "-"),
+    ("compact", "-", "-"),
+    ("unlock", "-", "-"),
+    ("encrypt", "User123", "aes256-gcm"),
+    ("decrypt", "User123", "aes256-gcm"),
+    ("uses", "-", "-"),
+    ("accept-rollback", "-", "-"),
+];
+
+/// Where the vault id starts in the header file: after the magic (8 bytes), the format
+/// (4), the body length (4) and the body's record-format byte (1).
+const VAULT_ID_AT: usize = 17;
+
+fn fixture_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/v4")
+}
+
+/// Every file of the fixture (vault, key material, data, README) with its bytes.
+fn fixture_files() -> BTreeMap<PathBuf, Vec<u8>> {
+    common::files_under(&fixture_dir())
+        .into_iter()
+        .map(|p| {
+            let bytes = fs::read(&p).unwrap();
+            (p, bytes)
+        })
+        .collect()
+}
+
+/// A test env whose vault is a fresh copy of the fixture.
+fn copy_of_fixture() -> TestEnv {
+    let env = TestEnv::new();
+    copy_dir(&fixture_dir().join("vault"), &env.vault());
+    env
+}
+
+fn run(env: &TestEnv, args: &[&str]) -> Output {
+    let pass = env.write_private("fixture-passphrase", FIXTURE_PASSPHRASE.as_bytes());
+    env.bare()
+        .env("KEYVAULT_PASSPHRASE_FILE", pass)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn ok(env: &TestEnv, args: &[&str]) -> Vec<u8> {
+    let out = run(env, args);
+    assert_success(&out, &args.join(" "));
+    out.stdout
+}
+
+fn json(env: &TestEnv, args: &[&str]) -> Value {
+    let mut all = vec!["--json"];
+    all.extend(args);
+    parse_json(&ok(env, &all), &args.join(" "))
+}
+
+fn known(file: &str) -> String {
+    fs::read_to_string(fixture_dir().join("keys").join(file)).unwrap()
+}
+
+fn data(file: &str) -> String {
+    fixture_dir().join("data").join(file).display().to_string()
+}
+
+/// Entries of the test's temp dir that a migration's backup would be.
+fn backups_beside(env: &TestEnv) -> usize {
+    fs::read_dir(env.root())
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .contains("backup")
+        })
+        .count()
+}
+
+#[test]
+fn the_v4_fixture_opens_and_gives_back_its_keys() {
+    let before = fixture_files();
+    assert!(
+        before.keys().any(|p| p.ends_with("vault/header")),
+        "the fixture vault is missing"
+    );
+    let env = copy_of_fixture();
+
+    let status = json(&env, &["status"]);
+    assert_eq!(status["format_version"], 4, "{status}");
+    assert_eq!(status["users"], 5, "{status}");
+    assert_eq!(status["keys"], 7, "{status}");
+    assert_eq!(status["revoked_users"], 1, "{status}");
+
+    // list: every key, type, version and fingerprint
+    let listed = json(&env, &["list"]);
+    let got: Vec<String> = listed["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| {
+            let versions: Vec<String> = k["versions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| {
+                    format!(
+                        "{} {} {} {}",
+                        v["version"], v["state"], v["fingerprint"], v["uses"]
+                    )
+                })
+                .collect();
+            format!(
+                "{} {} {} {} {} [{}]",
+                k["user"],
+                k["name"],
+                k["type"],
+                k["public_only"],
+                k["primary_version"],
+                versions.join(", ")
+            )
+        })
+        .collect();
+    let want: Vec<String> = KEYS
+        .iter()
+        .map(|(user, name, ty, public, primary, versions)| {
+            let versions: Vec<String> = versions
+                .iter()
+                .map(|(n, state, fp, uses)| format!("{n} \"{state}\" \"{fp}\" {uses}"))
+                .collect();
+            format!(
+                "\"{user}\" \"{name}\" \"{ty}\" {public} {primary} [{}]",
+                versions.join(", ")
+            )
+        })
+        .collect();
+    assert_eq!(got, want);
+
+    // Opening a vault of the current format migrates nothing.
+    assert_eq!(json(&env, &["status"])["format_version"], 4);
+    assert_eq!(backups_beside(&env), 0, "opening wrote a backup");
+    assert!(env.vault().join("lock").is_file());
+    assert!(env.vault().join("db").is_dir());
+
+    // exports: the exact known material
+    let text = |args: &[&str]| String::from_utf8(ok(&env, args)).unwrap();
+    assert_eq!(
+        text(&["export", "User123", "fernet"]),
+        known("user123-fernet.key")
+    );
+    assert_eq!(
+        ok(&env, &["export", "User123", "fernet", "--format", "der"]),
+        (0x00..0x20).collect::<Vec<u8>>()
+    );
+    assert_eq!(
+        text(&["export", "User123", "aes256-gcm"]),
+        known("user123-aes256-gcm.key")
+    );
+    assert_eq!(
+        text(&["export", "alice", "chacha"]),
+        known("alice-chacha-v3.key")
+    );
+    assert_eq!(
+        text(&["export", "alice", "chacha", "--version", "3"]),
+        known("alice-chacha-v3.key")
+    );
+    assert_eq!(
+        text(&["export", "alice", "chacha", "--version", "1"]),
+        known("alice-chacha.key")
+    );
+    assert_error(
+        &run(&env, &["export", "alice", "chacha", "--version", "2"]),
+        5,
+        "export of the deleted version 2",
+    );
+    assert_eq!(
+        text(&["export", "alice", "signing"]),
+        known("alice-signing.pem")
+    );
+    assert_eq!(
+        ok(&env, &["export", "alice", "signing", "--format", "der"]),
+        pem_body(&known("alice-signing.pem"))
+    );
+    assert_eq!(
+        text(&["export", "alice", "signing", "--public"]),
+        known("alice-signing.pub.pem")
+    );
+    assert_eq!(
+        text(&["export", "carol", "verify", "--public"]),
+        known("alice-signing.pub.pem")
+    );
+    assert_eq!(
+        text(&["export", "dave", "generated"]),
+        known("dave-generated.key")
+    );
+    assert_eq!(
+        text(&["export", "erin", "signing"]),
+        known("erin-ed25519.pem")
+    );
+    let mut erin_der = pem_body(&known("erin-ed25519.pem"));
+    assert_eq!(
+        ok(&env, &["export", "erin", "signing", "--format", "der"]),
+        erin_der
+    );
+    assert_eq!(
+        erin_der.split_off(erin_der.len() - 32),
+        (0x80..0xa0).collect::<Vec<u8>>()
+    );
+    assert_eq!(
+        text(&["export", "erin", "signing", "--public"]),
+        known("erin-ed25519.pub.pem")
+    );
+
+    // What was encrypted and signed when the fixture was made decrypts and verifies.
+    let message = fs::read(fixture_dir().join("data/message.txt")).unwrap();
+    for (user, name, file) in [
+        ("User123", "fernet", "message.fernet"),
+        ("User123", "aes256-gcm", "message.aes256-gcm"),
+    ] {
+        assert_eq!(
+            ok(&env, &["decrypt", user, name, "--in", &data(file)]),
+            message,
+            "decrypt {file}"
+        );
+    }
+    for (user, name, sig) in [
+        ("alice", "signing", "message.rsa-pss.sig"),
+        ("carol", "verify", "message.rsa-pss.sig"),
+        ("erin", "signing", "message.ed25519.sig"),
+    ] {
+        let args = [
+            "verify",
+            user,
+            name,
+            "--signature",
+            &data(sig),
+            "--in",
+            &data("message.txt"),
+        ];
+        assert_eq!(
+            run(&env, &args).status.code(),
+            Some(0),
+            "{}",
+            args.join(" ")
+        );
+    }
+
+    // the revocation
+    let revoked = json(&env, &["revoked"]);
+    let list = revoked["revoked"].as_array().unwrap();
+    assert_eq!(list.len(), 1, "{revoked}");
+    assert_eq!(list[0]["user"], "bob");
+    assert_eq!(list[0]["reason"], "fixture: bob left");
+    let mut destroyed: Vec<(&str, &str)> = list[0]["destroyed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| (d["name"].as_str().unwrap(), d["type"].as_str().unwrap()))
+        .collect();
+    destroyed.sort();
+    assert_eq!(destroyed, vec![("backup", "fernet"), ("fernet", "fernet")]);
+    let out = run(&env, &["is-revoked", "bob"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "revoked\n");
+    let out = run(&env, &["is-revoked", "alice"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = assert_error(&run(&env, &["gen", "bob"]), 6, "gen for the revoked bob");
+    assert!(err.contains("bob is revoked"), "{err}");
+
+    // check, and the audit log as it was made (then this test's own entries)
+    let checked = json(&env, &["check"]);
+    assert_eq!(checked["ok"], true, "{checked}");
+    assert_eq!(checked["format_version"], 4, "{checked}");
+    assert_eq!(checked["keys"], 7, "{checked}");
+    assert_eq!(checked["revoked"], 1, "{checked}");
+    ok(&env, &["audit", "--verify"]);
+    let audit = json(&env, &["audit"]);
+    let entries = audit["entries"].as_array().unwrap();
+    assert!(entries.len() >= AUDIT.len(), "{audit}");
+    for (i, (op, user, key)) in AUDIT.iter().enumerate() {
+        let e = &entries[i];
+        assert_eq!(e["seq"], i as u64 + 1, "{e}");
+        assert_eq!(e["operation"], *op, "{e}");
+        assert_eq!(e["user"].as_str().unwrap_or("-"), *user, "{e}");
+        assert_eq!(e["key"].as_str().unwrap_or("-"), *key, "{e}");
+    }
+    assert!(
+        entries.iter().all(|e| e["operation"] != "migrate"),
+        "{audit}"
+    );
+
+    // the wrong passphrase is refused
+    let out = env
+        .bare()
+        .env("KEYVAULT_PASSPHRASE", "not the fixture passphrase")
+        .arg("list")
+        .output()
+        .unwrap();
+    assert_error(&out, 3, "the fixture with a wrong passphrase");
+
+    // the current binary writes to it
+    ok(&env, &["gen", "frank", "--type", "ed25519"]);
+    ok(&env, &["delete", "User123", "fernet"]);
+    assert_eq!(json(&env, &["status"])["keys"], 7);
+    assert_eq!(json(&env, &["check"])["ok"], true);
+    assert_eq!(backups_beside(&env), 0);
+
+    // the committed fixture itself was not touched
+    assert_eq!(
+        fixture_files(),
+        before,
+        "the test changed the committed fixture"
+    );
+}
+
+/// Rewrites the header file of the test's vault with `change` applied; returns the new
+/// bytes.
+fn change_header(env: &TestEnv, change: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
+    let path = env.vault().join("header");
+    let mut header = fs::read(&path).expect("read the header file");
+    assert_eq!(&header[..8], b"KVHEADER");
+    assert_eq!(header[8..12], 4u32.to_be_bytes());
+    change(&mut header);
+    fs::write(&path, &header).expect("rewrite the header file");
+    header
+}
+
+/// The vault's files but the lock file, with their bytes: for "nothing changed".
+fn vault_files(env: &TestEnv) -> BTreeMap<PathBuf, Vec<u8>> {
+    common::files_under(&env.vault())
+        .into_iter()
+        .filter(|p| p.file_name().unwrap() != "lock")
+        .map(|p| {
+            let bytes = fs::read(&p).unwrap();
+            (p, bytes)
+        })
+        .collect()
+}
+
+#[test]
+fn a_header_relabelled_format_3_is_tampering() {
+    let env = copy_of_fixture();
+    let changed = change_header(&env, |h| h[8..12].copy_from_slice(&3u32.to_be_bytes()));
+    for args in [&["list"][..], &["status"][..], &["gen", "User123"][..]] {
+        let what = format!("{} with a header saying format 3", args.join(" "));
+        let err = assert_error(&run(&env, args), 7, &what);
+        assert!(err.contains("format 3"), "{what}: {err}");
+        assert!(err.contains("altered"), "{what}: {err}");
+    }
+    // Nothing was migrated or rewritten.
+    assert_eq!(fs::read(env.vault().join("header")).unwrap(), changed);
+    assert!(!env.vault().join("conf").exists());
+    assert_eq!(backups_beside(&env), 0);
+}
+
+#[test]
+fn a_header_of_format_5_is_a_newer_vault() {
+    let env = copy_of_fixture();
+    let changed = change_header(&env, |h| h[8..12].copy_from_slice(&5u32.to_be_bytes()));
+    let files = vault_files(&env);
+    for args in [&["list"][..], &["status"][..], &["gen", "User123"][..]] {
+        let what = format!("{} with a header saying format 5", args.join(" "));
+        let err = assert_error(&run(&env, args), 8, &what);
+        assert!(err.contains("format version 5"), "{what}: {err}");
+        assert!(err.contains("newer"), "{what}: {err}");
+    }
+    assert_eq!(fs::read(env.vault().join("header")).unwrap(), changed);
+    assert_eq!(vault_files(&env), files, "a refused vault was changed");
+}
+
+/// The vault id is not needed to unwrap the master key, so a changed id unlocks with the
+/// right passphrase: it is the header's MAC that catches it (exit 7), not the
+/// passphrase check (exit 3).
+#[test]
+fn a_changed_vault_id_fails_the_header_mac() {
+    let env = copy_of_fixture();
+    for (i, bit) in [(0usize, 0x01u8), (15, 0x80)] {
+        let env_copy = copy_of_fixture();
+        let at = VAULT_ID_AT + i;
+        change_header(&env_copy, |h| h[at] ^= bit);
+        for args in [&["list"][..], &["gen", "User123"][..], &["check"][..]] {
+            let what = format!("{} with byte {at} of the header changed", args.join(" "));
+            let err = assert_error(&run(&env_copy, args), 7, &what);
+            assert!(err.contains("header"), "{what}: {err}");
+            assert!(err.contains("authenticate"), "{what}: {err}");
+        }
+    }
+    // The unchanged copy opens: the failure above was the change.
+    ok(&env, &["list"]);
+    // A changed vault id with a wrong passphrase is a wrong passphrase: the MAC is
+    // checked with the unlocked keys only.
+    change_header(&env, |h| h[VAULT_ID_AT] ^= 0x01);
+    let out = env
+        .bare()
+        .env("KEYVAULT_PASSPHRASE", "not the fixture passphrase")
+        .arg("list")
+        .output()
+        .unwrap();
+    assert_error(&out, 3, "a changed vault id and a wrong passphrase");
+}
