@@ -254,3 +254,91 @@ fn no_secret_in_backups_audit_outputs_or_errors() {
         );
     }
 }
+
+/// Every file keyvault writes (the vault's lock, header and database, a compaction's and
+/// a passphrase change's replacements, backups, a restored vault, the rollback record) is
+/// readable by the user alone, even when started with umask 000.
+#[test]
+fn every_file_is_private_even_under_umask_000() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    let env = TestEnv::new();
+    let new_pass = env.write_private("new-passphrase", b"another passphrase");
+    let run = |args: &[&str], passphrase: &std::path::Path| {
+        let mut cmd = env.bare_std();
+        cmd.env("KEYVAULT_PASSPHRASE_FILE", passphrase).args(args);
+        // SAFETY: umask(2) in the forked child before exec; async-signal-safe.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::umask(0);
+                Ok(())
+            });
+        }
+        let out = cmd.output().expect("run keyvault");
+        common::assert_success(&out, &args.join(" "));
+    };
+    let pass = env.passphrase_file();
+    run(
+        &[
+            "init",
+            "--kdf-memory",
+            "1",
+            "--kdf-iterations",
+            "1",
+            "--kdf-parallelism",
+            "1",
+            "--allow-weak-kdf",
+        ],
+        &pass,
+    );
+    run(&["gen", "alice"], &pass);
+    run(&["gen", "bob"], &pass);
+    run(&["revoke", "bob", "--purge"], &pass);
+    let backup = env.root().join("b.kvb");
+    run(&["backup", backup.to_str().unwrap()], &pass);
+    run(
+        &[
+            "passwd",
+            "--new-passphrase-file",
+            new_pass.to_str().unwrap(),
+        ],
+        &pass,
+    );
+    let restored = env.root().join("restored");
+    run(
+        &[
+            "restore",
+            backup.to_str().unwrap(),
+            "--to",
+            restored.to_str().unwrap(),
+        ],
+        &pass,
+    );
+    let mut checked = 0;
+    let mut loose = Vec::new();
+    let mut look = |path: &std::path::Path| {
+        let mode = std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+        checked += 1;
+        if mode & 0o077 != 0 {
+            loose.push(format!("{} is {mode:o}", path.display()));
+        }
+    };
+    for root in [
+        env.vault(),
+        restored.clone(),
+        env.root().join("state/keyvault"),
+    ] {
+        look(&root);
+        for file in files_under(&root) {
+            look(&file);
+            let mut dir = file.parent().unwrap().to_path_buf();
+            while dir.starts_with(&root) && dir != root {
+                look(&dir);
+                dir = dir.parent().unwrap().to_path_buf();
+            }
+        }
+    }
+    look(&backup);
+    assert!(checked > 10, "only {checked} paths looked at");
+    assert!(loose.is_empty(), "{loose:?}");
+}
