@@ -166,10 +166,11 @@ pub fn remove_stale_temp_files(dir: &Path) {
     for e in entries.flatten() {
         let name = e.file_name();
         let name = name.to_string_lossy();
+        // `.NAME.tmp-<12 hex>`, with a NAME of at least one character.
         let ours = name.starts_with('.')
-            && name
-                .rfind(TEMP_INFIX)
-                .is_some_and(|at| crate::store::layout::is_work_name(&name[at..], TEMP_INFIX));
+            && name.rfind(TEMP_INFIX).is_some_and(|at| {
+                at >= 2 && crate::store::layout::is_work_name(&name[at..], TEMP_INFIX)
+            });
         if !ours || !e.file_type().is_ok_and(|t| t.is_file()) {
             continue;
         }

@@ -36,7 +36,14 @@ fn main() -> ExitCode {
         }
     };
     match outcome {
-        Ok(code) => ExitCode::from(code as u8),
+        Ok(code) => {
+            if cli::OPENED_READ_ONLY.load(std::sync::atomic::Ordering::Relaxed) {
+                eprintln!(
+                    "note: the vault's filesystem takes no writes (read-only or full): it was opened read-only, and uses of keys were not recorded in the audit log"
+                );
+            }
+            ExitCode::from(code as u8)
+        }
         Err(cli::RunError::Stdout(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => {
             ExitCode::SUCCESS
         }

@@ -29,6 +29,11 @@ use passphrase::{ENV_PASSPHRASE, PassphraseSource};
 /// The largest key file `import` reads.
 const MAX_IMPORT_BYTES: u64 = 1024 * 1024;
 
+/// Set when this command opened its vault read-only (its filesystem takes no writes):
+/// the binary then says so after the command's output.
+pub static OPENED_READ_ONLY: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
 /// How a command ended when it did not fail: 0, or 1 for a negative answer.
 pub type ExitCode = i32;
 
@@ -67,9 +72,7 @@ impl Session {
             let passphrase = self.source.unlock()?;
             let vault = Vault::open_with(&self.path, &passphrase, self.options)?;
             if vault.is_read_only() {
-                eprintln!(
-                    "note: the vault's filesystem takes no writes (read-only or full): it is open read-only, changes are refused and uses are not recorded in the audit log"
-                );
+                OPENED_READ_ONLY.store(true, std::sync::atomic::Ordering::Relaxed);
             }
             self.vault = Some(vault);
         }

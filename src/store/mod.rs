@@ -232,7 +232,8 @@ impl Store {
     /// its file lock only once its last thread does).
     ///
     /// sled writes as it opens. When the filesystem takes no writes (read-only media, a
-    /// full disk), the database is opened from a private copy instead (sealed bytes
+    /// full disk — less than [`MIN_FREE_BYTES`] free —, a directory this user may read
+    /// but not write), the database is opened from a private copy instead (sealed bytes
     /// only, in a 0700 directory of memory-backed storage where there is one, removed
     /// on close), read-only: every change is then refused with [`Error::ReadOnly`] and
     /// the vault's files are left exactly as they were.
@@ -240,13 +241,22 @@ impl Store {
         if !Self::exists(path) {
             return Err(Error::VaultNotFound(path.to_path_buf()));
         }
+        if filesystem_is_full(path) {
+            // sled writes at open only when it needs a snapshot, and a write may fit in
+            // the log's existing segments: whether a full disk is noticed would depend
+            // on sled's state. Decide here, the same way every time.
+            return Self::open_copy(path);
+        }
         let deadline = std::time::Instant::now() + LOCK_WAIT;
         loop {
             match Self::open_engine(path, path) {
                 Err(Error::VaultInUse(_)) if std::time::Instant::now() < deadline => {
                     std::thread::sleep(std::time::Duration::from_millis(25));
                 }
-                Err(Error::Io { source, .. }) if layout::is_read_only(&source) => {
+                Err(Error::Io { source, .. })
+                    if layout::is_read_only(&source)
+                        || source.kind() == std::io::ErrorKind::PermissionDenied =>
+                {
                     return Self::open_copy(path);
                 }
                 other => return other,
@@ -511,6 +521,17 @@ impl Drop for Store {
         // Best effort: every command already flushed what it promised.
         let _ = self.db.flush();
     }
+}
+
+/// Below this much free space for the user, the filesystem counts as full: two of
+/// sled's log segments, what one write may need.
+pub const MIN_FREE_BYTES: u64 = 1 << 20;
+
+/// Whether the filesystem holding `path` has less than [`MIN_FREE_BYTES`] free for this
+/// user.
+fn filesystem_is_full(path: &Path) -> bool {
+    rustix::fs::statvfs(path)
+        .is_ok_and(|fs| fs.f_bavail.saturating_mul(fs.f_frsize) < MIN_FREE_BYTES)
 }
 
 /// A private directory for a read-only copy of a database: in `$XDG_RUNTIME_DIR` or
