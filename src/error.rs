@@ -24,9 +24,15 @@ pub enum Error {
     #[error("no vault at {0}")]
     VaultNotFound(PathBuf),
 
-    /// The user has no keys (exit 5).
-    #[error("user {0:?} not found")]
-    UserNotFound(String),
+    /// The vault holds no such user: no key of theirs, no revocation (exit 5).
+    #[error("no such user {user:?}")]
+    UserNotFound {
+        /// The user id asked for.
+        user: String,
+        /// The ids the vault holds closest to it (same but for case, or a character or
+        /// two away), for the hint.
+        similar: Vec<String>,
+    },
 
     /// No such key (exit 5).
     #[error("no key {name:?} for user {user:?}")]
@@ -52,9 +58,16 @@ pub enum Error {
     #[error("file not found: {0}")]
     FileNotFound(PathBuf),
 
-    /// The user is revoked: no new keys (exit 6).
-    #[error("{0} is revoked")]
-    UserRevoked(String),
+    /// The user is revoked: their keys were destroyed and no new ones are made (exit 6).
+    #[error(
+        "user {user:?} was revoked at {revoked_at}: a revoked user has no keys and gets no new ones"
+    )]
+    UserRevoked {
+        /// The user id.
+        user: String,
+        /// When (RFC 3339).
+        revoked_at: String,
+    },
 
     /// Something already exists and will not be overwritten (exit 6).
     #[error("{0}")]
@@ -68,6 +81,10 @@ pub enum Error {
     /// A record, header, backup or ciphertext failed to authenticate or decode (exit 7).
     #[error("integrity failure: {0}")]
     Integrity(String),
+
+    /// A Fernet token that authenticated but is older than the TTL asked for (exit 7).
+    #[error("{0}")]
+    Expired(String),
 
     /// The vault was written by a newer keyvault (exit 8).
     #[error(
@@ -163,12 +180,12 @@ impl Error {
             Error::WrongPassphrase(_) => 3,
             Error::NoPassphrase(_) => 4,
             Error::VaultNotFound(_)
-            | Error::UserNotFound(_)
+            | Error::UserNotFound { .. }
             | Error::KeyNotFound { .. }
             | Error::VersionNotFound { .. }
             | Error::FileNotFound(_) => 5,
-            Error::UserRevoked(_) | Error::AlreadyExists(_) | Error::TooWeak(_) => 6,
-            Error::Integrity(_) | Error::Rollback { .. } => 7,
+            Error::UserRevoked { .. } | Error::AlreadyExists(_) | Error::TooWeak(_) => 6,
+            Error::Integrity(_) | Error::Expired(_) | Error::Rollback { .. } => 7,
             Error::Remote { code, .. } => *code,
             Error::NewerFormat { .. }
             | Error::ProtocolMismatch { .. }
@@ -187,6 +204,10 @@ impl Error {
             .map(str::to_string)
             .or_else(|| match self {
                 Error::Remote { hint, .. } => hint.clone(),
+                Error::UserNotFound { similar, .. } if !similar.is_empty() => {
+                    let ids: Vec<String> = similar.iter().map(|id| format!("{id:?}")).collect();
+                    Some(format!("the vault holds {}", ids.join(", ")))
+                }
                 _ => None,
             })
     }

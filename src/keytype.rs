@@ -119,6 +119,15 @@ impl KeyType {
         )))
     }
 
+    /// The size of a signature of this type in bytes (RSA: the modulus; Ed25519: 64),
+    /// for the types that sign.
+    pub fn signature_len(self) -> Option<usize> {
+        match self {
+            KeyType::Ed25519 => Some(64),
+            kt => kt.rsa_bits().map(|b| b / 8),
+        }
+    }
+
     /// The modulus size of an RSA type.
     pub fn rsa_bits(self) -> Option<usize> {
         match self {

@@ -5,6 +5,7 @@ mod cli;
 use std::process::ExitCode;
 
 use clap::Parser;
+use keyvault::vault::validate::escape;
 
 fn main() -> ExitCode {
     // Every file this process creates (sled's files, exports) is private to the user.
@@ -61,17 +62,17 @@ fn main() -> ExitCode {
             ExitCode::from(8)
         }
         Err(cli::RunError::Reported(e)) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {}", escape(&e.to_string()));
             if let Some(hint) = e.hint() {
-                eprintln!("hint: {hint}");
+                eprintln!("hint: {}", escape(&hint));
             }
             ExitCode::from(e.exit_code() as u8)
         }
         Err(cli::RunError::Vault(e)) => {
             let code = e.exit_code();
-            eprintln!("error: {e}");
+            eprintln!("error: {}", escape(&e.to_string()));
             if let Some(hint) = e.hint() {
-                eprintln!("hint: {hint}");
+                eprintln!("hint: {}", escape(&hint));
             }
             if json {
                 let doc = serde_json::json!({

@@ -183,6 +183,17 @@ pub enum Request {
         /// The signature.
         signature: Vec<u8>,
     },
+    /// Records that exported material could not be written where it was going.
+    ExportFailed {
+        /// Owner.
+        user: String,
+        /// Name.
+        name: String,
+        /// What was exported.
+        options: ExportOptions,
+        /// Why the write failed (never the material).
+        error: String,
+    },
 }
 
 impl Request {
@@ -218,6 +229,7 @@ impl std::fmt::Debug for Request {
             Request::EnvelopeKey { .. } => "EnvelopeKey",
             Request::Sign { .. } => "Sign",
             Request::Verify { .. } => "Verify",
+            Request::ExportFailed { .. } => "ExportFailed",
         };
         f.write_str(name)
     }
@@ -382,6 +394,15 @@ impl Vault {
                 signature,
             } => {
                 Response::Verified(self.verify_message(&user, &name, scheme, &message, &signature)?)
+            }
+            Request::ExportFailed {
+                user,
+                name,
+                options,
+                error,
+            } => {
+                self.record_export_failure(&user, &name, &options, &error)?;
+                Response::Done
             }
         })
     }

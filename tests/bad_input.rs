@@ -284,6 +284,15 @@ fn bad_user_ids() {
             "User\u{85}",
             "control character",
         ),
+        ("user id with a zero-width space", "Us\u{200B}er", "U+200B"),
+        (
+            "user id with a right-to-left override",
+            "User\u{202E}321",
+            "U+202E",
+        ),
+        ("user id with a trailing space", "User123 ", "U+0020"),
+        ("user id with a line separator", "User\u{2028}1", "U+2028"),
+        ("user id with a word joiner", "Us\u{2060}er", "U+2060"),
     ] {
         cases.push(case(&format!("gen: {what}"), &["gen", user], 2, msg));
         cases.push(case(
@@ -413,13 +422,13 @@ fn bad_key_types_names_and_missing_keys() {
         "export for a missing user",
         &["export", "nobody", "fernet"],
         5,
-        "no key",
+        "no such user \"nobody\"",
     ));
     cases.push(case(
         "export for a revoked user",
         &["export", "mallory", "fernet"],
-        5,
-        "no key",
+        6,
+        "\"mallory\" was revoked at",
     ));
     cases.push(case(
         "delete of a missing key",
@@ -431,7 +440,7 @@ fn bad_key_types_names_and_missing_keys() {
         "delete for a missing user",
         &["delete", "nobody", "fernet"],
         5,
-        "no key",
+        "no such user",
     ));
     cases.push(case(
         "export of a missing version",

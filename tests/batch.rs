@@ -73,7 +73,7 @@ fn a_batch_is_all_or_nothing() {
     ];
     assert!(matches!(
         vault.generate_batch(&mixed),
-        Err(Error::UserRevoked(_))
+        Err(Error::UserRevoked { .. })
     ));
     // An existing key anywhere in the batch: refused too.
     let existing = [
@@ -118,7 +118,7 @@ fn a_long_batch_is_refused_whole_for_a_revoked_user_or_an_existing_key_in_either
                 items.insert(0, (bad, None, KeyType::Fernet));
             }
             match (bad, vault.generate_batch(&items)) {
-                ("mallory", Err(Error::UserRevoked(u))) => assert_eq!(u, "mallory"),
+                ("mallory", Err(Error::UserRevoked { user, .. })) => assert_eq!(user, "mallory"),
                 ("taken", Err(Error::AlreadyExists(e))) => assert!(e.contains("taken"), "{e}"),
                 (_, other) => panic!("{bad} at end {at_end}: {other:?}"),
             }

@@ -425,7 +425,7 @@ fn the_v4_fixture_opens_and_gives_back_its_keys() {
     let out = run(&env, &["is-revoked", "alice"]);
     assert_eq!(out.status.code(), Some(1));
     let err = assert_error(&run(&env, &["gen", "bob"]), 6, "gen for the revoked bob");
-    assert!(err.contains("bob is revoked"), "{err}");
+    assert!(err.contains("\"bob\" was revoked at"), "{err}");
 
     // check, and the audit log as it was made (then this test's own entries)
     let checked = json(&env, &["check"]);

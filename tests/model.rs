@@ -223,11 +223,26 @@ impl Model {
     }
 }
 
+impl Model {
+    /// What a key of `user` that the model lacks is refused with: the user is revoked,
+    /// is not in the vault at all, or lacks that one key.
+    fn missing(&self, user: &str) -> Refusal {
+        if self.revoked.contains_key(user) {
+            Refusal::UserRevoked
+        } else if self.dict.contains_key(user) {
+            Refusal::KeyNotFound
+        } else {
+            Refusal::UserNotFound
+        }
+    }
+}
+
 /// The error a refused operation must return.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Refusal {
     UserRevoked,
     AlreadyExists,
+    UserNotFound,
     KeyNotFound,
     VersionNotFound,
     Usage,
@@ -235,7 +250,8 @@ enum Refusal {
 
 fn refusal_of(e: &Error) -> Option<Refusal> {
     Some(match e {
-        Error::UserRevoked(_) => Refusal::UserRevoked,
+        Error::UserRevoked { .. } => Refusal::UserRevoked,
+        Error::UserNotFound { .. } => Refusal::UserNotFound,
         Error::AlreadyExists(_) => Refusal::AlreadyExists,
         Error::KeyNotFound { .. } => Refusal::KeyNotFound,
         Error::VersionNotFound { .. } => Refusal::VersionNotFound,
@@ -484,7 +500,7 @@ fn step(vault: &Vault, model: &mut Model, op: &Op) -> Result<(), TestCaseError> 
             let key = model.key(user, name);
             let number = version_number(version, key);
             let refusal = match key {
-                None => Some(Refusal::KeyNotFound),
+                None => Some(model.missing(user)),
                 Some(k) if number.is_some_and(|n| !k.versions.iter().any(|v| v.0 == n)) => {
                     Some(Refusal::VersionNotFound)
                 }
@@ -514,10 +530,7 @@ fn step(vault: &Vault, model: &mut Model, op: &Op) -> Result<(), TestCaseError> 
         Op::Delete { target } => {
             let (user, name) = target.resolve(model);
             let (user, name) = (user.as_str(), name.as_str());
-            let refusal = model
-                .key(user, name)
-                .is_none()
-                .then_some(Refusal::KeyNotFound);
+            let refusal = model.key(user, name).is_none().then(|| model.missing(user));
             let result = vault.delete(user, name);
             if let Some(info) = expect("delete", result, refusal)? {
                 let keys = model.dict.get_mut(user).unwrap();
@@ -534,7 +547,7 @@ fn step(vault: &Vault, model: &mut Model, op: &Op) -> Result<(), TestCaseError> 
             let key = model.key(user, name);
             let number = version_number(version, key).unwrap_or(1);
             let refusal = match key {
-                None => Some(Refusal::KeyNotFound),
+                None => Some(model.missing(user)),
                 Some(k) if !k.versions.iter().any(|v| v.0 == number) => {
                     Some(Refusal::VersionNotFound)
                 }
@@ -556,7 +569,7 @@ fn step(vault: &Vault, model: &mut Model, op: &Op) -> Result<(), TestCaseError> 
             let (user, name) = (user.as_str(), name.as_str());
             let key = model.key(user, name);
             let refusal = match key {
-                None => Some(Refusal::KeyNotFound),
+                None => Some(model.missing(user)),
                 Some(k) if k.public_only => Some(Refusal::Usage),
                 Some(_) => None,
             };
@@ -625,8 +638,13 @@ fn step(vault: &Vault, model: &mut Model, op: &Op) -> Result<(), TestCaseError> 
             prop_assert_eq!(r.as_ref(), model.revoked.get(user), "is-revoked {}", user);
         }
         Op::List { user } => {
-            count("list".into());
-            let listed = vault.list(user).map_err(|e| fail("list", e))?;
+            // A user with no keys is said to be revoked or unknown, not listed empty.
+            let refusal = user
+                .filter(|u| !model.dict.contains_key(*u))
+                .map(|u| model.missing(u));
+            let Some(listed) = expect("list", vault.list(user), refusal)? else {
+                return Ok(());
+            };
             let names: Vec<(String, String)> = listed
                 .iter()
                 .map(|i| (i.user.clone(), i.name.clone()))

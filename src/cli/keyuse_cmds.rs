@@ -23,12 +23,17 @@ use keyvault::ops::{Request, Response};
 use keyvault::{Error, Result};
 
 use super::output::Out;
-use super::{RunError, Session, unexpected};
+use super::{
+    RunError, Session, check_lookup, check_new_file, refuse_binary_to_terminal, unexpected,
+};
 
 type CmdResult<T = ()> = std::result::Result<T, RunError>;
 
 /// The most a message may hold when it is read whole (Fernet, RSA, signatures).
 const MAX_MESSAGE_BYTES: u64 = 2 * 1024 * 1024 * 1024;
+/// The most output `--json` prints (it holds the output in memory, and base64 makes
+/// it a third larger); larger outputs go to a file with `--out`.
+pub const MAX_JSON_OUTPUT: u64 = 16 * 1024 * 1024;
 /// Room for the rest of a request around a message sent to the agent.
 const REQUEST_OVERHEAD: u64 = 4096;
 
@@ -41,14 +46,30 @@ enum Sink {
         temp: PathBuf,
         target: PathBuf,
     },
-    Memory(Vec<u8>),
+    /// For `--json`: the output, up to [`MAX_JSON_OUTPUT`] bytes; `overflowed` once
+    /// more was written (the write then failed).
+    Memory {
+        buf: Vec<u8>,
+        overflowed: bool,
+    },
+}
+
+/// The error for `--json` output over [`MAX_JSON_OUTPUT`].
+fn json_too_large() -> Error {
+    Error::Usage(format!(
+        "--json prints at most {} MiB of output; write larger outputs to a file with --out FILE",
+        MAX_JSON_OUTPUT >> 20
+    ))
 }
 
 impl Sink {
     fn open(out: Option<&Path>, json: bool) -> Result<Sink> {
         let Some(target) = out else {
             return Ok(if json {
-                Sink::Memory(Vec::new())
+                Sink::Memory {
+                    buf: Vec::new(),
+                    overflowed: false,
+                }
             } else {
                 Sink::Stdout(io::stdout())
             });
@@ -88,7 +109,7 @@ impl Sink {
                 s.flush().map_err(|e| Error::io("writing stdout", e))?;
                 Ok(None)
             }
-            Sink::Memory(buf) => Ok(Some(std::mem::take(buf))),
+            Sink::Memory { buf, .. } => Ok(Some(std::mem::take(buf))),
             Sink::File { file, temp, target } => {
                 file.flush()
                     .and_then(|()| file.get_ref().sync_all())
@@ -112,7 +133,13 @@ impl Write for Sink {
         match self {
             Sink::Stdout(s) => s.write(buf),
             Sink::File { file, .. } => file.write(buf),
-            Sink::Memory(m) => m.write(buf),
+            Sink::Memory { buf: m, overflowed } => {
+                if (m.len() + buf.len()) as u64 > MAX_JSON_OUTPUT {
+                    *overflowed = true;
+                    return Err(io::Error::other("--json output over its limit"));
+                }
+                m.write(buf)
+            }
         }
     }
 
@@ -120,7 +147,7 @@ impl Write for Sink {
         match self {
             Sink::Stdout(s) => s.flush(),
             Sink::File { file, .. } => file.flush(),
-            Sink::Memory(_) => Ok(()),
+            Sink::Memory { .. } => Ok(()),
         }
     }
 }
@@ -134,44 +161,119 @@ impl Drop for Sink {
     }
 }
 
-fn open_input(input: Option<&Path>) -> Result<Box<dyn Read>> {
+/// An input: a reader, and its size when it is known before reading (a regular file,
+/// named or on stdin).
+struct Input {
+    reader: Box<dyn Read>,
+    size: Option<u64>,
+}
+
+/// The size of a regular file behind `fd`; `None` for pipes, terminals and the like.
+fn regular_size(fd: impl std::os::fd::AsFd) -> Option<u64> {
+    let st = rustix::fs::fstat(fd).ok()?;
+    (rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::RegularFile)
+        .then_some(st.st_size as u64)
+}
+
+fn open_input(input: Option<&Path>) -> Result<Input> {
     match input {
-        None => Ok(Box::new(io::stdin().lock())),
-        Some(p) if p == Path::new("-") => Ok(Box::new(io::stdin().lock())),
+        None => stdin_input(),
+        Some(p) if p == Path::new("-") => stdin_input(),
         Some(p) => {
             let f = fs::File::open(p).map_err(|e| match e.kind() {
                 io::ErrorKind::NotFound => Error::FileNotFound(p.to_path_buf()),
                 _ => Error::io(format!("cannot read {}", p.display()), e),
             })?;
-            Ok(Box::new(io::BufReader::with_capacity(1 << 20, f)))
+            let size = regular_size(&f);
+            Ok(Input {
+                reader: Box::new(io::BufReader::with_capacity(1 << 20, f)),
+                size,
+            })
         }
     }
 }
 
-fn read_message(session: &mut Session, input: Option<&Path>) -> Result<Zeroizing<Vec<u8>>> {
-    let reader = open_input(input)?;
-    read_rest(session, Vec::new(), reader)
+fn stdin_input() -> Result<Input> {
+    let stdin = io::stdin();
+    let size = regular_size(&stdin);
+    Ok(Input {
+        reader: Box::new(stdin.lock()),
+        size,
+    })
 }
 
-/// Reads the rest of `reader` after the bytes already read (`start`), within the limit
-/// of a message read whole.
-fn read_rest(
-    session: &mut Session,
-    start: Vec<u8>,
-    reader: Box<dyn Read>,
-) -> Result<Zeroizing<Vec<u8>>> {
+/// Refuses `--json` output without `--out` for an input whose size already says the
+/// output would pass [`MAX_JSON_OUTPUT`]: before any work is done.
+fn check_json_output(out: &Out, output: Option<&Path>, input: &Input) -> Result<()> {
+    if out.json() && output.is_none() && input.size.is_some_and(|n| n > MAX_JSON_OUTPUT) {
+        return Err(json_too_large());
+    }
+    Ok(())
+}
+
+/// The error of an operation that wrote to `sink`: the `--json` limit when that is
+/// what stopped it.
+fn sink_error(sink: &Sink, e: Error) -> Error {
+    match sink {
+        Sink::Memory {
+            overflowed: true, ..
+        } => json_too_large(),
+        _ => e,
+    }
+}
+
+fn read_message(session: &mut Session, input: Option<&Path>) -> Result<Zeroizing<Vec<u8>>> {
+    let input = open_input(input)?;
+    read_rest(session, Vec::new(), input)
+}
+
+/// Reads into `buf` until `reader` ends or `buf` holds `max` bytes. The buffer grows
+/// by doubling but never past `max`, so an input of `max` bytes or more costs `max`
+/// bytes of memory, not the next power of two.
+fn read_bounded(reader: &mut dyn Read, buf: &mut Vec<u8>, max: usize) -> io::Result<()> {
+    let mut chunk = Zeroizing::new(vec![0u8; 64 * 1024]);
+    while buf.len() < max {
+        let want = chunk.len().min(max - buf.len());
+        let n = match reader.read(&mut chunk[..want]) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if buf.capacity() - buf.len() < n {
+            let grown = buf.capacity().saturating_mul(2).max(buf.len() + n).min(max);
+            buf.reserve_exact(grown - buf.len());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    Ok(())
+}
+
+/// Reads the rest of `input` after the bytes already read (`start`), within the limit
+/// of a message read whole. An input whose size is known is refused before it is read.
+fn read_rest(session: &mut Session, start: Vec<u8>, input: Input) -> Result<Zeroizing<Vec<u8>>> {
     let through_agent = session.agent()?.is_some();
     let limit = if through_agent {
         u64::from(MAX_REQUEST_BYTES) - REQUEST_OVERHEAD
     } else {
         MAX_MESSAGE_BYTES
     };
+    // The size of a file counts the bytes already read from it.
+    let known = input.size;
+    let Input { mut reader, .. } = input;
     let mut buf = Zeroizing::new(start);
-    reader
-        .take((limit + 1).saturating_sub(buf.len() as u64))
-        .read_to_end(&mut buf)
-        .map_err(|e| Error::io("cannot read the input", e))?;
-    if buf.len() as u64 > limit {
+    let max = usize::try_from(limit + 1).unwrap_or(usize::MAX);
+    if let Some(n) = known.filter(|&n| n <= limit) {
+        let room = usize::try_from(n + 1)
+            .unwrap_or(max)
+            .saturating_sub(buf.len());
+        buf.reserve_exact(room);
+    }
+    if known.is_none_or(|n| n <= limit) {
+        read_bounded(&mut reader, &mut buf, max)
+            .map_err(|e| Error::io("cannot read the input", e))?;
+    }
+    if known.is_some_and(|n| n > limit) || buf.len() as u64 > limit {
         return Err(Error::Usage(if through_agent {
             format!(
                 "the input is over the {} MiB a message may hold through the agent; encrypt large files with an aes256-gcm or chacha20-poly1305 key (they stream)",
@@ -233,6 +335,16 @@ fn envelope_key(
     ))
 }
 
+/// The checks that need no vault, made before any passphrase is asked for: the ids'
+/// form, and that the output file does not exist.
+fn check_arguments(user: &str, name: &str, output: Option<&Path>) -> Result<()> {
+    check_lookup(user, Some(name))?;
+    if let Some(o) = output {
+        check_new_file(o)?;
+    }
+    Ok(())
+}
+
 /// Emits the output of an operation: to the sink, and with `--json` a document.
 fn emit(out: &mut Out, sink: Sink, what: &str, text: bool, extra: serde_json::Value) -> CmdResult {
     let written_to = match &sink {
@@ -266,13 +378,20 @@ pub fn encrypt(
     input: Option<&Path>,
     output: Option<&Path>,
 ) -> CmdResult {
+    check_arguments(user, name, output)?;
+    let input = open_input(input)?;
+    check_json_output(out, output, &input)?;
     let key_type = key_type_of(session, user, name)?;
     key_type.check_use(KeyUse::Encrypt)?;
+    if key_type != KeyType::Fernet && output.is_none() && !out.json() {
+        refuse_binary_to_terminal(&format!("encrypt with a {key_type} key"))?;
+    }
     let mut sink = Sink::open(output, out.json())?;
     if key_type.is_aead() {
-        let mut reader = open_input(input)?;
+        let mut reader = input.reader;
         let (header, key, warning) = envelope_key(session, user, name, None)?;
-        envelope::encrypt_with_message_key(&header, &key, &mut reader, &mut sink)?;
+        envelope::encrypt_with_message_key(&header, &key, &mut reader, &mut sink)
+            .map_err(|e| sink_error(&sink, e))?;
         warn(&warning);
         let version = header.key_version;
         return emit(
@@ -283,7 +402,7 @@ pub fn encrypt(
             json!({ "user": user, "name": name, "version": version, "type": key_type.as_str() }),
         );
     }
-    let message = read_message(session, input)?;
+    let message = read_rest(session, Vec::new(), input)?;
     let Response::Produced(used) = session.call(Request::Encrypt {
         user: user.to_string(),
         name: name.to_string(),
@@ -302,7 +421,7 @@ pub fn encrypt(
                 Ok(())
             }
         })
-        .map_err(|e| Error::io("writing the output", e))?;
+        .map_err(|e| sink_error(&sink, Error::io("writing the output", e)))?;
     emit(
         out,
         sink,
@@ -324,9 +443,11 @@ pub fn decrypt(
     output: Option<&Path>,
     ttl: Option<u64>,
 ) -> CmdResult {
-    let mut reader = open_input(input)?;
+    check_arguments(user, name, output)?;
+    let mut input = open_input(input)?;
+    check_json_output(out, output, &input)?;
     let mut head = Vec::with_capacity(envelope::HEADER_LEN);
-    (&mut reader)
+    (&mut input.reader)
         .take(envelope::HEADER_LEN as u64)
         .read_to_end(&mut head)
         .map_err(|e| Error::io("cannot read the input", e))?;
@@ -336,11 +457,12 @@ pub fn decrypt(
         return Err(Error::Usage("--ttl applies to fernet keys only".into()).into());
     }
     if key_type.is_aead() {
-        let mut whole = head.as_slice().chain(reader);
+        let mut whole = head.as_slice().chain(input.reader);
         let header = envelope::read_header(&mut whole)?;
         let (header, key, _) = envelope_key(session, user, name, Some(header.to_bytes().to_vec()))?;
         let mut sink = Sink::open(output, out.json())?;
-        envelope::decrypt_with_message_key(&header, &key, &mut whole, &mut sink)?;
+        envelope::decrypt_with_message_key(&header, &key, &mut whole, &mut sink)
+            .map_err(|e| sink_error(&sink, e))?;
         let version = header.key_version;
         return emit(
             out,
@@ -350,7 +472,7 @@ pub fn decrypt(
             json!({ "user": user, "name": name, "version": version }),
         );
     }
-    let ciphertext = read_rest(session, head, reader)?;
+    let ciphertext = read_rest(session, head, input)?;
     let Response::Plaintext { version, plaintext } = session.call(Request::Decrypt {
         user: user.to_string(),
         name: name.to_string(),
@@ -362,7 +484,7 @@ pub fn decrypt(
     };
     let mut sink = Sink::open(output, out.json())?;
     sink.write_all(&plaintext)
-        .map_err(|e| Error::io("writing the output", e))?;
+        .map_err(|e| sink_error(&sink, Error::io("writing the output", e)))?;
     emit(
         out,
         sink,
@@ -382,6 +504,10 @@ pub fn sign(
     output: Option<&Path>,
     scheme: Option<RsaScheme>,
 ) -> CmdResult {
+    check_arguments(user, name, output)?;
+    if output.is_none() && !out.json() {
+        refuse_binary_to_terminal("sign")?;
+    }
     // The message first: see `decrypt`.
     let message = read_message(session, input)?;
     let key_type = key_type_of(session, user, name)?;
@@ -417,7 +543,8 @@ pub fn verify(
     input: Option<&Path>,
     scheme: Option<RsaScheme>,
 ) -> CmdResult<i32> {
-    let sig = fs::read(signature).map_err(|e| match e.kind() {
+    check_arguments(user, name, None)?;
+    let sig_file = fs::File::open(signature).map_err(|e| match e.kind() {
         io::ErrorKind::NotFound => Error::FileNotFound(signature.to_path_buf()),
         _ => Error::io(format!("cannot read {}", signature.display()), e),
     })?;
@@ -425,6 +552,16 @@ pub fn verify(
     let message = read_message(session, input)?;
     let key_type = key_type_of(session, user, name)?;
     key_type.check_use(KeyUse::Verify)?;
+    // At most one byte more than a signature of this key holds: a longer file is not
+    // its signature, whatever else it holds (or however endless it is).
+    let sig_len = key_type.signature_len().unwrap_or(0);
+    let mut sig = Vec::with_capacity(sig_len + 1);
+    sig_file
+        .take(sig_len as u64 + 1)
+        .read_to_end(&mut sig)
+        .map_err(|e| Error::io(format!("cannot read {}", signature.display()), e))?;
+    // Kept for a second look with the other RSA scheme, should this one fail.
+    let again = key_type.is_rsa().then(|| (message.clone(), sig.clone()));
     let Response::Verified(version) = session.call(Request::Verify {
         user: user.to_string(),
         name: name.to_string(),
@@ -435,10 +572,42 @@ pub fn verify(
     else {
         return Err(unexpected().into());
     };
+    // An RSA signature made with the other scheme is still invalid (exit 1): the
+    // scheme asked for is the one checked. Saying so spares a puzzled user.
+    let other_scheme = match (version, again) {
+        (None, Some((message, signature))) => {
+            let other = match scheme.unwrap_or_default() {
+                RsaScheme::Pss => RsaScheme::Pkcs1v15,
+                RsaScheme::Pkcs1v15 => RsaScheme::Pss,
+            };
+            match session.call(Request::Verify {
+                user: user.to_string(),
+                name: name.to_string(),
+                scheme: Some(other),
+                message,
+                signature,
+            })? {
+                Response::Verified(Some(_)) => Some(other),
+                _ => None,
+            }
+        }
+        _ => None,
+    };
+    if let Some(other) = other_scheme {
+        eprintln!(
+            "hint: the signature verifies with --scheme {}; it was checked with {}, so it is invalid as asked",
+            other.as_str(),
+            scheme.unwrap_or_default().as_str()
+        );
+    }
     if out.json() {
-        out.doc(
-            &json!({ "user": user, "name": name, "valid": version.is_some(), "version": version }),
-        )?;
+        out.doc(&json!({
+            "user": user,
+            "name": name,
+            "valid": version.is_some(),
+            "version": version,
+            "verifies_with_scheme": other_scheme.map(RsaScheme::as_str),
+        }))?;
     } else {
         match version {
             Some(v) => out.text(&format!("valid (version {v})\n"))?,

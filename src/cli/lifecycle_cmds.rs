@@ -15,7 +15,7 @@ use keyvault::vault::lifecycle::{self, AuditEntry};
 use keyvault::{Error, Result};
 
 use super::args::{Cli, KdfArgs};
-use super::output::Out;
+use super::output::{Out, escape};
 use super::passphrase::{ENV_PASSPHRASE, PassphraseSource};
 use super::{RunError, Session, open_options, unexpected};
 
@@ -192,7 +192,7 @@ pub fn restore(
             report.records, report.path, report.backup_created
         ))?;
         for user in &report.revocations_applied {
-            out.text(&format!("re-applied the revocation of {user}\n"))?;
+            out.text(&format!("re-applied the revocation of {}\n", escape(user)))?;
         }
     }
     Ok(())
@@ -208,6 +208,9 @@ fn show_check(out: &mut Out, what: &str, report: &CheckReport) -> CmdResult<i32>
             "{what}: format v{}, {} keys, {} revoked users, {} audit entries checked\n",
             report.format_version, report.keys, report.revoked, report.audit_entries
         ))?;
+        for w in &report.warnings {
+            out.text(&format!("warning: {w}\n"))?;
+        }
         for p in &report.problems {
             out.text(&format!(
                 "problem: tree {}, position {}: {}\n",
@@ -281,9 +284,9 @@ fn audit_table(entries: &[AuditEntry]) -> String {
             e.time,
             e.operation,
             e.outcome,
-            e.user.as_deref().unwrap_or("-"),
-            e.key.as_deref().unwrap_or("-"),
-            e.detail.as_deref().unwrap_or("")
+            escape(e.user.as_deref().unwrap_or("-")),
+            escape(e.key.as_deref().unwrap_or("-")),
+            escape(e.detail.as_deref().unwrap_or(""))
         ));
     }
     if s.is_empty() {

@@ -144,6 +144,7 @@ pub fn run(cli: Cli) -> std::result::Result<ExitCode, RunError> {
                 ))
                 .into());
             }
+            check_vault_dir_free(&path)?;
             let source = PassphraseSource {
                 file: cli.passphrase_file.clone(),
                 env_var: ENV_PASSPHRASE,
@@ -205,6 +206,8 @@ pub fn run(cli: Cli) -> std::result::Result<ExitCode, RunError> {
             key_type,
             name,
         } => {
+            vault::validate::new_user_id(user)?;
+            vault::validate::key_name(name.as_deref().unwrap_or(key_type.as_str()))?;
             let mut s = Session::new(&cli)?;
             let Response::Key(k) = s.call(Request::Generate {
                 user: user.clone(),
@@ -227,7 +230,12 @@ pub fn run(cli: Cli) -> std::result::Result<ExitCode, RunError> {
             file,
             public,
         } => {
+            vault::validate::new_user_id(user)?;
+            vault::validate::key_name(name)?;
             let material = read_input(file.as_deref())?;
+            // The key is read and checked before the passphrase is asked for; the vault
+            // reads it again to store it.
+            keyvault::crypto::keys::import(*key_type, &material, *public)?;
             let mut s = Session::new(&cli)?;
             let Response::Key(k) = s.call(Request::Import {
                 user: user.clone(),
@@ -253,53 +261,49 @@ pub fn run(cli: Cli) -> std::result::Result<ExitCode, RunError> {
             format,
             out: out_file,
         } => {
-            if let Some(f) = out_file.as_ref().filter(|f| f.exists()) {
-                return Err(Error::AlreadyExists(format!(
-                    "{} exists; refusing to overwrite it",
-                    f.display()
-                ))
-                .into());
+            check_lookup(user, Some(name))?;
+            if let Some(f) = out_file {
+                check_new_file(f)?;
+            } else if matches!(format, Some(args::FormatArg::Der)) && !out.json() {
+                refuse_binary_to_terminal("export --format der")?;
             }
+            let options = ExportOptions {
+                public: *public,
+                version: *version,
+                format: format.map(Into::into),
+            };
             let mut s = Session::new(&cli)?;
             let Response::Material(material) = s.call(Request::Export {
                 user: user.clone(),
                 name: name.clone(),
-                options: ExportOptions {
-                    public: *public,
-                    version: *version,
-                    format: format.map(Into::into),
-                },
+                options: options.clone(),
             })?
             else {
                 return Err(unexpected().into());
             };
-            match out_file {
-                Some(f) => {
-                    write_secret_file(f, &material)?;
-                    if out.json() {
-                        out.doc(&json!({ "written": f.display().to_string() }))?;
-                    }
-                }
-                None if out.json() => {
-                    let text = match std::str::from_utf8(&material) {
-                        Ok(t) => Zeroizing::new(t.to_string()),
-                        Err(_) => {
-                            use base64::Engine as _;
-                            Zeroizing::new(
-                                base64::engine::general_purpose::STANDARD.encode(&*material),
-                            )
-                        }
-                    };
-                    out.doc(&json!({
-                        "user": user,
-                        "name": name,
-                        "material": &*text,
-                    }))?;
-                }
-                None => out.bytes(&material)?,
+            let written = write_export(&mut out, out_file.as_deref(), user, name, &material);
+            if let Err(e) = written {
+                // The key left the vault but reached nothing: the audit log says so.
+                let error = match &e {
+                    RunError::Vault(e) | RunError::Reported(e) => e.to_string(),
+                    RunError::Stdout(e) => format!("cannot write to stdout: {e}"),
+                };
+                let _ = s.call(Request::ExportFailed {
+                    user: user.clone(),
+                    name: name.clone(),
+                    options,
+                    error,
+                });
+                return Err(e);
+            }
+            if let (Some(f), true) = (out_file, out.json()) {
+                out.doc(&json!({ "written": f.display().to_string() }))?;
             }
         }
         Command::List { user } => {
+            if let Some(user) = user {
+                check_lookup(user, None)?;
+            }
             let mut s = Session::new(&cli)?;
             let Response::Keys(keys) = s.call(Request::List { user: user.clone() })? else {
                 return Err(unexpected().into());
@@ -315,6 +319,7 @@ pub fn run(cli: Cli) -> std::result::Result<ExitCode, RunError> {
             name,
             version,
         } => {
+            check_lookup(user, Some(name))?;
             let mut s = Session::new(&cli)?;
             let request = match version {
                 Some(v) => Request::DeleteVersion {
@@ -337,21 +342,22 @@ pub fn run(cli: Cli) -> std::result::Result<ExitCode, RunError> {
                     "Deleted version {v} of {} key {:?} of {}; versions left: {}\n",
                     k.key_type.0,
                     k.name,
-                    k.user,
+                    output::escape(&k.user),
                     output::version_list(&k)
                 ))?;
             } else {
                 out.text(&format!(
-                    "Deleted {} key {:?} of {} ({} version(s), {})\n",
+                    "Deleted {} key {:?} of {} ({}, {})\n",
                     k.key_type.0,
                     k.name,
-                    k.user,
-                    k.versions.len(),
+                    output::escape(&k.user),
+                    output::count(k.versions.len(), "version", "versions"),
                     k.fingerprint
                 ))?;
             }
         }
         Command::Rotate { user, name } => {
+            check_lookup(user, Some(name))?;
             let mut s = Session::new(&cli)?;
             let Response::Key(k) = s.call(Request::Rotate {
                 user: user.clone(),
@@ -367,7 +373,7 @@ pub fn run(cli: Cli) -> std::result::Result<ExitCode, RunError> {
                     "Rotated {} key {:?} of {}: version {} is primary ({}); versions: {}\n",
                     k.key_type.0,
                     k.name,
-                    k.user,
+                    output::escape(&k.user),
                     k.primary_version,
                     k.fingerprint,
                     output::version_list(&k)
@@ -441,6 +447,10 @@ pub fn run(cli: Cli) -> std::result::Result<ExitCode, RunError> {
             reason,
             purge,
         } => {
+            check_lookup(user, None)?;
+            if let Some(reason) = reason {
+                vault::validate::reason(reason)?;
+            }
             let mut s = Session::new(&cli)?;
             let response = s.call(Request::Revoke {
                 user: user.clone(),
@@ -479,6 +489,7 @@ pub fn run(cli: Cli) -> std::result::Result<ExitCode, RunError> {
             kdf,
         } => lifecycle_cmds::passwd(&mut out, &mut Session::new(&cli)?, new_passphrase_file, kdf)?,
         Command::Backup { file } => {
+            check_new_file(file)?;
             lifecycle_cmds::backup(&mut out, &mut Session::new(&cli)?, file)?
         }
         Command::Restore {
@@ -517,6 +528,7 @@ pub fn run(cli: Cli) -> std::result::Result<ExitCode, RunError> {
             lifecycle_cmds::audit(&mut out, &mut Session::new(&cli)?, *verify, *since)?
         }
         Command::IsRevoked { user } => {
+            check_lookup(user, None)?;
             let mut s = Session::new(&cli)?;
             let Response::Revocation(r) = s.call(Request::IsRevoked { user: user.clone() })? else {
                 return Err(unexpected().into());
@@ -608,6 +620,91 @@ fn read_input(file: Option<&Path>) -> Result<Zeroizing<Vec<u8>>> {
         return Err(Error::Usage("the key input is larger than 1 MiB".into()));
     }
     Ok(buf)
+}
+
+/// Writes exported material: to a new file, as a JSON document, or raw to stdout.
+fn write_export(
+    out: &mut Out,
+    file: Option<&Path>,
+    user: &str,
+    name: &str,
+    material: &[u8],
+) -> std::result::Result<(), RunError> {
+    if let Some(f) = file {
+        return Ok(write_secret_file(f, material)?);
+    }
+    if !out.json() {
+        return Ok(out.bytes(material)?);
+    }
+    // Text material as it is, less its final newline (as `encrypt --json` gives a
+    // token); binary material in base64.
+    let text = match std::str::from_utf8(material) {
+        Ok(t) => Zeroizing::new(t.trim_end_matches('\n').to_string()),
+        Err(_) => {
+            use base64::Engine as _;
+            Zeroizing::new(base64::engine::general_purpose::STANDARD.encode(material))
+        }
+    };
+    Ok(out.doc(&json!({
+        "user": user,
+        "name": name,
+        "material": &*text,
+    }))?)
+}
+
+/// Refuses to make a vault where something other than an empty directory is, before
+/// any passphrase is asked for: keyvault never mixes its files with others.
+fn check_vault_dir_free(path: &Path) -> Result<()> {
+    let Ok(meta) = path.metadata() else {
+        return Ok(());
+    };
+    let empty = meta.is_dir()
+        && std::fs::read_dir(path)
+            .map_err(|e| Error::io(format!("cannot read {}", path.display()), e))?
+            .next()
+            .is_none();
+    if !empty {
+        return Err(Error::AlreadyExists(format!(
+            "{} exists and is not an empty directory; init makes a vault in a new or empty directory",
+            path.display()
+        )));
+    }
+    Ok(())
+}
+
+/// Refuses a file that exists, before any passphrase is asked for: outputs are never
+/// overwritten.
+pub(crate) fn check_new_file(path: &Path) -> Result<()> {
+    if path.symlink_metadata().is_ok() {
+        return Err(Error::AlreadyExists(format!(
+            "{} exists; refusing to overwrite it",
+            path.display()
+        )));
+    }
+    Ok(())
+}
+
+/// Checks a user id (and a key name) that names something in the vault, before any
+/// passphrase is asked for: its form only, since an id stored before today's rules is
+/// still found by its exact spelling (the vault checks the rest).
+pub(crate) fn check_lookup(user: &str, name: Option<&str>) -> Result<()> {
+    vault::validate::user_id(user)?;
+    if let Some(name) = name {
+        vault::validate::key_name(name)?;
+    }
+    Ok(())
+}
+
+/// Refuses to write binary output (`what`) to a terminal, where it would garble the
+/// screen and could leave secret bytes in its scrollback: `--out FILE` or a pipe.
+pub(crate) fn refuse_binary_to_terminal(what: &str) -> Result<()> {
+    use std::io::IsTerminal as _;
+    if io::stdout().is_terminal() {
+        return Err(Error::Usage(format!(
+            "{what} writes binary output, and stdout is a terminal; write it to a file with --out FILE, or pipe it"
+        )));
+    }
+    Ok(())
 }
 
 /// Writes secret material to a new file created 0600; never overwrites.

@@ -6,6 +6,7 @@ use serde::Serialize;
 
 use keyvault::vault::lifecycle::CompactReport;
 use keyvault::vault::types::{KeyInfo, RevocationInfo, RevokeOutcome, VaultStatus};
+pub use keyvault::vault::validate::escape;
 
 /// Writes to stdout; a closed pipe (e.g. `| head`) ends the program quietly.
 pub struct Out {
@@ -58,7 +59,12 @@ impl Out {
 pub fn stored_key(verb: &str, k: &KeyInfo) -> String {
     let mut s = format!(
         "{verb} {} key {:?} for {}\nid:          {}\nversion:     {}\nfingerprint: {}\n",
-        k.key_type.0, k.name, k.user, k.id, k.primary_version, k.fingerprint
+        k.key_type.0,
+        k.name,
+        escape(&k.user),
+        k.id,
+        k.primary_version,
+        k.fingerprint
     );
     if k.public_only {
         s.push_str("public only: yes\n");
@@ -75,8 +81,8 @@ pub fn key_table(keys: &[KeyInfo]) -> String {
         .iter()
         .map(|k| {
             [
-                k.user.clone(),
-                k.name.clone(),
+                escape(&k.user).into_owned(),
+                escape(&k.name).into_owned(),
                 if k.public_only {
                     format!("{} (public)", k.key_type.0)
                 } else {
@@ -137,12 +143,16 @@ pub fn key_table(keys: &[KeyInfo]) -> String {
 pub fn receipt(outcome: &RevokeOutcome) -> String {
     let r = &outcome.receipt;
     let mut s = if outcome.already_revoked {
-        format!("{} was already revoked at {}\n", r.user, r.revoked_at)
+        format!(
+            "{} was already revoked at {}\n",
+            escape(&r.user),
+            r.revoked_at
+        )
     } else {
-        format!("Revoked {} at {}\n", r.user, r.revoked_at)
+        format!("Revoked {} at {}\n", escape(&r.user), r.revoked_at)
     };
     if let Some(reason) = &r.reason {
-        s.push_str(&format!("reason: {reason}\n"));
+        s.push_str(&format!("reason: {}\n", escape(reason)));
     }
     s.push_str(&format!("destroyed keys: {}\n", r.destroyed.len()));
     for d in &r.destroyed {
@@ -150,7 +160,7 @@ pub fn receipt(outcome: &RevokeOutcome) -> String {
         s.push_str(&format!(
             "  {}  {}  {}  versions {}  {}\n",
             d.id,
-            d.name,
+            escape(&d.name),
             d.key_type.0,
             versions.join(","),
             d.fingerprint
@@ -168,9 +178,9 @@ pub fn revocations(list: &[RevocationInfo]) -> String {
     for r in list {
         s.push_str(&format!(
             "{}  {}  {}\n",
-            r.user,
+            escape(&r.user),
             r.revoked_at,
-            r.reason.as_deref().unwrap_or("-")
+            escape(r.reason.as_deref().unwrap_or("-"))
         ));
     }
     s
@@ -190,6 +200,11 @@ pub fn compacted(r: &CompactReport) -> String {
         "Compacted the vault: {} records, {} bytes before, {} bytes after\n",
         r.records, r.bytes_before, r.bytes_after
     )
+}
+
+/// `1 version`, `2 versions`.
+pub fn count(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
 }
 
 /// The versions of a key, e.g. `1,2,3 (primary 3)`.

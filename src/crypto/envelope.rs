@@ -180,12 +180,13 @@ impl EnvelopeHeader {
         })
     }
 
-    /// Checks the envelope was made with a key of `key_type`; if not, a usage error.
+    /// Checks the envelope was made with a key of `key_type`; if not, an integrity
+    /// error: the envelope is another key's, or its algorithm byte was altered.
     pub fn check_key_type(&self, key_type: KeyType) -> Result<()> {
         let made_with = self.algorithm.key_type();
         if made_with != key_type {
-            return Err(Error::Usage(format!(
-                "this envelope was made with a {made_with} key, not a {key_type} key"
+            return Err(Error::Integrity(format!(
+                "the envelope names {made_with}, but the key is {key_type}: it is another key's envelope, or its header was altered"
             )));
         }
         Ok(())
@@ -372,12 +373,11 @@ fn seal_chunks(
 }
 
 /// Reads and parses the header at the start of an envelope, so the caller can fetch the
-/// key version it names. An empty input is a usage error; a short or foreign one is an
-/// integrity error.
+/// key version it names. An empty, short or foreign input is an integrity error.
 pub fn read_header(reader: &mut impl Read) -> Result<EnvelopeHeader> {
     let mut b = [0u8; HEADER_LEN];
     match read_full(reader, &mut b)? {
-        0 => Err(Error::Usage(
+        0 => Err(Error::Integrity(
             "the input is empty: expected a keyvault envelope".into(),
         )),
         HEADER_LEN => EnvelopeHeader::from_bytes(&b),
@@ -510,7 +510,7 @@ mod tests {
         assert!(h.check_key_type(KeyType::ChaCha20Poly1305).is_ok());
         assert!(matches!(
             h.check_key_type(KeyType::Aes256Gcm),
-            Err(Error::Usage(_))
+            Err(Error::Integrity(_))
         ));
         // Fresh salt and nonce prefix every time.
         let again = seal(
@@ -595,11 +595,7 @@ mod tests {
             assert_eq!(env.len(), HEADER_LEN + 3 * seg);
             for cut in 0..env.len() {
                 let r = open(&key, &env[..cut]);
-                if cut == 0 {
-                    assert!(matches!(r, Err(Error::Usage(_))));
-                } else {
-                    assert!(integrity(r), "cut at {cut}");
-                }
+                assert!(integrity(r), "cut at {cut}");
             }
             // Appending anything after the last chunk.
             for extra in [

@@ -456,8 +456,8 @@ impl BlockCipherEncClosure for CbcMac<'_> {
 
 /// Decrypts a token with the first of `keys` (version, key bytes) that opens it: give
 /// them newest first. Returns that version and the plaintext. Surrounding whitespace
-/// (a trailing newline) is ignored; an empty token is a usage error; a token that is not
-/// Fernet, or that no key opens, is an integrity error.
+/// (a trailing newline) is ignored; an empty token, one that is not Fernet, or one that
+/// no key opens is an integrity error.
 pub fn decrypt(keys: &[(u32, &[u8])], token: &[u8]) -> Result<(u32, Zeroizing<Vec<u8>>)> {
     decrypt_at(keys, token, None, now()?)
 }
@@ -499,7 +499,9 @@ fn decrypt_at(
 ) -> Result<(u32, Zeroizing<Vec<u8>>)> {
     let token = trim_ascii(token);
     if token.is_empty() {
-        return Err(Error::Usage("the token is empty".into()));
+        return Err(Error::Integrity(
+            "the input is empty: expected a Fernet token".into(),
+        ));
     }
     let not_fernet = || Error::Integrity("the input is not a Fernet token".into());
     let raw = URL_SAFE.decode(token).map_err(|_| not_fernet())?;
@@ -531,7 +533,7 @@ fn decrypt_at(
     let stamped = u64::from_be_bytes(stamp);
     if let Some(ttl) = ttl {
         if stamped.saturating_add(ttl) < now {
-            return Err(Error::Integrity(format!(
+            return Err(Error::Expired(format!(
                 "the token expired: it was made {} seconds ago, more than the TTL of {ttl} seconds",
                 now - stamped
             )));
@@ -598,12 +600,12 @@ mod tests {
         // Python's rule: expired when timestamp + ttl < now.
         assert!(decrypt_at(&[(1, &key)], TOKEN.as_bytes(), Some(60), STAMP + 60).is_ok());
         match decrypt_at(&[(1, &key)], TOKEN.as_bytes(), Some(60), STAMP + 61) {
-            Err(Error::Integrity(m)) => assert!(m.contains("expired"), "{m}"),
+            Err(Error::Expired(m)) => assert!(m.contains("expired"), "{m}"),
             other => panic!("{other:?}"),
         }
         // Against the real clock, that token is decades old.
         match decrypt_with_ttl(&[(1, &key)], TOKEN.as_bytes(), 3600) {
-            Err(Error::Integrity(m)) => assert!(m.contains("expired"), "{m}"),
+            Err(Error::Expired(m)) => assert!(m.contains("expired"), "{m}"),
             other => panic!("{other:?}"),
         }
         // A huge TTL does not overflow.
@@ -635,7 +637,7 @@ mod tests {
         ));
         assert!(matches!(
             decrypt(&[(1, &key)], b" \n"),
-            Err(Error::Usage(_))
+            Err(Error::Integrity(_))
         ));
     }
 

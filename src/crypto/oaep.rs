@@ -57,7 +57,9 @@ pub fn decrypt(
         )));
     }
     if ciphertext.is_empty() {
-        return Err(Error::Usage("the ciphertext is empty".into()));
+        return Err(Error::Integrity(
+            "the input is empty: expected an RSA-OAEP ciphertext".into(),
+        ));
     }
     let key = rsa_private(key_type, material)?;
     if ciphertext.len() != key.size() {
@@ -132,7 +134,7 @@ mod tests {
         ));
         assert!(matches!(
             decrypt(KeyType::Rsa2048, &m, &[]),
-            Err(Error::Usage(_))
+            Err(Error::Integrity(_))
         ));
     }
 

@@ -13,7 +13,7 @@ use crate::store::Tree;
 use crate::store::migrate::{CURRENT_FORMAT, LAST_IN_DATABASE_FORMAT};
 use crate::store::records::{self, Header, KeyRecord, RevokedRecord, VersionState, meta_keys};
 
-use super::{audit, epoch, key_db_key, ledger, open_record, user_hash};
+use super::{audit, epoch, key_db_key, ledger, open_record, user_hash, validate};
 
 /// One problem found.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -39,6 +39,11 @@ pub struct CheckReport {
     pub audit_entries: u64,
     /// Every problem; empty when all is well.
     pub problems: Vec<Problem>,
+    /// What is not wrong but deserves a look: user ids stored before today's rules
+    /// on ids (not NFC, invisible or bidirectional characters). They are never renamed;
+    /// they stay reachable by their exact spelling.
+    #[serde(default)]
+    pub warnings: Vec<String>,
 }
 
 impl CheckReport {
@@ -143,6 +148,22 @@ pub fn check_records(
                     report.problem(Tree::Revoked, pos, "a revoked user still has keys");
                 }
             }
+        }
+    }
+
+    // Ids stored before today's rules on user ids: reported, never renamed.
+    let mut ids: BTreeSet<String> = users_with_keys;
+    for (k, v) in &revoked {
+        if let Ok(r) = open_record::<RevokedRecord>(keyring, Tree::Revoked, k, v) {
+            ids.insert(r.user);
+        }
+    }
+    for id in ids {
+        if let Some(why) = validate::nonconforming(&id) {
+            report.warnings.push(format!(
+                "the user id \"{}\" breaks the rules on user ids ({why}); it still works when typed exactly as stored, and is not renamed: to move its keys to a valid id, export and import them",
+                validate::escape(&id)
+            ));
         }
     }
 

@@ -268,6 +268,7 @@ impl Vault {
     /// Adds a new primary version to a key; older versions keep decrypting and
     /// verifying.
     pub fn rotate(&self, user: &str, name: &str) -> Result<KeyInfo> {
+        let user = &self.resolve_user(user)?;
         let (_, peek) = self.require_key(user, name)?;
         if peek.versions.iter().all(|v| v.secret.is_empty()) {
             return Err(Error::Usage(format!(
@@ -304,6 +305,7 @@ impl Vault {
 
     /// Destroys one older version of a key (never the only one, nor the primary).
     pub fn delete_version(&self, user: &str, name: &str, version: u32) -> Result<KeyInfo> {
+        let user = &self.resolve_user(user)?;
         let head = self.lock_writer();
         let (db_key, mut record) = self.require_key(user, name)?;
         let Some(pos) = record.versions.iter().position(|v| v.version == version) else {
@@ -349,6 +351,7 @@ impl Vault {
         name: &str,
         plaintext: &[u8],
     ) -> Result<Used<Vec<u8>>> {
+        let user = &self.resolve_user(user)?;
         let (db_key, record) = self.require_key(user, name)?;
         record.key_type.check_use(KeyUse::Encrypt)?;
         if record.key_type.is_aead() {
@@ -378,6 +381,7 @@ impl Vault {
         ciphertext: &[u8],
         ttl: Option<u64>,
     ) -> Result<(u32, Zeroizing<Vec<u8>>)> {
+        let user = &self.resolve_user(user)?;
         let (_, record) = self.require_key(user, name)?;
         record.key_type.check_use(KeyUse::Decrypt)?;
         if ttl.is_some() && record.key_type != KeyType::Fernet {
@@ -400,7 +404,7 @@ impl Vault {
             }
             kt => {
                 if ciphertext.is_empty() {
-                    return Err(Error::Usage(
+                    return Err(Error::Integrity(
                         "the input is empty: expected an RSA-OAEP ciphertext".into(),
                     ));
                 }
@@ -443,6 +447,7 @@ impl Vault {
         name: &str,
         header: Option<&EnvelopeHeader>,
     ) -> Result<Used<(EnvelopeHeader, Zeroizing<[u8; 32]>)>> {
+        let user = &self.resolve_user(user)?;
         let (db_key, record) = self.require_key(user, name)?;
         let what = if header.is_some() {
             KeyUse::Decrypt
@@ -463,10 +468,23 @@ impl Vault {
                     .versions
                     .iter()
                     .find(|v| v.version == h.key_version)
-                    .ok_or_else(|| Error::VersionNotFound {
-                        user: user.to_string(),
-                        name: name.to_string(),
-                        version: h.key_version,
+                    .ok_or_else(|| {
+                        // Version numbers are given out in order and never again: one
+                        // past the newest was never made, so the header was altered;
+                        // one below it was deleted.
+                        let newest = record.versions.iter().map(|v| v.version).max();
+                        if h.key_version == 0 || newest.is_none_or(|n| h.key_version > n) {
+                            Error::Integrity(format!(
+                                "the envelope names version {} of {user:?}/{name}, which was never made: its header was altered",
+                                h.key_version
+                            ))
+                        } else {
+                            Error::VersionNotFound {
+                                user: user.to_string(),
+                                name: name.to_string(),
+                                version: h.key_version,
+                            }
+                        }
                     })?;
                 self.record_use(
                     AuditEvent::new("decrypt")
@@ -500,6 +518,7 @@ impl Vault {
         scheme: Option<RsaScheme>,
         message: &[u8],
     ) -> Result<Used<Vec<u8>>> {
+        let user = &self.resolve_user(user)?;
         let (db_key, record) = self.require_key(user, name)?;
         record.key_type.check_use(KeyUse::Sign)?;
         let v = primary(&record)?;
@@ -523,6 +542,7 @@ impl Vault {
         message: &[u8],
         signature: &[u8],
     ) -> Result<Option<u32>> {
+        let user = &self.resolve_user(user)?;
         let (_, record) = self.require_key(user, name)?;
         record.key_type.check_use(KeyUse::Verify)?;
         for v in newest_first(&record) {

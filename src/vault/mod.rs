@@ -255,11 +255,95 @@ impl Vault {
     fn require_key(&self, user: &str, name: &str) -> Result<(Vec<u8>, KeyRecord)> {
         validate::user_id(user)?;
         validate::key_name(name)?;
-        self.load_key(user, name)?
-            .ok_or_else(|| Error::KeyNotFound {
+        match self.load_key(user, name)? {
+            Some(found) => Ok(found),
+            None => Err(self.why_no_key(user, Some(name))?),
+        }
+    }
+
+    /// Why `user` has no key `name` (or no key at all): the user is revoked (with
+    /// when), is not in the vault (with the closest ids it holds), or lacks that key.
+    fn why_no_key(&self, user: &str, name: Option<&str>) -> Result<Error> {
+        if let Some(r) = self.revoked_record(user)? {
+            return Ok(Error::UserRevoked {
+                user: user.to_string(),
+                revoked_at: Timestamp(r.revoked_at).to_string(),
+            });
+        }
+        let has_keys = match self
+            .store
+            .scan_prefix(Tree::Keys, &self.user_hash(user))
+            .next()
+        {
+            Some(item) => item.map(|_| true)?,
+            None => false,
+        };
+        Ok(match name {
+            Some(name) if has_keys => Error::KeyNotFound {
                 user: user.to_string(),
                 name: name.to_string(),
+            },
+            _ => Error::UserNotFound {
+                user: user.to_string(),
+                similar: self.similar_users(user),
+            },
+        })
+    }
+
+    /// The ids the vault holds (with keys, or revoked) closest to `user`: the same but
+    /// for case, or a character or two away. At most three; none if they cannot be read.
+    fn similar_users(&self, user: &str) -> Vec<String> {
+        let mut ids: std::collections::BTreeSet<String> = self
+            .list(None)
+            .map(|keys| keys.into_iter().map(|k| k.user).collect())
+            .unwrap_or_default();
+        if let Ok(revoked) = self.revoked_users() {
+            ids.extend(revoked.into_iter().map(|r| r.user));
+        }
+        let wanted: Vec<char> = user.to_lowercase().chars().collect();
+        let mut close: Vec<(usize, String)> = ids
+            .into_iter()
+            .filter(|id| id != user)
+            .filter_map(|id| {
+                let d = edit_distance(&wanted, &id.to_lowercase().chars().collect::<Vec<_>>());
+                (d <= 2.min(wanted.len() / 3).max(1)).then_some((d, id))
             })
+            .collect();
+        close.sort();
+        close.into_iter().take(3).map(|(_, id)| id).collect()
+    }
+
+    /// The id to look `user` up by: its NFC form when that is a valid id. An id the
+    /// vault already holds that breaks today's rules (stored before them: not NFC,
+    /// invisible characters) is still found by its exact spelling, so that nothing
+    /// in an older vault becomes unreachable; a new id must follow the rules.
+    pub fn resolve_user(&self, user: &str) -> Result<String> {
+        match validate::new_user_id(user) {
+            Ok(nfc) => {
+                if nfc != user && !self.user_known(&nfc)? && self.user_known(user)? {
+                    return Ok(user.to_string());
+                }
+                Ok(nfc)
+            }
+            Err(e) => {
+                if validate::user_id(user).is_ok() && self.user_known(user)? {
+                    return Ok(user.to_string());
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Whether the vault holds `user` exactly: with a key, or revoked.
+    fn user_known(&self, user: &str) -> Result<bool> {
+        let hash = self.user_hash(user);
+        if self.store.contains(Tree::Revoked, &hash)? {
+            return Ok(true);
+        }
+        match self.store.scan_prefix(Tree::Keys, &hash).next() {
+            Some(item) => item.map(|_| true),
+            None => Ok(false),
+        }
     }
 
     fn keys_of(&self, user: &str) -> Result<Vec<(Vec<u8>, KeyRecord)>> {
@@ -483,7 +567,7 @@ impl Vault {
     /// Generates and stores a key. `name` defaults to the type's name.
     pub fn generate(&self, user: &str, name: Option<&str>, key_type: KeyType) -> Result<KeyInfo> {
         let name = name.unwrap_or(key_type.as_str());
-        validate::user_id(user)?;
+        let user = &validate::new_user_id(user)?;
         validate::key_name(name)?;
         // Refuse before the (possibly slow) generation, and again under the lock.
         self.check_can_add(user, name)?;
@@ -501,7 +585,7 @@ impl Vault {
         input: &[u8],
         public_only: bool,
     ) -> Result<KeyInfo> {
-        validate::user_id(user)?;
+        let user = &validate::new_user_id(user)?;
         validate::key_name(name)?;
         self.check_can_add(user, name)?;
         let material = keys::import(key_type, input, public_only)?;
@@ -525,8 +609,11 @@ impl Vault {
     }
 
     fn refuse_revoked(&self, user: &str) -> Result<()> {
-        if self.revoked_record(user)?.is_some() {
-            return Err(Error::UserRevoked(user.to_string()));
+        if let Some(r) = self.revoked_record(user)? {
+            return Err(Error::UserRevoked {
+                user: user.to_string(),
+                revoked_at: Timestamp(r.revoked_at).to_string(),
+            });
         }
         Ok(())
     }
@@ -580,7 +667,11 @@ impl Vault {
         let mut prepared = Vec::with_capacity(items.len());
         for &(user, name, key_type) in items {
             let name = name.unwrap_or(key_type.as_str());
-            validate::user_id(user)?;
+            if validate::new_user_id(user)? != user {
+                return Err(Error::Usage(format!(
+                    "the user id {user:?} is not in Unicode NFC form; normalise it first"
+                )));
+            }
             validate::key_name(name)?;
             if !seen.insert((user, name)) {
                 return Err(Error::AlreadyExists(format!(
@@ -710,6 +801,7 @@ impl Vault {
         name: &str,
         options: &ExportOptions,
     ) -> Result<Zeroizing<Vec<u8>>> {
+        let user = &self.resolve_user(user)?;
         let (_, record) = self.require_key(user, name)?;
         let version = select_version(&record, options.version)?;
         let material = KeyMaterial {
@@ -733,8 +825,37 @@ impl Vault {
         Ok(out)
     }
 
+    /// Records in the audit log that material [`Vault::export`] handed out could not be
+    /// written where it was going (a full disk, a closed pipe): the export entry says
+    /// the key left the vault; this one, that it reached nothing.
+    pub fn record_export_failure(
+        &self,
+        user: &str,
+        name: &str,
+        options: &ExportOptions,
+        error: &str,
+    ) -> Result<()> {
+        let user = &self.resolve_user(user)?;
+        validate::key_name(name)?;
+        let mut event = AuditEvent::new("export")
+            .user(user)
+            .key(name)
+            .detail(format!(
+                "{}{}, not written: {}",
+                options
+                    .version
+                    .map(|v| format!("version {v}, "))
+                    .unwrap_or_default(),
+                if options.public { "public" } else { "secret" },
+                validate::escape(error)
+            ));
+        event.outcome("failed");
+        self.record_use(event)
+    }
+
     /// Describes one key.
     pub fn key_info(&self, user: &str, name: &str) -> Result<KeyInfo> {
+        let user = &self.resolve_user(user)?;
         let (db_key, record) = self.require_key(user, name)?;
         Ok(self.live_info(&db_key, &record))
     }
@@ -750,11 +871,10 @@ impl Vault {
 
     /// Lists the keys of one user, or of every user, sorted by user then name.
     pub fn list(&self, user: Option<&str>) -> Result<Vec<KeyInfo>> {
+        let resolved = user.map(|u| self.resolve_user(u)).transpose()?;
+        let user = resolved.as_deref();
         let prefix = match user {
-            Some(user) => {
-                validate::user_id(user)?;
-                self.user_hash(user).to_vec()
-            }
+            Some(user) => self.user_hash(user).to_vec(),
             None => Vec::new(),
         };
         let generation = self
@@ -797,6 +917,12 @@ impl Vault {
         }
         drop(infos);
         out.sort_by(|a, b| (&a.user, &a.name).cmp(&(&b.user, &b.name)));
+        if let Some(user) = user
+            && out.is_empty()
+        {
+            // A revoked or unknown user is said to be one, not shown as "no keys".
+            return Err(self.why_no_key(user, None)?);
+        }
         let mut last_user = None;
         for info in &out {
             if last_user != Some(&info.user) {
@@ -817,6 +943,7 @@ impl Vault {
 
     /// Destroys one key, every version.
     pub fn delete(&self, user: &str, name: &str) -> Result<KeyInfo> {
+        let user = &self.resolve_user(user)?;
         let head = self.lock_writer();
         let (db_key, record) = self.require_key(user, name)?;
         let mut batch = Batch::new();
@@ -841,7 +968,7 @@ impl Vault {
     /// Revokes a user: destroys every key of theirs and records the time and reason.
     /// Revoking an already revoked user changes nothing and returns the first receipt.
     pub fn revoke(&self, user: &str, reason: Option<&str>) -> Result<RevokeOutcome> {
-        validate::user_id(user)?;
+        let user = &self.resolve_user(user)?;
         if let Some(reason) = reason {
             validate::reason(reason)?;
         }
@@ -889,7 +1016,7 @@ impl Vault {
 
     /// The revocation of a user, if revoked.
     pub fn revocation(&self, user: &str) -> Result<Option<RevocationInfo>> {
-        validate::user_id(user)?;
+        let user = &self.resolve_user(user)?;
         self.trusted_ledger()?;
         Ok(self.revoked_record(user)?.map(|r| revocation_info(&r)))
     }
@@ -956,6 +1083,20 @@ pub(crate) fn open_record<T: serde::de::DeserializeOwned>(
 /// The directory a vault lives in by default: the platform data dir.
 pub fn default_path() -> Option<PathBuf> {
     dirs::data_dir().map(|d| d.join("keyvault").join("default"))
+}
+
+/// The Levenshtein distance between two strings of characters.
+fn edit_distance(a: &[char], b: &[char]) -> usize {
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.iter().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let cost = usize::from(ca != cb);
+            cur[j + 1] = (prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
 }
 
 fn hex(bytes: &[u8]) -> String {

@@ -1,4 +1,14 @@
 //! Checks on what users type: user ids, key names, reasons.
+//!
+//! A user id is Unicode text, normalised to NFC before use, so that the two ways of
+//! writing "José" (one precomposed letter, or a letter and a combining accent) are one
+//! user. Ids that would print as something they are not are refused: empty, over 128
+//! bytes, leading or trailing whitespace, control characters, line and paragraph
+//! separators, bidirectional controls, and zero-width and other default-ignorable code
+//! points. Vaults made before these rules may hold such ids; they stay reachable by the
+//! exact id (see `Vault::resolve_user`) and `check` lists them.
+
+use unicode_normalization::UnicodeNormalization as _;
 
 use crate::error::{Error, Result};
 
@@ -9,7 +19,9 @@ pub const MAX_KEY_NAME_LEN: usize = 64;
 /// The longest revocation reason, in bytes.
 pub const MAX_REASON_BYTES: usize = 1024;
 
-/// A user id is 1 to 128 bytes of UTF-8 with no control character.
+/// The form of a stored id: 1 to 128 bytes of UTF-8 with no control character. Every
+/// id a vault holds passes this, including ids stored before the rules of
+/// [`new_user_id`]; it is what an id read from a record or a backup is held to.
 pub fn user_id(user: &str) -> Result<()> {
     if user.is_empty() {
         return Err(Error::Usage("the user id is empty".into()));
@@ -20,13 +32,115 @@ pub fn user_id(user: &str) -> Result<()> {
             user.len()
         )));
     }
-    if user.chars().any(char::is_control) {
-        return Err(Error::Usage(
-            "the user id contains a control character (such as a newline); these are not allowed"
-                .into(),
-        ));
+    if let Some(c) = user.chars().find(|c| c.is_control()) {
+        return Err(Error::Usage(format!(
+            "the user id contains the control character {} (such as a newline); these are not allowed",
+            code_point(c)
+        )));
     }
     Ok(())
+}
+
+/// A user id as users type it: normalised to NFC, then held to every rule of the
+/// module docs. Returns the normalised id, the one to use.
+pub fn new_user_id(user: &str) -> Result<String> {
+    let nfc: String = user.nfc().collect();
+    user_id(&nfc)?;
+    if let Some(c) = nfc.chars().next().filter(|c| c.is_whitespace()) {
+        return Err(Error::Usage(format!(
+            "the user id starts with whitespace ({}); remove it",
+            code_point(c)
+        )));
+    }
+    if let Some(c) = nfc.chars().next_back().filter(|c| c.is_whitespace()) {
+        return Err(Error::Usage(format!(
+            "the user id ends with whitespace ({}); remove it",
+            code_point(c)
+        )));
+    }
+    if let Some((c, what)) = nfc.chars().find_map(|c| refused(c).map(|w| (c, w))) {
+        return Err(Error::Usage(format!(
+            "the user id contains {}, {what}: user ids must print as what they are",
+            code_point(c)
+        )));
+    }
+    Ok(nfc)
+}
+
+/// Why a character is refused in a user id (besides controls), if it is.
+pub fn refused(c: char) -> Option<&'static str> {
+    if matches!(c, '\u{2028}' | '\u{2029}') {
+        return Some("a line or paragraph separator");
+    }
+    if matches!(c, '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+    {
+        return Some("a bidirectional control");
+    }
+    if default_ignorable(c) {
+        return Some("a zero-width or other invisible (default-ignorable) character");
+    }
+    None
+}
+
+/// Whether `c` has the Unicode property Default_Ignorable_Code_Point (DerivedCoreProperties,
+/// Unicode 16): characters that render as nothing, such as U+200B ZERO WIDTH SPACE.
+fn default_ignorable(c: char) -> bool {
+    matches!(
+        c,
+        '\u{00AD}'
+            | '\u{034F}'
+            | '\u{061C}'
+            | '\u{115F}'..='\u{1160}'
+            | '\u{17B4}'..='\u{17B5}'
+            | '\u{180B}'..='\u{180F}'
+            | '\u{200B}'..='\u{200F}'
+            | '\u{202A}'..='\u{202E}'
+            | '\u{2060}'..='\u{206F}'
+            | '\u{3164}'
+            | '\u{FE00}'..='\u{FE0F}'
+            | '\u{FEFF}'
+            | '\u{FFA0}'
+            | '\u{FFF0}'..='\u{FFF8}'
+            | '\u{1BCA0}'..='\u{1BCA3}'
+            | '\u{1D173}'..='\u{1D17A}'
+            | '\u{E0000}'..='\u{E0FFF}'
+    )
+}
+
+/// Whether an id a vault holds breaks the rules of [`new_user_id`] (an id stored before
+/// them); the reason if so.
+pub fn nonconforming(user: &str) -> Option<String> {
+    match new_user_id(user) {
+        Err(e) => Some(e.to_string()),
+        Ok(nfc) if nfc != user => Some("the user id is not in Unicode NFC form".into()),
+        Ok(_) => None,
+    }
+}
+
+/// `U+XXXX`, as a code point is named in messages.
+pub fn code_point(c: char) -> String {
+    format!("U+{:04X}", u32::from(c))
+}
+
+/// Text a user gave, made safe to print on one line: control characters and the
+/// characters [`refused`] names become escapes (`\n`, `\t`, `\u{202e}`), so a reason or
+/// an id cannot add lines to output or reorder what is printed around it.
+pub fn escape(text: &str) -> std::borrow::Cow<'_, str> {
+    let needs = |c: char| c.is_control() || refused(c).is_some();
+    if !text.chars().any(needs) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if needs(c) => out.push_str(&format!("\\u{{{:04x}}}", u32::from(c))),
+            c => out.push(c),
+        }
+    }
+    std::borrow::Cow::Owned(out)
 }
 
 /// A key name matches `[A-Za-z0-9._-]{1,64}`.
@@ -75,6 +189,39 @@ mod tests {
             assert!(user_id(bad).is_err(), "{bad:?}");
         }
         assert!(user_id(&"x".repeat(129)).is_err());
+    }
+
+    #[test]
+    fn new_user_ids_are_nfc_and_refuse_look_alikes() {
+        assert_eq!(new_user_id("Jose\u{301}").unwrap(), "Jos\u{e9}");
+        assert_eq!(new_user_id("Jos\u{e9}").unwrap(), "Jos\u{e9}");
+        assert_eq!(new_user_id("a b").unwrap(), "a b");
+        for (bad, says) in [
+            ("", "empty"),
+            ("a\u{200B}b", "U+200B"),
+            ("a\u{202E}b", "U+202E"),
+            ("a\u{2028}", "U+2028"),
+            ("a ", "ends with whitespace (U+0020)"),
+            ("\u{3000}a", "starts with whitespace (U+3000)"),
+            ("a\u{FEFF}", "U+FEFF"),
+            ("a\u{2066}b", "bidirectional"),
+            ("a\u{E0041}", "U+E0041"),
+            ("a\nb", "U+000A"),
+        ] {
+            let e = new_user_id(bad).unwrap_err().to_string();
+            assert!(e.contains(says), "{bad:?}: {e}");
+        }
+        // 64 two-byte letters are 128 bytes; the decomposed form is longer but
+        // normalises to it.
+        assert!(new_user_id(&"e\u{301}".repeat(64)).is_ok());
+        assert!(new_user_id(&"\u{e9}".repeat(65)).is_err());
+    }
+
+    #[test]
+    fn escaping_keeps_text_on_one_line() {
+        assert_eq!(escape("plain é"), "plain é");
+        assert_eq!(escape("a\nUser999  2026"), "a\\nUser999  2026");
+        assert_eq!(escape("x\u{202e}y\u{1b}[31m"), "x\\u{202e}y\\u{001b}[31m");
     }
 
     #[test]
