@@ -594,3 +594,125 @@ fn binary_output_to_a_terminal_is_refused() {
     let der = env.ok_bytes(["export", "alice", "ed25519", "--format", "der"]);
     assert!(!der.is_empty());
 }
+
+#[test]
+fn an_rsassa_pss_key_and_a_raw_ed25519_key_import_for_verify() {
+    let env = key_use_vault();
+    // A raw 32-byte Ed25519 public key, in hex and in base64, with --public.
+    let pem = env.ok(["export", "alice", "ed25519", "--public"]);
+    let raw = &common::pem_body(&pem)[12..];
+    let hex: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(raw);
+    let sig = p(&env, "ed.sig");
+    env.ok([
+        "sign",
+        "alice",
+        "ed25519",
+        "--in",
+        &p(&env, "msg"),
+        "--out",
+        &sig,
+    ]);
+    for (name, text) in [("hex", &hex), ("b64", &b64)] {
+        let file = env.write_private(name, text.as_bytes());
+        let args = ["import", "bob", name, "--type", "ed25519", "--file"];
+        let out = env.run(args.iter().copied().chain([file.to_str().unwrap()]));
+        let err = assert_error(&out, 2, "a raw key without --public");
+        assert!(err.contains("--public"), "{err}");
+        env.ok(args
+            .iter()
+            .copied()
+            .chain([file.to_str().unwrap(), "--public"]));
+        let out = env.run([
+            "verify",
+            "bob",
+            name,
+            "--signature",
+            &sig,
+            "--in",
+            &p(&env, "msg"),
+        ]);
+        assert_success(&out, "verify with the raw public key");
+    }
+    // An RSASSA-PSS key made by OpenSSL, where it is installed.
+    let openssl = |args: &[&str]| {
+        std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(env.root())
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if !openssl(&["version"]) {
+        eprintln!("openssl not found: the RSASSA-PSS part is skipped");
+        return;
+    }
+    assert!(openssl(&[
+        "genpkey",
+        "-algorithm",
+        "RSA-PSS",
+        "-pkeyopt",
+        "rsa_keygen_bits:2048",
+        "-pkeyopt",
+        "rsa_pss_keygen_md:sha256",
+        "-pkeyopt",
+        "rsa_pss_keygen_mgf1_md:sha256",
+        "-pkeyopt",
+        "rsa_pss_keygen_saltlen:32",
+        "-out",
+        "pss.key",
+    ]));
+    assert!(openssl(&[
+        "pkey", "-in", "pss.key", "-pubout", "-out", "pss.pub"
+    ]));
+    assert!(openssl(&[
+        "dgst",
+        "-sha256",
+        "-sign",
+        "pss.key",
+        "-sigopt",
+        "rsa_padding_mode:pss",
+        "-sigopt",
+        "rsa_pss_saltlen:32",
+        "-out",
+        "pss.sig",
+        "msg",
+    ]));
+    env.ok([
+        "import",
+        "bob",
+        "pss",
+        "--type",
+        "rsa-2048",
+        "--public",
+        "--file",
+        &p(&env, "pss.pub"),
+    ]);
+    let out = env.run([
+        "verify",
+        "bob",
+        "pss",
+        "--signature",
+        &p(&env, "pss.sig"),
+        "--in",
+        &p(&env, "msg"),
+    ]);
+    assert_success(&out, "verify an OpenSSL RSASSA-PSS signature");
+    // Its parameters come back out unchanged, and it does not encrypt.
+    let exported = env.ok(["export", "bob", "pss", "--public"]);
+    assert_eq!(
+        exported,
+        fs::read_to_string(env.root().join("pss.pub")).unwrap()
+    );
+    let out = env.run([
+        "encrypt",
+        "bob",
+        "pss",
+        "--in",
+        &p(&env, "msg"),
+        "--out",
+        &p(&env, "x"),
+    ]);
+    let err = assert_error(&out, 2, "encrypt with an RSASSA-PSS key");
+    assert!(err.contains("PSS signatures only"), "{err}");
+}

@@ -580,14 +580,15 @@ pub fn verify(
                 RsaScheme::Pss => RsaScheme::Pkcs1v15,
                 RsaScheme::Pkcs1v15 => RsaScheme::Pss,
             };
+            // A key that cannot use the other scheme (an RSASSA-PSS key) gives no hint.
             match session.call(Request::Verify {
                 user: user.to_string(),
                 name: name.to_string(),
                 scheme: Some(other),
                 message,
                 signature,
-            })? {
-                Response::Verified(Some(_)) => Some(other),
+            }) {
+                Ok(Response::Verified(Some(_))) => Some(other),
                 _ => None,
             }
         }

@@ -98,6 +98,23 @@ pub fn check_public(public: &VerifyingKey) -> Result<()> {
     Ok(())
 }
 
+/// A raw 32-byte key given as 64 hex digits or as base64 (RFC 8032's encoding of a
+/// public key, as `ssh-keygen` and many tools print it).
+fn raw_public(input: &[u8]) -> Option<[u8; KEY_LEN]> {
+    let text = std::str::from_utf8(input).ok()?.trim();
+    if text.len() == 2 * KEY_LEN && text.bytes().all(|b| b.is_ascii_hexdigit()) {
+        let mut out = [0u8; KEY_LEN];
+        for (i, o) in out.iter_mut().enumerate() {
+            *o = u8::from_str_radix(text.get(2 * i..2 * i + 2)?, 16).ok()?;
+        }
+        return Some(out);
+    }
+    if text.starts_with("-----") {
+        return None;
+    }
+    decode_base64(text).and_then(|b| <[u8; KEY_LEN]>::try_from(b.as_slice()).ok())
+}
+
 enum Parsed {
     Private(Box<SigningKey>),
     Public(VerifyingKey),
@@ -154,6 +171,18 @@ fn parse(input: &[u8]) -> Result<Parsed> {
 /// Parses an Ed25519 key given as PEM, DER or base64 of DER (PKCS#8 private key, or SPKI
 /// public key when `allow_public_only`).
 pub fn import(input: &[u8], allow_public_only: bool) -> Result<KeyMaterial> {
+    if let Some(raw) = raw_public(input) {
+        if !allow_public_only {
+            return Err(Error::Usage(
+                "the input is 32 raw bytes (hex or base64): pass --public to import them as an Ed25519 public key; a private key must come as PKCS#8".into(),
+            ));
+        }
+        let key = VerifyingKey::from_bytes(&raw).map_err(|_| {
+            Error::Usage("the 32 bytes are not an Ed25519 public key (not a curve point)".into())
+        })?;
+        check_public(&key)?;
+        return material_from_public(&key);
+    }
     match parse(input)? {
         Parsed::Private(k) => material_from_seed(&Zeroizing::new(k.to_bytes())),
         Parsed::Public(k) => {
@@ -184,6 +213,29 @@ mod tests {
         0x3a, 0x0e, 0xe1, 0x72, 0xf3, 0xda, 0xa6, 0x23, 0x25, 0xaf, 0x02, 0x1a, 0x68, 0xf7, 0x07,
         0x51, 0x1a,
     ];
+
+    #[test]
+    fn a_raw_public_key_in_hex_or_base64_imports_with_public() {
+        let hex: String = PUBLIC.iter().map(|b| format!("{b:02x}")).collect();
+        let b64 = base64::engine::general_purpose::STANDARD.encode(PUBLIC);
+        for input in [hex.as_str(), &hex.to_uppercase(), &b64, &format!("{b64}\n")] {
+            let m = import(input.as_bytes(), true).unwrap();
+            assert!(m.secret.is_empty());
+            assert_eq!(verifying_key(&m).unwrap().to_bytes(), PUBLIC);
+            assert!(matches!(
+                import(input.as_bytes(), false),
+                Err(Error::Usage(_))
+            ));
+        }
+        // A small-order point is refused, as from any encoding.
+        let mut identity = [0u8; 32];
+        identity[0] = 1;
+        let hex: String = identity.iter().map(|b| format!("{b:02x}")).collect();
+        assert!(matches!(
+            import(hex.as_bytes(), true),
+            Err(Error::TooWeak(_))
+        ));
+    }
 
     #[test]
     fn pkcs8_is_version_1_as_openssl_writes_it() {

@@ -7,7 +7,10 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
-use rsa::pkcs1::{DecodeRsaPrivateKey, DecodeRsaPublicKey};
+use rsa::pkcs1::der::Decode as _;
+use rsa::pkcs1::der::asn1::ObjectIdentifier;
+use rsa::pkcs1::{DecodeRsaPrivateKey, DecodeRsaPublicKey, RsaPssParamsOwned};
+use rsa::pkcs8::SubjectPublicKeyInfoRef;
 use rsa::pkcs8::{
     DecodePrivateKey, DecodePublicKey, EncodePrivateKey, EncodePublicKey, LineEnding,
 };
@@ -171,6 +174,89 @@ pub(crate) enum Parsed {
     Private(Box<rsa::PrivateKey>),
     /// A public key.
     Public(rsa::PublicKey),
+    /// A public key for RSASSA-PSS signatures only (its SPKI names id-RSASSA-PSS), with
+    /// the SPKI as given: it is stored as it is, so its constraints stay with it.
+    PssPublic(rsa::PublicKey, Vec<u8>),
+}
+
+/// id-RSASSA-PSS (RFC 4055).
+const ID_RSASSA_PSS: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.10");
+/// id-sha256.
+const ID_SHA256: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.16.840.1.101.3.4.2.1");
+/// id-mgf1.
+const ID_MGF1: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.8");
+
+/// What an RSASSA-PSS public key allows (RFC 4055, its SPKI parameters): PSS only, with
+/// SHA-256 and MGF1-SHA-256 (the one hash keyvault signs with), and salts of at least
+/// `min_salt_len` bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PssConstraints {
+    /// The shortest salt a signature may have.
+    pub min_salt_len: usize,
+}
+
+/// Reads an SPKI naming id-RSASSA-PSS: `None` if it names something else; an error if
+/// its parameters ask for what keyvault does not verify (another hash, SHA-1 by default).
+fn parse_pss_spki(der: &[u8]) -> Option<Result<(rsa::PublicKey, PssConstraints)>> {
+    let info = SubjectPublicKeyInfoRef::from_der(der).ok()?;
+    if info.algorithm.oid != ID_RSASSA_PSS {
+        return None;
+    }
+    let refuse = |what: &str| {
+        Some(Err(Error::Usage(format!(
+            "the RSASSA-PSS public key {what}; keyvault verifies PSS with SHA-256 and MGF1-SHA-256 only"
+        ))))
+    };
+    let Some(params) = info.algorithm.parameters else {
+        return refuse("has no parameters, so it asks for SHA-1 (the default)");
+    };
+    let Ok(params) = params.decode_as::<RsaPssParamsOwned>() else {
+        return refuse("has parameters that do not decode");
+    };
+    if params.hash.oid != ID_SHA256 {
+        return refuse(&format!("asks for the hash {}", params.hash.oid));
+    }
+    let mgf_hash = params.mask_gen.parameters.as_ref().map(|a| a.oid);
+    if params.mask_gen.oid != ID_MGF1 || mgf_hash != Some(ID_SHA256) {
+        return refuse("asks for another mask generation function than MGF1-SHA-256");
+    }
+    let Ok(key) = rsa::PublicKey::from_pkcs1_der(info.subject_public_key.raw_bytes()) else {
+        return refuse("does not hold a valid RSA key");
+    };
+    Some(Ok((
+        key,
+        PssConstraints {
+            min_salt_len: usize::from(params.salt_len),
+        },
+    )))
+}
+
+/// The public key of stored material and, for an RSASSA-PSS key, its constraints.
+pub(crate) fn rsa_public_spki(der: &[u8]) -> Result<(rsa::PublicKey, Option<PssConstraints>)> {
+    if let Ok(k) = rsa::PublicKey::from_public_key_der(der) {
+        return Ok((k, None));
+    }
+    match parse_pss_spki(der) {
+        Some(Ok((k, c))) => Ok((k, Some(c))),
+        _ => Err(Error::Integrity(
+            "the stored RSA public key does not decode".into(),
+        )),
+    }
+}
+
+/// Whether stored public material is an RSASSA-PSS key (signatures only).
+pub(crate) fn is_pss_only(material: &KeyMaterial) -> bool {
+    material.public.as_deref().is_some_and(|der| {
+        rsa::PublicKey::from_public_key_der(der).is_err() && parse_pss_spki(der).is_some()
+    })
+}
+
+/// Why an RSASSA-PSS key is refused, when `der` is one (else `None`), as an `Err`.
+fn pss_error(der: &[u8]) -> std::result::Result<Parsed, Option<Error>> {
+    match parse_pss_spki(der) {
+        Some(Err(e)) => Err(Some(e)),
+        _ => Err(None),
+    }
 }
 
 fn parse_rsa_der(der: &[u8]) -> Option<Parsed> {
@@ -186,7 +272,10 @@ fn parse_rsa_der(der: &[u8]) -> Option<Parsed> {
     if let Ok(k) = rsa::PublicKey::from_pkcs1_der(der) {
         return Some(Parsed::Public(k));
     }
-    None
+    match parse_pss_spki(der) {
+        Some(Ok((k, _))) => Some(Parsed::PssPublic(k, der.to_vec())),
+        _ => None,
+    }
 }
 
 fn parse_rsa(input: &[u8]) -> Result<Parsed> {
@@ -207,9 +296,14 @@ fn parse_rsa(input: &[u8]) -> Result<Parsed> {
                 "RSA PRIVATE KEY" => rsa::PrivateKey::from_pkcs1_der(&der)
                     .map(|k| Parsed::Private(Box::new(k)))
                     .ok(),
-                "PUBLIC KEY" => rsa::PublicKey::from_public_key_der(&der)
-                    .map(Parsed::Public)
-                    .ok(),
+                "PUBLIC KEY" => match rsa::PublicKey::from_public_key_der(&der) {
+                    Ok(k) => Some(Parsed::Public(k)),
+                    Err(_) => match parse_pss_spki(&der) {
+                        Some(Ok((k, _))) => Some(Parsed::PssPublic(k, der.to_vec())),
+                        Some(Err(e)) => return Err(e),
+                        None => None,
+                    },
+                },
                 "RSA PUBLIC KEY" => rsa::PublicKey::from_pkcs1_der(&der)
                     .map(Parsed::Public)
                     .ok(),
@@ -224,10 +318,13 @@ fn parse_rsa(input: &[u8]) -> Result<Parsed> {
         }
         if let Some(der) = decode_base64(trimmed) {
             return parse_rsa_der(&der)
-                .ok_or_else(|| bad("the base64 does not hold a valid RSA key"));
+                .map_or_else(|| pss_error(&der), Ok)
+                .map_err(|e| e.unwrap_or_else(|| bad("the base64 does not hold a valid RSA key")));
         }
     }
-    parse_rsa_der(input).ok_or_else(|| bad("not a recognised key encoding"))
+    parse_rsa_der(input)
+        .map_or_else(|| pss_error(input), Ok)
+        .map_err(|e| e.unwrap_or_else(|| bad("not a recognised key encoding")))
 }
 
 /// Decodes one PEM block, returning its label and DER bytes.
@@ -277,7 +374,7 @@ pub(crate) fn import_rsa_parsed(
 ) -> Result<KeyMaterial> {
     let public = match &parsed {
         Parsed::Private(k) => k.to_public_key(),
-        Parsed::Public(k) => k.clone(),
+        Parsed::Public(k) | Parsed::PssPublic(k, _) => k.clone(),
     };
     let actual = public.n().as_ref().bit_width() as usize;
     if actual < MIN_RSA_BITS {
@@ -310,6 +407,17 @@ pub(crate) fn import_rsa_parsed(
                 public: Some(der.as_bytes().to_vec()),
             })
         }
+        Parsed::PssPublic(_, spki) => {
+            if !allow_public_only {
+                return Err(Error::Usage(format!(
+                    "expected a private key for type {key_type}, found an RSASSA-PSS public key; pass --public to import it (it then verifies PSS signatures only)"
+                )));
+            }
+            Ok(KeyMaterial {
+                secret: Zeroizing::new(Vec::new()),
+                public: Some(spki),
+            })
+        }
     }
 }
 
@@ -321,6 +429,11 @@ pub fn export(
     format: ExportFormat,
 ) -> Result<Zeroizing<Vec<u8>>> {
     if format == ExportFormat::Jwk {
+        if is_pss_only(material) {
+            return Err(Error::Usage(
+                "an RSASSA-PSS key does not export as a JWK (its PSS parameters would be lost); use pem or der".into(),
+            ));
+        }
         return super::jwk::export(key_type, material, public);
     }
     if !key_type.is_asymmetric() {
@@ -367,6 +480,8 @@ pub fn export(
                 ed25519_keys::verifying_key(material)?;
                 pem_encode("PUBLIC KEY", der)
             }
+            // As imported: its parameters are what restricts it to PSS.
+            ExportFormat::Pem if is_pss_only(material) => pem_encode("PUBLIC KEY", der),
             ExportFormat::Pem => {
                 let key = rsa::PublicKey::from_public_key_der(der).map_err(|_| {
                     Error::Integrity("the stored public key does not decode".into())

@@ -102,7 +102,7 @@ pub fn decrypt(
 }
 
 /// MGF1 with SHA-256 (RFC 8017, B.2.1): XORs the mask of `seed` into `out`.
-fn mgf1_xor(seed: &[u8], out: &mut [u8]) {
+pub(crate) fn mgf1_xor(seed: &[u8], out: &mut [u8]) {
     for (counter, block) in out.chunks_mut(32).enumerate() {
         let mut h = Sha256::new();
         h.update(seed);

@@ -15,12 +15,12 @@
 //! key that does not decode. An empty signature is one that does not verify.
 
 use ed25519_dalek::Signer as _;
-use rsa::pkcs8::{DecodePrivateKey, DecodePublicKey};
+use rsa::pkcs8::DecodePrivateKey;
 use rsa::signature::Verifier as _;
 use sha2::Sha256;
 
 use super::ed25519_keys;
-use super::keys::KeyMaterial;
+use super::keys::{KeyMaterial, PssConstraints};
 use crate::error::{Error, Result};
 use crate::keytype::{KeyType, KeyUse};
 
@@ -69,14 +69,48 @@ pub(crate) fn rsa_private(key_type: KeyType, material: &KeyMaterial) -> Result<r
         .map_err(|_| Error::Integrity("the stored RSA private key does not decode".into()))
 }
 
-/// The RSA public key of stored material.
+/// The RSA public key of stored material, for encryption: an RSASSA-PSS key (which
+/// verifies PSS signatures only) is refused.
 pub(crate) fn rsa_public(material: &KeyMaterial) -> Result<rsa::PublicKey> {
+    match rsa_public_constrained(material)? {
+        (key, None) => Ok(key),
+        (_, Some(_)) => Err(Error::Usage(
+            "this key is an RSASSA-PSS public key: it verifies PSS signatures only".into(),
+        )),
+    }
+}
+
+/// The RSA public key of stored material, with the constraints of an RSASSA-PSS key.
+fn rsa_public_constrained(
+    material: &KeyMaterial,
+) -> Result<(rsa::PublicKey, Option<PssConstraints>)> {
     let der = material
         .public
         .as_ref()
         .ok_or_else(|| Error::Integrity("the key record has no public key".into()))?;
-    rsa::PublicKey::from_public_key_der(der)
-        .map_err(|_| Error::Integrity("the stored RSA public key does not decode".into()))
+    super::keys::rsa_public_spki(der)
+}
+
+/// The salt length of a PSS signature that verified (RFC 8017, 9.1.2): the public-key
+/// operation gives the encoded message, whose data block, unmasked, is zeros, 0x01 and
+/// the salt.
+fn pss_salt_len(key: &rsa::PublicKey, signature: &[u8]) -> Option<usize> {
+    use rsa::traits::PublicKeyParts as _;
+    let s = rsa::BoxedUint::from_be_slice(signature, key.n_bits_precision()).ok()?;
+    let m = rsa::hazmat::rsa_encrypt(key, &s).ok()?.to_be_bytes();
+    let em_bits = (key.n().as_ref().bit_width() as usize).checked_sub(1)?;
+    let em_len = em_bits.div_ceil(8);
+    let em = m.get(m.len().checked_sub(em_len)?..)?;
+    let db_len = em_len.checked_sub(32 + 1)?;
+    let (masked, rest) = em.split_at(db_len);
+    let h = rest.get(..32)?;
+    let mut db = masked.to_vec();
+    super::oaep::mgf1_xor(h, &mut db);
+    if let Some(first) = db.first_mut() {
+        *first &= 0xff >> (8 * em_len - em_bits);
+    }
+    let one = db.iter().position(|&b| b != 0)?;
+    (db[one] == 1).then(|| db_len - one - 1)
 }
 
 fn check_scheme(key_type: KeyType, scheme: Option<RsaScheme>) -> Result<RsaScheme> {
@@ -132,15 +166,25 @@ pub fn verify(
         };
         return Ok(key.verify_strict(message, &sig).is_ok());
     }
-    let key = rsa_public(material)?;
+    let (key, constraints) = rsa_public_constrained(material)?;
+    if constraints.is_some() && scheme != RsaScheme::Pss {
+        return Err(Error::Usage(
+            "this key is an RSASSA-PSS public key: it verifies PSS signatures only".into(),
+        ));
+    }
     Ok(match scheme {
         RsaScheme::Pss => {
             let Ok(sig) = rsa::pss::Signature::try_from(signature) else {
                 return Ok(false);
             };
-            rsa::pss::VerifyingKey::<Sha256>::new_with_auto_salt_len(key)
+            let valid = rsa::pss::VerifyingKey::<Sha256>::new_with_auto_salt_len(key.clone())
                 .verify(message, &sig)
-                .is_ok()
+                .is_ok();
+            // The key's parameters set the shortest salt its signatures may have.
+            valid
+                && constraints.is_none_or(|c| {
+                    pss_salt_len(&key, signature).is_some_and(|n| n >= c.min_salt_len)
+                })
         }
         RsaScheme::Pkcs1v15 => key.pkcs1v15_verify::<Sha256>(message, signature).is_ok(),
     })
@@ -271,6 +315,120 @@ mod tests {
         let other = generate(KeyType::Ed25519).unwrap();
         let sig = sign(KeyType::Ed25519, &other, None, b"x").unwrap();
         assert!(!verify(KeyType::Ed25519, &ed, None, b"x", &sig).unwrap());
+    }
+
+    /// DER: a tag, its length, its content.
+    fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
+        let mut out = vec![tag];
+        match content.len() {
+            n if n < 0x80 => out.push(n as u8),
+            n if n < 0x100 => out.extend([0x81, n as u8]),
+            n => out.extend([0x82, (n >> 8) as u8, n as u8]),
+        }
+        out.extend_from_slice(content);
+        out
+    }
+
+    /// The SPKI of an RSASSA-PSS key as OpenSSL writes it (`genpkey -algorithm RSA-PSS`
+    /// with SHA-256, MGF1-SHA-256 and a salt length), or with another hash.
+    fn pss_spki(key: &rsa::PublicKey, salt: u8, hash_oid: &[u8]) -> Vec<u8> {
+        use rsa::pkcs1::EncodeRsaPublicKey as _;
+        let oid = |der: &[u8]| tlv(0x06, der);
+        let sha = [oid(hash_oid), vec![0x05, 0x00]].concat();
+        let sha_ai = tlv(0x30, &sha);
+        let mgf1 = oid(&[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x08]);
+        let params = [
+            tlv(0xa0, &sha_ai),
+            tlv(0xa1, &tlv(0x30, &[mgf1, sha_ai.clone()].concat())),
+            tlv(0xa2, &tlv(0x02, &[salt])),
+        ]
+        .concat();
+        let pss = oid(&[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x0a]);
+        let ai = tlv(0x30, &[pss, tlv(0x30, &params)].concat());
+        let pkcs1 = key.to_pkcs1_der().unwrap().as_bytes().to_vec();
+        let bits = tlv(0x03, &[&[0u8][..], &pkcs1].concat());
+        tlv(0x30, &[ai, bits].concat())
+    }
+
+    const SHA256_OID: [u8; 9] = [0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01];
+
+    #[test]
+    fn an_rsassa_pss_public_key_verifies_pss_only_with_its_salt_constraint() {
+        use crate::crypto::keys::{ExportFormat, export};
+        let m = generate(KeyType::Rsa2048).unwrap();
+        let private = rsa_private(KeyType::Rsa2048, &m).unwrap();
+        let spki = pss_spki(&private.to_public_key(), 32, &SHA256_OID);
+        let b64 = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &spki);
+        let pem = format!("-----BEGIN PUBLIC KEY-----\n{b64}\n-----END PUBLIC KEY-----\n");
+        for input in [pem.as_bytes(), spki.as_slice(), b64.as_bytes()] {
+            // Public only, and kept as given (its parameters are its constraints).
+            assert!(matches!(
+                import(KeyType::Rsa2048, input, false),
+                Err(Error::Usage(_))
+            ));
+            let k = import(KeyType::Rsa2048, input, true).unwrap();
+            assert_eq!(k.public.as_deref(), Some(spki.as_slice()));
+        }
+        let k = import(KeyType::Rsa2048, pem.as_bytes(), true).unwrap();
+        let sign_with = |salt: usize| {
+            let signer = rsa::pss::SigningKey::<Sha256>::new_with_salt_len(private.clone(), salt);
+            let sig: Box<[u8]> = signer
+                .try_sign_with_rng(&mut getrandom::SysRng, b"msg")
+                .unwrap()
+                .into();
+            sig.to_vec()
+        };
+        assert!(verify(KeyType::Rsa2048, &k, None, b"msg", &sign_with(32)).unwrap());
+        assert!(verify(KeyType::Rsa2048, &k, None, b"msg", &sign_with(64)).unwrap());
+        assert!(!verify(KeyType::Rsa2048, &k, None, b"other", &sign_with(32)).unwrap());
+        // A salt shorter than the key allows: invalid, though the plain key takes it.
+        assert!(!verify(KeyType::Rsa2048, &k, None, b"msg", &sign_with(20)).unwrap());
+        assert!(verify(KeyType::Rsa2048, &m, None, b"msg", &sign_with(20)).unwrap());
+        let v15 = sign(KeyType::Rsa2048, &m, Some(RsaScheme::Pkcs1v15), b"msg").unwrap();
+        assert!(matches!(
+            verify(
+                KeyType::Rsa2048,
+                &k,
+                Some(RsaScheme::Pkcs1v15),
+                b"msg",
+                &v15
+            ),
+            Err(Error::Usage(_))
+        ));
+        // It neither encrypts nor loses its parameters on export.
+        assert!(matches!(
+            crate::crypto::oaep::encrypt(KeyType::Rsa2048, &k, b"x"),
+            Err(Error::Usage(_))
+        ));
+        let out = export(KeyType::Rsa2048, &k, true, ExportFormat::Pem).unwrap();
+        assert_eq!(out.as_slice(), pem_lines(&b64).as_bytes());
+        assert_eq!(
+            export(KeyType::Rsa2048, &k, true, ExportFormat::Der)
+                .unwrap()
+                .as_slice(),
+            spki.as_slice()
+        );
+        assert!(matches!(
+            export(KeyType::Rsa2048, &k, true, ExportFormat::Jwk),
+            Err(Error::Usage(_))
+        ));
+        // Parameters asking for SHA-1 (or with none: SHA-1 by default) are refused.
+        let sha1 = [0x2b, 0x0e, 0x03, 0x02, 0x1a];
+        let spki1 = pss_spki(&private.to_public_key(), 32, &sha1);
+        match import(KeyType::Rsa2048, &spki1, true) {
+            Err(Error::Usage(msg)) => assert!(msg.contains("SHA-256"), "{msg}"),
+            other => panic!("{:?}", other.map(|_| ())),
+        }
+    }
+
+    fn pem_lines(b64: &str) -> String {
+        let mut s = String::from("-----BEGIN PUBLIC KEY-----\n");
+        for line in b64.as_bytes().chunks(64) {
+            s.push_str(std::str::from_utf8(line).unwrap());
+            s.push('\n');
+        }
+        s.push_str("-----END PUBLIC KEY-----\n");
+        s
     }
 
     #[test]
