@@ -716,3 +716,163 @@ fn an_rsassa_pss_key_and_a_raw_ed25519_key_import_for_verify() {
     let err = assert_error(&out, 2, "encrypt with an RSASSA-PSS key");
     assert!(err.contains("PSS signatures only"), "{err}");
 }
+
+#[test]
+fn a_weak_new_passphrase_or_a_readable_passphrase_file_warns_and_is_never_refused() {
+    let env = TestEnv::new();
+    let weak = env.write_private("weak", b"abc\n");
+    let out = env
+        .bare()
+        .args([
+            "--json",
+            "--passphrase-file",
+            weak.to_str().unwrap(),
+            "init",
+        ])
+        .args(common::FAST_KDF)
+        .output()
+        .unwrap();
+    assert_success(&out, "init with a weak passphrase");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("warning: the new passphrase is weak: zxcvbn scores it 0 of 4"),
+        "{stderr}"
+    );
+    let doc = parse_json(&out.stdout, "init --json");
+    let warnings = doc["warnings"].as_array().unwrap();
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.as_str().unwrap().contains("passphrase is weak")),
+        "{doc}"
+    );
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.as_str().unwrap().contains("OWASP")),
+        "{doc}"
+    );
+    // passwd to a strong one: no strength warning; a file others can read: a warning.
+    let strong = env.root().join("strong");
+    fs::write(&strong, "plinth-marsupial-ocelot-gravy-tundra-47\n").unwrap();
+    use std::os::unix::fs::PermissionsExt as _;
+    fs::set_permissions(&strong, fs::Permissions::from_mode(0o644)).unwrap();
+    let out = env
+        .bare()
+        .args([
+            "--json",
+            "--passphrase-file",
+            weak.to_str().unwrap(),
+            "passwd",
+        ])
+        .args(["--new-passphrase-file", strong.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_success(&out, "passwd");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("is weak"), "{stderr}");
+    assert!(
+        stderr.contains("can be read by other users (mode 0644)"),
+        "{stderr}"
+    );
+    let doc = parse_json(&out.stdout, "passwd --json");
+    assert_eq!(doc["warnings"].as_array().unwrap().len(), 1, "{doc}");
+}
+
+/// Runs `keyvault init` with a pseudo-terminal as its controlling terminal and checks,
+/// when the prompt shows, that the terminal no longer echoes.
+#[test]
+fn echo_is_off_before_the_passphrase_prompt_shows() {
+    use std::io::{Read as _, Write as _};
+    use std::os::fd::{AsRawFd as _, FromRawFd as _};
+    use std::os::unix::process::CommandExt as _;
+    let env = TestEnv::new();
+    let (mut master_fd, mut slave_fd) = (0, 0);
+    // SAFETY: openpty fills in two new descriptors; the other arguments may be null.
+    let rc = unsafe {
+        libc::openpty(
+            &mut master_fd,
+            &mut slave_fd,
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            std::ptr::null(),
+        )
+    };
+    assert_eq!(rc, 0, "openpty");
+    // SAFETY: both descriptors were just opened and are owned here alone.
+    let (mut master, slave) = unsafe {
+        (
+            fs::File::from_raw_fd(master_fd),
+            fs::File::from_raw_fd(slave_fd),
+        )
+    };
+    let mut cmd = env.bare_std();
+    cmd.arg("init").args(common::FAST_KDF);
+    cmd.stdin(slave.try_clone().unwrap())
+        .stdout(slave.try_clone().unwrap())
+        .stderr(slave.try_clone().unwrap());
+    let tty = slave.as_raw_fd();
+    // SAFETY: runs in the child after its setsid (the earlier pre_exec) and before exec;
+    // ioctl is async-signal-safe.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::ioctl(tty, libc::TIOCSCTTY, 0) == -1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().unwrap();
+    let echoing = || {
+        // SAFETY: an all-zero termios is valid for tcgetattr to fill in.
+        let mut t: libc::termios = unsafe { std::mem::zeroed() };
+        // SAFETY: the slave descriptor is open; t is a valid pointer.
+        assert_eq!(unsafe { libc::tcgetattr(slave.as_raw_fd(), &mut t) }, 0);
+        t.c_lflag & libc::ECHO != 0
+    };
+    let mut seen = Vec::new();
+    let wait_for = |master: &mut fs::File, text: &str, seen: &mut Vec<u8>| {
+        let mut buf = [0u8; 256];
+        while !String::from_utf8_lossy(seen).contains(text) {
+            let n = master.read(&mut buf).expect("read the terminal");
+            assert!(
+                n > 0,
+                "the terminal closed: {}",
+                String::from_utf8_lossy(seen)
+            );
+            seen.extend_from_slice(&buf[..n]);
+        }
+    };
+    wait_for(&mut master, "New passphrase: ", &mut seen);
+    assert!(
+        !echoing(),
+        "the prompt shows while the terminal still echoes"
+    );
+    master
+        .write_all(format!("{PASSPHRASE}\n").as_bytes())
+        .unwrap();
+    wait_for(&mut master, "Repeat the passphrase: ", &mut seen);
+    assert!(
+        !echoing(),
+        "the second prompt shows while the terminal echoes"
+    );
+    master
+        .write_all(format!("{PASSPHRASE}\n").as_bytes())
+        .unwrap();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "init: {}", String::from_utf8_lossy(&seen));
+    assert!(echoing(), "the terminal's echo was not put back");
+    let mut rest = [0u8; 4096];
+    // The output so far (without blocking: the child is gone).
+    // SAFETY: the master descriptor is open; O_NONBLOCK only changes how reads wait.
+    unsafe { libc::fcntl(master.as_raw_fd(), libc::F_SETFL, libc::O_NONBLOCK) };
+    if let Ok(n) = master.read(&mut rest) {
+        seen.extend_from_slice(&rest[..n]);
+    }
+    let shown = String::from_utf8_lossy(&seen);
+    assert!(
+        !shown.contains(PASSPHRASE),
+        "the passphrase was echoed: {shown}"
+    );
+    assert!(shown.contains("Created a vault"), "{shown}");
+}

@@ -70,6 +70,7 @@ pub fn passwd(
         env_var: ENV_NEW_PASSPHRASE,
     }
     .new_passphrase("New passphrase: ")?;
+    super::passphrase::warn_if_weak(&new);
     let Response::Done = session.call(Request::Passwd {
         old,
         new,
@@ -80,7 +81,11 @@ pub fn passwd(
         return Err(unexpected().into());
     };
     if out.json() {
-        out.doc(&json!({ "changed": true, "kdf": params }))?;
+        out.doc(&json!({
+            "changed": true,
+            "kdf": params,
+            "warnings": super::passphrase::take_warnings(),
+        }))?;
     } else {
         out.text(
             "Passphrase changed. Backups made before now still open only with the passphrase that was current when they were made.\n",

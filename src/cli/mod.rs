@@ -150,11 +150,12 @@ pub fn run(cli: Cli) -> std::result::Result<ExitCode, RunError> {
                 env_var: ENV_PASSPHRASE,
             };
             let passphrase = source.new_passphrase("New passphrase: ")?;
+            passphrase::warn_if_weak(&passphrase);
             if params.is_weak() {
                 // `validate` refused it unless --allow-weak-kdf was given.
-                eprintln!(
-                    "warning: KDF parameters {params} are below OWASP's floor (m=19 MiB, t=2, p=1): the passphrase is easier to guess from a copy of the vault"
-                );
+                passphrase::warn(format!(
+                    "KDF parameters {params} are below OWASP's floor (m=19 MiB, t=2, p=1): the passphrase is easier to guess from a copy of the vault"
+                ));
             }
             let v = Vault::create(&path, &passphrase, params, a.kdf.allow_weak_kdf)?;
             if out.json() {
@@ -162,6 +163,7 @@ pub fn run(cli: Cli) -> std::result::Result<ExitCode, RunError> {
                     "created": v.path().display().to_string(),
                     "format_version": keyvault::store::migrate::CURRENT_FORMAT,
                     "kdf": v.kdf_params(),
+                    "warnings": passphrase::take_warnings(),
                 }))?;
             } else {
                 out.text(&format!(

@@ -14,6 +14,7 @@ pub mod keys;
 pub mod oaep;
 pub mod seal;
 pub mod sign;
+pub mod strength;
 
 #[cfg(test)]
 mod python_vectors;
