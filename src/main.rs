@@ -12,6 +12,12 @@ fn main() -> ExitCode {
     rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
     let parsed = match cli::args::Cli::try_parse() {
         Ok(c) => c,
+        Err(e) if e.kind() == clap::error::ErrorKind::MissingSubcommand => {
+            // clap's own message lists every subcommand, the hidden `agent` too.
+            eprintln!("error: a command is needed");
+            eprintln!("hint: run `keyvault --help` to see the commands");
+            return ExitCode::from(2);
+        }
         Err(e) => {
             // clap prints `error: …` and a usage hint; --help and --version exit 0.
             let _ = e.print();

@@ -876,3 +876,63 @@ fn echo_is_off_before_the_passphrase_prompt_shows() {
     );
     assert!(shown.contains("Created a vault"), "{shown}");
 }
+
+#[test]
+fn small_output_and_help_defects_are_gone() {
+    let env = key_use_vault();
+    // status shows the KDF parameters, without a passphrase.
+    let text = String::from_utf8(env.bare().arg("status").output().unwrap().stdout).unwrap();
+    assert!(
+        text.contains("kdf:            Argon2id m=1 MiB, t=1, p=1"),
+        "{text}"
+    );
+    let out = env.bare().args(["--json", "status"]).output().unwrap();
+    let doc = parse_json(&out.stdout, "status --json");
+    assert_eq!(doc["kdf"]["memory_kib"], 1024, "{doc}");
+    // The hidden agent command is offered nowhere.
+    for shell in ["bash", "zsh", "fish"] {
+        let script = env.ok(["completions", shell]);
+        assert!(!script.contains("idle-secs"), "{shell} completes `agent`");
+        assert!(script.contains("vault"), "{shell} lost the global options");
+    }
+    let out = env.bare().arg("--json").output().unwrap();
+    let err = assert_error(&out, 2, "no command");
+    assert!(!err.contains("agent"), "{err}");
+    // "1 version", not "1 version(s)".
+    env.ok(["gen", "carol"]);
+    let text = env.ok(["delete", "carol", "fernet"]);
+    assert!(text.contains("(1 version, SHA256:"), "{text}");
+    // export --json: text material without its final newline, as encrypt --json.
+    let doc = env.json(["export", "alice", "fernet"]);
+    let material = doc["material"].as_str().unwrap();
+    assert!(
+        !material.ends_with('\n') && material.len() == 44,
+        "{material:?}"
+    );
+    // An expired Fernet token says so (still exit 7).
+    let token = env.write_private("old.tok", b"gAAAAAAdwJ6wAAECAwQFBgcICQoLDA0ODy021cpGVWKZ_eEwCGM4BLLF_5CV9dOPmrhuVUPgJobwOz7JcbmrR64jVmpU4IwqDA==");
+    env.write_private("fk", b"cw_0x689RpI-jtRR7oE8h_eQsKImvJapLeSbXpwF4e4=");
+    env.ok([
+        "import",
+        "dave",
+        "f",
+        "--type",
+        "fernet",
+        "--file",
+        &p(&env, "fk"),
+    ]);
+    let out = env.run([
+        "decrypt",
+        "dave",
+        "f",
+        "--in",
+        token.to_str().unwrap(),
+        "--ttl",
+        "60",
+    ]);
+    let err = assert_error(&out, 7, "an expired token");
+    assert!(err.starts_with("error: the token expired"), "{err}");
+    // --help of export names Ed25519.
+    let help = env.ok(["export", "--help"]);
+    assert!(help.contains("Ed25519"), "{help}");
+}

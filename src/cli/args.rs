@@ -94,13 +94,13 @@ pub enum Command {
         user: String,
         /// The key name
         name: String,
-        /// Export only the public key (SPKI)
+        /// Export only the public key (SPKI) of an RSA or Ed25519 key
         #[arg(long)]
         public: bool,
         /// The version [default: the primary one]
         #[arg(long, value_name = "V")]
         version: Option<u32>,
-        /// The encoding [default: base64 for symmetric keys, pem for RSA]
+        /// The encoding [default: base64 for symmetric keys, pem for RSA and Ed25519]
         #[arg(long, value_enum, value_name = "FORMAT")]
         format: Option<FormatArg>,
         /// Write to FILE (created 0600, never overwritten) instead of stdout

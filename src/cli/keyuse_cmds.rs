@@ -384,7 +384,7 @@ pub fn encrypt(
     let key_type = key_type_of(session, user, name)?;
     key_type.check_use(KeyUse::Encrypt)?;
     if key_type != KeyType::Fernet && output.is_none() && !out.json() {
-        refuse_binary_to_terminal(&format!("encrypt with a {key_type} key"))?;
+        refuse_binary_to_terminal(&format!("encrypt with key type {key_type}"))?;
     }
     let mut sink = Sink::open(output, out.json())?;
     if key_type.is_aead() {

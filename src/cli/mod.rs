@@ -560,7 +560,7 @@ pub fn run(cli: Cli) -> std::result::Result<ExitCode, RunError> {
         }
         Command::Demo => demo::run(&mut out)?,
         Command::Completions { shell } => {
-            let mut cmd = <Cli as clap::CommandFactory>::command();
+            let mut cmd = visible_commands();
             let mut buf = Vec::new();
             clap_complete::generate(*shell, &mut cmd, "keyvault", &mut buf);
             out.bytes(&buf)?;
@@ -652,6 +652,19 @@ fn write_export(
         "name": name,
         "material": &*text,
     }))?)
+}
+
+/// The command line without its hidden subcommand (`agent`, run by `unlock`): what
+/// completion scripts offer.
+fn visible_commands() -> clap::Command {
+    let full = <Cli as clap::CommandFactory>::command();
+    let mut cmd = clap::Command::new("keyvault")
+        .args(full.get_arguments().cloned())
+        .subcommands(full.get_subcommands().filter(|s| !s.is_hide_set()).cloned());
+    if let Some(about) = full.get_about() {
+        cmd = cmd.about(about.clone());
+    }
+    cmd.version(env!("CARGO_PKG_VERSION"))
 }
 
 /// Refuses to make a vault where something other than an empty directory is, before

@@ -188,10 +188,18 @@ pub fn revocations(list: &[RevocationInfo]) -> String {
 
 /// The status lines.
 pub fn status(state: &str, st: &VaultStatus) -> String {
-    format!(
-        "state:          {state}\nvault:          {}\nformat version: {}\nusers:          {}\nkeys:           {}\nrevoked users:  {}\n",
-        st.path, st.format_version, st.users, st.keys, st.revoked_users
-    )
+    let mut s = format!(
+        "state:          {state}\nvault:          {}\nformat version: {}\n",
+        st.path, st.format_version
+    );
+    if let Some(kdf) = &st.kdf {
+        s.push_str(&format!("kdf:            Argon2id {kdf}\n"));
+    }
+    s.push_str(&format!(
+        "users:          {}\nkeys:           {}\nrevoked users:  {}\n",
+        st.users, st.keys, st.revoked_users
+    ));
+    s
 }
 
 /// The line after a compaction.

@@ -136,6 +136,10 @@ fn status_of(store: &Store, dir: &Path, format_version: u32) -> Result<VaultStat
         users,
         keys,
         revoked_users: store.len(Tree::Revoked)? as u64,
+        // From the header file (format 4 on), which needs no passphrase.
+        kdf: open::read_header_file(dir)
+            .ok()
+            .map(|file| file.header.unlock.kdf),
     })
 }
 

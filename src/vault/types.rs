@@ -184,4 +184,8 @@ pub struct VaultStatus {
     pub keys: u64,
     /// Revoked users.
     pub revoked_users: u64,
+    /// The KDF parameters the passphrase goes through (readable without it), to weigh
+    /// a `passwd --kdf`; none for a vault of a format before 4 not yet migrated.
+    #[serde(default)]
+    pub kdf: Option<crate::crypto::kdf::KdfParams>,
 }
