@@ -1542,6 +1542,20 @@ fn assert_reads_work(env: &TestEnv, vault: &Path, list: &Value, exports: &[Vec<u
     let out = run_at(env, vault, ["--json", "check"]);
     assert_success(&out, &format!("{what}: check"));
     assert_eq!(parse_json(&out.stdout, "check")["ok"], true, "{what}");
+    // Using a key needs no write either (a Fernet token needs no use count).
+    let out = at(env, vault)
+        .args(["encrypt", "alice", "fernet"])
+        .write_stdin("a message")
+        .output()
+        .unwrap();
+    assert_success(&out, &format!("{what}: encrypt"));
+    let out = at(env, vault)
+        .args(["decrypt", "alice", "fernet"])
+        .write_stdin(out.stdout)
+        .output()
+        .unwrap();
+    assert_success(&out, &format!("{what}: decrypt"));
+    assert_eq!(out.stdout, b"a message", "{what}: decrypt differs");
 }
 
 /// The writes that must fail (exit 8) and change nothing.
