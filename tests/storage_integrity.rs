@@ -1942,9 +1942,11 @@ fn an_audit_log_deleted_with_its_head_is_detected() {
 fn two_inits_of_one_directory_at_once_make_one_whole_vault() {
     for round in 0..8 {
         let env = TestEnv::new();
+        // Written once: the helper rewrites the file on each call.
+        let passphrase = env.passphrase_file();
         let spawn_init = || {
             env.bare_std()
-                .env("KEYVAULT_PASSPHRASE_FILE", env.passphrase_file())
+                .env("KEYVAULT_PASSPHRASE_FILE", &passphrase)
                 .args(["init"])
                 .args(common::FAST_KDF)
                 .stdout(Stdio::piped())
