@@ -49,10 +49,17 @@ printf 'new passphrase\n' > "$work/new-pass"
 passwd=$(seconds "$KV" --vault "$vault" passwd --new-passphrase-file "$work/new-pass")
 export KEYVAULT_PASSPHRASE="new passphrase"
 check=$(seconds "$KV" --vault "$vault" check)
+# With the default parameters (m=64 MiB, t=3, p=4): first onto them (one fast and one
+# default derivation), then from them (two default derivations, the usual case).
+printf 'third passphrase\n' > "$work/third-pass"
+"$KV" --vault "$vault" passwd --kdf moderate --new-passphrase-file "$work/third-pass" >/dev/null
+export KEYVAULT_PASSPHRASE="third passphrase"
+passwd_default=$(seconds "$KV" --vault "$vault" passwd --new-passphrase-file "$work/new-pass")
 echo
 echo "keys:                                  $keys"
 echo "first command (backup + migration):    ${first} s"
 echo "second command (no migration):         ${second} s"
 echo "passwd (fast KDF, header file only):   ${passwd} s"
+echo "passwd (default KDF, two derivations): ${passwd_default} s"
 echo "check after:                           ${check} s"
 echo "vault before: ${size_before} bytes; after: ${size_after} bytes; pre-migration backup: $(stat -c %s "$backup") bytes"

@@ -82,10 +82,21 @@ pub fn apply(lock: &VaultLock, old: Store, header: Header, master: &MasterKey) -
             }
             fresh.load(tree, &entries)?;
         }
-        // The first epoch, and the step's own audit entry (with its sealed head).
+        // The first epoch (bound to the revocation ledger, which must match the revoked
+        // users), and the step's own audit entry (with its sealed head).
+        let ledger = crate::vault::ledger::verify(&fresh, &keyring)?
+            .map_err(|message| Error::Integrity(format!("{message}; nothing was migrated")))?;
         let mut batch = Batch::new();
-        epoch::stage(&keyring, &mut batch, 1)?;
         let head = AuditHead::load(&fresh, &keyring)?;
+        epoch::stage(
+            &keyring,
+            &mut batch,
+            &epoch::EpochRecord {
+                epoch: 1,
+                ledger,
+                audit_floor: head.seq(),
+            },
+        )?;
         let seal = |tree: Tree, db_key: &[u8], plain: &[u8]| {
             keyring
                 .records

@@ -14,7 +14,7 @@ fn main() -> ExitCode {
         Ok(c) => c,
         Err(e) if e.kind() == clap::error::ErrorKind::MissingSubcommand => {
             // clap's own message lists every subcommand, the hidden `agent` too.
-            eprintln!("error: a command is needed");
+            eprintln!("error: keyvault needs a subcommand, such as `keyvault list`");
             eprintln!("hint: run `keyvault --help` to see the commands");
             return ExitCode::from(2);
         }

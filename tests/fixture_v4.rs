@@ -72,7 +72,7 @@ const KEYS: [Key; 7] = [
             (
                 3,
                 "primary",
-                "SHA256:9M835QdKu9UaI97decIdjCd8OrjBylDotMVkZr+8Pgc",
+                "SHA256:sKB4ege90bJrJ/qsoD/N0vVWJiZWziXo33ru+IZAjak",
                 0,
             ),
         ],
@@ -112,7 +112,7 @@ const KEYS: [Key; 7] = [
         &[(
             1,
             "primary",
-            "SHA256:OJboaHfs+FfL04cuz0BlDFDOYy0YV4b+AMCinarzJWk",
+            "SHA256:jdLJHTZj5CgNRuyIxWzYd+8saHQtGvx+GNihuRnGJqQ",
             0,
         )],
     ),

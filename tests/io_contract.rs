@@ -510,7 +510,7 @@ fn mistakes_are_caught_before_the_passphrase_is_asked_for() {
         (
             owned(&["--vault", &p(&env, "nonempty"), "init"]),
             6,
-            "not an empty directory",
+            "is not empty",
         ),
         (
             owned(&["revoke", "alice", "--reason", "a\u{7}"]),

@@ -1542,6 +1542,20 @@ fn assert_reads_work(env: &TestEnv, vault: &Path, list: &Value, exports: &[Vec<u
     let out = run_at(env, vault, ["--json", "check"]);
     assert_success(&out, &format!("{what}: check"));
     assert_eq!(parse_json(&out.stdout, "check")["ok"], true, "{what}");
+    // Using a key needs no write either (a Fernet token needs no use count).
+    let out = at(env, vault)
+        .args(["encrypt", "alice", "fernet"])
+        .write_stdin("a message")
+        .output()
+        .unwrap();
+    assert_success(&out, &format!("{what}: encrypt"));
+    let out = at(env, vault)
+        .args(["decrypt", "alice", "fernet"])
+        .write_stdin(out.stdout)
+        .output()
+        .unwrap();
+    assert_success(&out, &format!("{what}: decrypt"));
+    assert_eq!(out.stdout, b"a message", "{what}: decrypt differs");
 }
 
 /// The writes that must fail (exit 8) and change nothing.
@@ -1846,4 +1860,118 @@ fn a_relabelled_header_format_is_refused() {
     assert_eq!(check["ok"], true, "{check}");
     let keys = listed(&env.json(["list"]));
     assert_eq!(keys.len(), 1);
+}
+
+// ---------------------------------------------------------------------------------------
+// Records lifted from one copy into another
+// ---------------------------------------------------------------------------------------
+
+/// Sealed records open in any copy of the same vault, so someone who can write the
+/// directory (no passphrase) can lift the newer copy's epoch record into an older copy
+/// that still holds a revoked user's keys. The epoch record carries the revocation
+/// ledger it was written with: in the older copy it disagrees with the revocations there.
+#[test]
+fn an_older_copy_with_the_newer_epoch_record_lifted_into_it_is_refused() {
+    let env = TestEnv::new();
+    env.init();
+    env.ok(["gen", "alice"]);
+    env.ok(["gen", "mallory"]);
+    let older = env.root().join("older-copy");
+    copy_dir(&env.vault(), &older);
+    env.ok(["revoke", "mallory", "--reason", "left"]);
+    let newer_epoch = tree_entries(&env, Tree::Meta)
+        .into_iter()
+        .find(|(k, _)| k.as_slice() == b"epoch")
+        .map(|(_, v)| v)
+        .expect("an epoch record");
+    put_back(&env, &older);
+    edit_store(&env, |s| {
+        let mut b = Batch::new();
+        b.insert(Tree::Meta, b"epoch".to_vec(), newer_epoch.clone());
+        s.apply(&b).expect("lift the epoch record");
+    });
+    for args in [
+        &["list"][..],
+        &["is-revoked", "mallory"],
+        &["export", "mallory", "fernet"],
+        &["gen", "bob"],
+    ] {
+        assert_error_saying(
+            &env.run(args),
+            7,
+            &["another copy", "mixed in"],
+            &format!("{} on an older copy with a lifted epoch", args.join(" ")),
+        );
+    }
+    let out = env.run(["check"]);
+    assert_eq!(out.status.code(), Some(7), "check: {}", describe(&out));
+}
+
+/// Deleting every audit entry together with the sealed chain head left an empty log
+/// that read as a vault nobody had used. The epoch record keeps how long the log was at
+/// the last removing change.
+#[test]
+fn an_audit_log_deleted_with_its_head_is_detected() {
+    let env = TestEnv::new();
+    env.init();
+    env.ok(["gen", "alice"]);
+    env.ok(["gen", "bob"]);
+    env.ok(["delete", "bob", "fernet"]);
+    env.ok(["export", "alice", "fernet"]);
+    edit_store(&env, |s| {
+        let mut b = Batch::new();
+        for (k, _) in s.entries(Tree::Audit).expect("audit entries") {
+            b.remove(Tree::Audit, k);
+        }
+        b.remove(Tree::Meta, b"audit-head".to_vec());
+        s.apply(&b).expect("delete the log");
+    });
+    for args in [&["list"][..], &["audit"], &["gen", "carol"]] {
+        assert_error_saying(
+            &env.run(args),
+            7,
+            &["truncated"],
+            &format!("{} with the audit log deleted", args.join(" ")),
+        );
+    }
+}
+
+/// Two `init`s of one directory at once: one vault is made, the other command is refused
+/// (exit 6, or 8 while the first holds the lock) and removes nothing of it.
+#[test]
+fn two_inits_of_one_directory_at_once_make_one_whole_vault() {
+    for round in 0..8 {
+        let env = TestEnv::new();
+        // Written once: the helper rewrites the file on each call.
+        let passphrase = env.passphrase_file();
+        let spawn_init = || {
+            env.bare_std()
+                .env("KEYVAULT_PASSPHRASE_FILE", &passphrase)
+                .args(["init"])
+                .args(common::FAST_KDF)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("spawn init")
+        };
+        let a = spawn_init();
+        let b = spawn_init();
+        let outs = [a.wait_with_output().unwrap(), b.wait_with_output().unwrap()];
+        let codes: Vec<Option<i32>> = outs.iter().map(|o| o.status.code()).collect();
+        assert_eq!(
+            codes.iter().filter(|c| **c == Some(0)).count(),
+            1,
+            "round {round}: {codes:?}: {} / {}",
+            describe(&outs[0]),
+            describe(&outs[1])
+        );
+        assert!(
+            codes.iter().all(|c| matches!(c, Some(0 | 6 | 8))),
+            "round {round}: {codes:?}"
+        );
+        env.ok(["gen", "alice"]);
+        let checked: Value =
+            serde_json::from_str(&env.ok(["--json", "check"])).expect("check's JSON");
+        assert_eq!(checked["ok"], true, "round {round}: {checked}");
+    }
 }

@@ -29,11 +29,13 @@ pub const AGENT_SUBCOMMAND: &str = "agent";
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Environment variables that must never reach the agent.
-const SECRET_ENV: [&str; 4] = [
+const SECRET_ENV: [&str; 6] = [
     "KEYVAULT_PASSPHRASE",
     "KEYVAULT_NEW_PASSPHRASE",
     "KEYVAULT_PASSPHRASE_FILE",
     "KEYVAULT_NEW_PASSPHRASE_FILE",
+    "KEYVAULT_REVOCATIONS_PASSPHRASE",
+    "KEYVAULT_REVOCATIONS_PASSPHRASE_FILE",
 ];
 
 /// What `unlock` reports.

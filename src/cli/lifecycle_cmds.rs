@@ -185,7 +185,7 @@ pub fn restore(
     let report = Vault::restore(file, to, &passphrase, revocations.as_deref())?;
     if revocations.is_none() {
         eprintln!(
-            "warning: a backup holds only the revocations made before it ({}) in the copy it was made from; pass --revocations-from VAULT to re-apply every revocation of a newer copy",
+            "warning: revocations made after this backup ({}), or missing from the copy it was made from, are not in it; pass --revocations-from VAULT to re-apply every revocation of a newer copy",
             report.backup_created
         );
     }

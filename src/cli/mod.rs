@@ -667,20 +667,33 @@ fn visible_commands() -> clap::Command {
     cmd.version(env!("CARGO_PKG_VERSION"))
 }
 
-/// Refuses to make a vault where something other than an empty directory is, before
-/// any passphrase is asked for: keyvault never mixes its files with others.
+/// Refuses to make a vault where a file, or a directory holding anything but what a
+/// killed `init` leaves (which `init` replaces), is: before any passphrase is asked for.
+/// keyvault never mixes its files with others.
 fn check_vault_dir_free(path: &Path) -> Result<()> {
+    use keyvault::store::layout::{DB_DIR, LOCK_FILE, WORK_PREFIX};
     let Ok(meta) = path.metadata() else {
         return Ok(());
     };
-    let empty = meta.is_dir()
-        && std::fs::read_dir(path)
-            .map_err(|e| Error::io(format!("cannot read {}", path.display()), e))?
-            .next()
-            .is_none();
-    if !empty {
+    let read_error = |e| Error::io(format!("cannot read {}", path.display()), e);
+    let mut free = meta.is_dir();
+    if free {
+        for entry in std::fs::read_dir(path).map_err(read_error)? {
+            let entry = entry.map_err(read_error)?;
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            let ours = name == LOCK_FILE
+                || (name == DB_DIR && entry.path().is_dir())
+                || name.starts_with(WORK_PREFIX);
+            if !ours {
+                free = false;
+                break;
+            }
+        }
+    }
+    if !free {
         return Err(Error::AlreadyExists(format!(
-            "{} exists and is not an empty directory; init makes a vault in a new or empty directory",
+            "{} exists and is not empty; refusing to create a vault there (init makes a vault in a new or empty directory)",
             path.display()
         )));
     }

@@ -115,6 +115,11 @@ pub fn stored_head(keyring: &Keyring, sealed: Option<&[u8]>) -> Result<Option<Au
 }
 
 impl AuditHead {
+    /// How many entries the chain has.
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+
     /// Reads the head of the chain from the store (format 2 and later). A log with
     /// entries but no head was truncated: an integrity error, since appending to it would
     /// hide that.

@@ -209,8 +209,26 @@ fn check_meta(keyring: &Keyring, meta: &TreeRecords, report: &mut CheckReport) {
             );
         } else if k.as_slice() == epoch::EPOCH_KEY {
             saw_epoch = true;
-            if let Err(e) = epoch::open(keyring, v) {
-                report.problem(Tree::Meta, pos, e.to_string());
+            match epoch::open(keyring, v) {
+                Err(e) => report.problem(Tree::Meta, pos, e.to_string()),
+                Ok(record) => {
+                    // Against the ledger record as stored (the revoked users are
+                    // compared with that ledger below) and the stored audit head.
+                    let ledger = meta
+                        .iter()
+                        .find(|(k, _)| k.as_slice() == ledger::LEDGER_KEY)
+                        .and_then(|(_, v)| ledger::Ledger::open(keyring, v).ok());
+                    let head = meta
+                        .iter()
+                        .find(|(k, _)| k.as_slice() == audit::HEAD_KEY)
+                        .and_then(|(_, v)| audit::stored_head(keyring, Some(v)).ok().flatten())
+                        .unwrap_or_default();
+                    if let Some(ledger) = ledger
+                        && let Err(e) = record.check(&ledger, head.seq())
+                    {
+                        report.problem(Tree::Meta, pos, e.to_string());
+                    }
+                }
             }
         }
     }

@@ -9,6 +9,14 @@
 //! older copy put back in place: opening it fails unless the user accepts the rollback,
 //! which raises the epoch past the remembered one and is audited.
 //!
+//! The epoch record also holds the revocation ledger as it was when the record was
+//! written (every revocation rewrites both in one batch) and how many audit entries the
+//! log had then. Sealed records can be copied between copies of one vault without the
+//! passphrase, so an epoch on its own could be lifted from a newer copy into an older
+//! one; bound to the ledger, a newer epoch in an older copy disagrees with that copy's
+//! revocations (exit 7), and bringing the newer revocations along keeps them in force.
+//! The audit floor makes deleting the whole log, head included, an integrity failure.
+//!
 //! What it cannot see: a copy put back on another machine (or after the state file was
 //! deleted), and a change lost with the last crash before it was remembered. The state
 //! file is not secret and not authenticated: whoever can write the user's home can
@@ -18,26 +26,62 @@ use std::fs;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::PathBuf;
 
+use serde::{Deserialize, Serialize};
+
 use crate::crypto::seal::{Keyring, record_aad};
 use crate::error::{Error, Result};
 use crate::store::records;
 use crate::store::{Batch, Store, Tree};
 
-/// The meta-tree key of the sealed epoch.
+use super::ledger::Ledger;
+
+/// The meta-tree key of the sealed epoch record.
 pub const EPOCH_KEY: &[u8] = b"epoch";
 
-/// Adds the sealed `epoch` to `batch`.
-pub fn stage(keyring: &Keyring, batch: &mut Batch, epoch: u64) -> Result<()> {
+/// The sealed epoch record.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EpochRecord {
+    /// Raised by every change that removes something.
+    pub epoch: u64,
+    /// The revocation ledger when the record was written: it must equal the vault's.
+    pub ledger: Ledger,
+    /// How many audit entries the log had when the record was written: it never has
+    /// fewer.
+    pub audit_floor: u64,
+}
+
+impl EpochRecord {
+    /// Checks the record against the vault's revocation ledger and audit head: records
+    /// mixed in from another copy of the vault, or a log cut below the floor, fail.
+    pub fn check(&self, ledger: &Ledger, audit_seq: u64) -> Result<()> {
+        if self.ledger != *ledger {
+            return Err(Error::Integrity(
+                "the vault's epoch record does not match its revocation ledger: records of another copy of the vault were mixed in (an older copy made to look newer?)"
+                    .into(),
+            ));
+        }
+        if audit_seq < self.audit_floor {
+            return Err(Error::Integrity(format!(
+                "the audit log ends at entry {audit_seq}, but it had {} entries at the last recorded change: it was truncated",
+                self.audit_floor
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Adds the sealed `record` to `batch`.
+pub fn stage(keyring: &Keyring, batch: &mut Batch, record: &EpochRecord) -> Result<()> {
     let sealed = keyring.records.seal(
         &record_aad(Tree::Meta.name(), EPOCH_KEY),
-        &records::encode(&epoch)?,
+        &records::encode(record)?,
     )?;
     batch.insert(Tree::Meta, EPOCH_KEY, sealed);
     Ok(())
 }
 
-/// Opens a sealed epoch.
-pub fn open(keyring: &Keyring, sealed: &[u8]) -> Result<u64> {
+/// Opens a sealed epoch record.
+pub fn open(keyring: &Keyring, sealed: &[u8]) -> Result<EpochRecord> {
     let plain = keyring
         .records
         .open(&record_aad(Tree::Meta.name(), EPOCH_KEY), sealed)
@@ -45,8 +89,8 @@ pub fn open(keyring: &Keyring, sealed: &[u8]) -> Result<u64> {
     records::decode(&plain, "epoch")
 }
 
-/// The epoch of the vault in `store` (format 4 on, where it is always there).
-pub fn load(store: &Store, keyring: &Keyring) -> Result<u64> {
+/// The epoch record of the vault in `store` (format 4 on, where it is always there).
+pub fn load(store: &Store, keyring: &Keyring) -> Result<EpochRecord> {
     match store.get(Tree::Meta, EPOCH_KEY)? {
         Some(sealed) => open(keyring, &sealed),
         None => Err(Error::Integrity(

@@ -191,6 +191,15 @@ impl Vault {
         version: u32,
         operation: &'static str,
     ) -> Result<Option<String>> {
+        if self.is_read_only() {
+            // Nothing can be written. Fernet tokens and signatures need no count (uses
+            // go unaudited, as the command line says); an AEAD key's encryptions must
+            // be counted against its nonce limit, so those are refused.
+            if record.key_type.is_aead() {
+                return Err(Error::ReadOnly(self.path().to_path_buf()));
+            }
+            return Ok(None);
+        }
         let persisted = record
             .versions
             .iter()

@@ -507,7 +507,7 @@ impl Vault {
     ) -> Result<()> {
         let ledger = self.trusted_ledger()?.with(&self.keyring, user_db_key);
         ledger.stage(&self.keyring, &mut batch)?;
-        let epoch = self.stage_next_epoch(&mut batch, None)?;
+        let epoch = self.stage_next_epoch(&mut batch, None, &ledger, head.seq())?;
         let ticket = self.commit_with(&mut head, batch, event, false)?;
         *self.revocations.lock().unwrap_or_else(|p| p.into_inner()) = Ok(ledger);
         self.epoch.store(epoch, Ordering::Relaxed);
@@ -520,11 +520,26 @@ impl Vault {
         Ok(())
     }
 
-    /// Stages the epoch after this one (or `to`) in `batch` and returns it. Call under
-    /// the writer lock.
-    fn stage_next_epoch(&self, batch: &mut Batch, to: Option<u64>) -> Result<u64> {
+    /// Stages the epoch record after this one (epoch `to`, or one more) in `batch`, with
+    /// the revocation `ledger` the batch leaves and the audit log's length before the
+    /// batch, and returns the new epoch. Call under the writer lock.
+    fn stage_next_epoch(
+        &self,
+        batch: &mut Batch,
+        to: Option<u64>,
+        ledger: &ledger::Ledger,
+        audit_seq: u64,
+    ) -> Result<u64> {
         let next = to.unwrap_or_else(|| self.epoch().saturating_add(1));
-        epoch::stage(&self.keyring, batch, next)?;
+        epoch::stage(
+            &self.keyring,
+            batch,
+            &epoch::EpochRecord {
+                epoch: next,
+                ledger: *ledger,
+                audit_floor: audit_seq,
+            },
+        )?;
         Ok(next)
     }
 
@@ -539,7 +554,10 @@ impl Vault {
         event: AuditEvent,
         to: Option<u64>,
     ) -> Result<()> {
-        let epoch = self.stage_next_epoch(&mut batch, to)?;
+        // A vault whose revocations do not match their ledger takes no change (restore
+        // it from a backup).
+        let ledger = self.trusted_ledger()?;
+        let epoch = self.stage_next_epoch(&mut batch, to, &ledger, head.seq())?;
         let ticket = self.commit_with(&mut head, batch, event, false)?;
         self.epoch.store(epoch, Ordering::Relaxed);
         drop(head);

@@ -52,6 +52,8 @@ pub fn peek_status(path: &Path) -> Result<VaultStatus> {
             super::status_of(&store, lock.dir(), format)
         }
         _ => {
+            // A migration killed after its switch is finished by whoever comes next.
+            migrate::finish_layout_migration(&lock)?;
             let file = read_header_file(lock.dir())?;
             let store = Store::open(&lock.db_dir())?;
             super::status_of(&store, lock.dir(), file.header.format)
@@ -122,6 +124,15 @@ impl Vault {
                 .map_err(|e| Error::io(format!("cannot set mode of {}", path.display()), e))?;
         }
         let lock = VaultLock::acquire(path, LOCK_WAIT)?;
+        lock.remove_leftovers();
+        // Under the lock: nobody made a vault here meanwhile. (Nothing is cleaned up on
+        // this refusal: the files are the other vault's.)
+        if layout::exists(lock.dir()) {
+            return Err(Error::AlreadyExists(format!(
+                "a vault already exists at {}",
+                lock.dir().display()
+            )));
+        }
         let created = create_locked(lock, passphrase, kdf);
         if created.is_err() {
             // A failed init leaves nothing behind (the lock is gone with the error).
@@ -233,15 +244,8 @@ fn only_killed_init_left(dir: &Path) -> Result<bool> {
     Ok(true)
 }
 
+/// Creates the vault in the locked, empty (but for a killed init's leftovers) directory.
 fn create_locked(lock: VaultLock, passphrase: &[u8], kdf: KdfParams) -> Result<Vault> {
-    lock.remove_leftovers();
-    // Under the lock: nobody made a vault here meanwhile.
-    if layout::exists(lock.dir()) {
-        return Err(Error::AlreadyExists(format!(
-            "a vault already exists at {}",
-            lock.dir().display()
-        )));
-    }
     let _ = std::fs::remove_dir_all(lock.db_dir());
     let mut salt = vec![0u8; SALT_LEN];
     random_bytes(&mut salt)?;
@@ -267,7 +271,14 @@ fn create_locked(lock: VaultLock, passphrase: &[u8], kdf: KdfParams) -> Result<V
     // missing one is a sign of tampering) and the first epoch.
     let mut batch = Batch::new();
     ledger::Ledger::default().stage(&keyring, &mut batch)?;
-    epoch::stage(&keyring, &mut batch, 1)?;
+    epoch::stage(
+        &keyring,
+        &mut batch,
+        &epoch::EpochRecord {
+            epoch: 1,
+            ..Default::default()
+        },
+    )?;
     store.apply(&batch)?;
     let vault = build(
         lock,
@@ -491,7 +502,11 @@ fn assemble(
 ) -> Result<Vault> {
     let head = AuditHead::load(&store, &keyring)?;
     let revocations = ledger::verify(&store, &keyring)?;
-    let epoch = epoch::load(&store, &keyring)?;
+    let record = epoch::load(&store, &keyring)?;
+    if let Ok(ledger) = &revocations {
+        record.check(ledger, head.seq())?;
+    }
+    let epoch = record.epoch;
     let id_hex = header.id_hex();
     let rolled_back_from = match epoch::remembered(&id_hex) {
         Some(seen) if epoch < seen => {
