@@ -175,11 +175,12 @@ fn backup_restore_round_trip_keeps_every_key_revocation_and_audit_entry() {
     assert_eq!(is_revoked.status.code(), Some(0));
     // No key comes back for the revoked user.
     let gone = run_at(&env, &restored, ["export", "dave", "fernet"]);
-    assert_error(
+    let err = assert_error(
         &gone,
-        5,
+        6,
         "export a revoked user's key from the restored vault",
     );
+    assert!(err.contains("\"dave\" was revoked at"), "{err}");
     // The backup itself checks.
     let checked = ok_at(&env, &vault, &["check", "--backup", file.to_str().unwrap()]);
     assert!(String::from_utf8_lossy(&checked).contains("ok"));
@@ -743,7 +744,8 @@ fn destroyed_records_leave_the_files(how: &str) {
     assert_eq!(check["ok"], true, "{check}");
     assert_eq!(exports_of(&env, &env.vault(), &others), before);
     let out = env.run(["export", "alice", "fernet"]);
-    assert_error(&out, 5, "export of a revoked user's key after compaction");
+    let err = assert_error(&out, 6, "export of a revoked user's key after compaction");
+    assert!(err.contains("\"alice\" was revoked at"), "{err}");
     let log = audit_of(&env, &env.vault());
     assert!(
         log.iter().any(|e| e["operation"] == "compact"),
@@ -919,7 +921,8 @@ fn assert_alice_revoked_in(env: &TestEnv, restored: &std::path::Path) {
         "alice came back from the backup"
     );
     let out = run_at(env, restored, ["export", "alice", "fernet"]);
-    assert_error(&out, 5, "export of alice's key from the restore");
+    let err = assert_error(&out, 6, "export of alice's key from the restore");
+    assert!(err.contains("\"alice\" was revoked at"), "{err}");
     let listed = json_at(env, restored, &["list"]);
     assert!(
         !listed.to_string().contains("\"alice\""),
