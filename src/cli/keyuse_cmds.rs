@@ -22,10 +22,9 @@ use keyvault::keytype::{KeyType, KeyUse};
 use keyvault::ops::{Request, Response};
 use keyvault::{Error, Result};
 
+use super::checks::{check_lookup, check_new_file, refuse_binary_to_terminal};
 use super::output::Out;
-use super::{
-    RunError, Session, check_lookup, check_new_file, refuse_binary_to_terminal, unexpected,
-};
+use super::{RunError, Session, unexpected};
 
 type CmdResult<T = ()> = std::result::Result<T, RunError>;
 
