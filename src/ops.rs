@@ -190,6 +190,34 @@ impl Request {
     pub fn needs_exclusive(&self) -> bool {
         matches!(self, Request::Compact | Request::Revoke { purge: true, .. })
     }
+
+    /// The user the request names, if any.
+    pub fn user(&self) -> Option<&str> {
+        match self {
+            Request::Generate { user, .. }
+            | Request::Import { user, .. }
+            | Request::Export { user, .. }
+            | Request::Delete { user, .. }
+            | Request::Revoke { user, .. }
+            | Request::IsRevoked { user }
+            | Request::KeyInfo { user, .. }
+            | Request::Rotate { user, .. }
+            | Request::DeleteVersion { user, .. }
+            | Request::Encrypt { user, .. }
+            | Request::Decrypt { user, .. }
+            | Request::EnvelopeKey { user, .. }
+            | Request::Sign { user, .. }
+            | Request::Verify { user, .. } => Some(user),
+            Request::List { user } => user.as_deref(),
+            Request::Status
+            | Request::Revoked
+            | Request::Backup { .. }
+            | Request::Check
+            | Request::Passwd { .. }
+            | Request::Audit { .. }
+            | Request::Compact => None,
+        }
+    }
 }
 
 impl std::fmt::Debug for Request {
