@@ -29,6 +29,8 @@ type CmdResult<T = ()> = std::result::Result<T, RunError>;
 
 /// The most a message may hold when it is read whole (Fernet, RSA, signatures).
 const MAX_MESSAGE_BYTES: u64 = 2 * 1024 * 1024 * 1024;
+/// How much of its input `encrypt` reads before it opens the vault itself.
+const READ_AHEAD_BYTES: u64 = 16 * 1024 * 1024;
 /// Room for the rest of a request around a message sent to the agent.
 const REQUEST_OVERHEAD: u64 = 4096;
 
@@ -257,7 +259,11 @@ fn emit(out: &mut Out, sink: Sink, what: &str, text: bool, extra: serde_json::Va
     Ok(())
 }
 
-/// `encrypt`.
+/// `encrypt`. Without an agent, the input is read before the vault is opened (all of
+/// it when it is small; a large one is read once the key type says it is needed whole),
+/// and the vault is closed before any output is written: so that neither end of
+/// `keyvault decrypt … | keyvault encrypt …` or `keyvault encrypt … | keyvault decrypt …`
+/// holds the vault while it waits on the other.
 pub fn encrypt(
     out: &mut Out,
     session: &mut Session,
@@ -266,13 +272,22 @@ pub fn encrypt(
     input: Option<&Path>,
     output: Option<&Path>,
 ) -> CmdResult {
+    let mut reader = open_input(input)?;
+    let mut head = Zeroizing::new(Vec::new());
+    if session.agent()?.is_none() {
+        (&mut reader)
+            .take(READ_AHEAD_BYTES)
+            .read_to_end(&mut head)
+            .map_err(|e| Error::io("cannot read the input", e))?;
+    }
     let key_type = key_type_of(session, user, name)?;
     key_type.check_use(KeyUse::Encrypt)?;
     let mut sink = Sink::open(output, out.json())?;
     if key_type.is_aead() {
-        let mut reader = open_input(input)?;
         let (header, key, warning) = envelope_key(session, user, name, None)?;
-        envelope::encrypt_with_message_key(&header, &key, &mut reader, &mut sink)?;
+        session.release();
+        let mut whole = head.as_slice().chain(reader);
+        envelope::encrypt_with_message_key(&header, &key, &mut whole, &mut sink)?;
         warn(&warning);
         let version = header.key_version;
         return emit(
@@ -283,7 +298,7 @@ pub fn encrypt(
             json!({ "user": user, "name": name, "version": version, "type": key_type.as_str() }),
         );
     }
-    let message = read_message(session, input)?;
+    let message = read_rest(session, std::mem::take(&mut *head), reader)?;
     let Response::Produced(used) = session.call(Request::Encrypt {
         user: user.to_string(),
         name: name.to_string(),
@@ -292,6 +307,7 @@ pub fn encrypt(
     else {
         return Err(unexpected().into());
     };
+    session.release();
     warn(&used.warning);
     let fernet = key_type == KeyType::Fernet;
     sink.write_all(&used.value)
@@ -312,9 +328,9 @@ pub fn encrypt(
     )
 }
 
-/// `decrypt`. The input is read before the vault is opened (all of it, or an
-/// envelope's header), so that `keyvault encrypt … | keyvault decrypt …` does not find
-/// the vault held by the other side.
+/// `decrypt`. The input is read before the vault is opened (an envelope's header), and
+/// the vault is closed as soon as this has what it needs (an envelope's key, or the
+/// plaintext), before any output is written: see [`encrypt`].
 pub fn decrypt(
     out: &mut Out,
     session: &mut Session,
@@ -339,6 +355,7 @@ pub fn decrypt(
         let mut whole = head.as_slice().chain(reader);
         let header = envelope::read_header(&mut whole)?;
         let (header, key, _) = envelope_key(session, user, name, Some(header.to_bytes().to_vec()))?;
+        session.release();
         let mut sink = Sink::open(output, out.json())?;
         envelope::decrypt_with_message_key(&header, &key, &mut whole, &mut sink)?;
         let version = header.key_version;
@@ -360,6 +377,7 @@ pub fn decrypt(
     else {
         return Err(unexpected().into());
     };
+    session.release();
     let mut sink = Sink::open(output, out.json())?;
     sink.write_all(&plaintext)
         .map_err(|e| Error::io("writing the output", e))?;

@@ -81,6 +81,14 @@ impl Session {
             .ok_or_else(|| Error::Internal("vault not open".into()))
     }
 
+    /// Closes the vault this process opened (flushing it and letting go of its lock),
+    /// once a command has what it needs from it: so that a command that then writes a
+    /// large output into a pipe does not hold the vault while the reader, another
+    /// keyvault command, waits to open it. Nothing to do through the agent.
+    fn release(&mut self) {
+        self.vault = None;
+    }
+
     fn agent(&mut self) -> Result<Option<&mut AgentClient>> {
         if !self.agent_checked {
             self.agent_checked = true;
