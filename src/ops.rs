@@ -183,6 +183,31 @@ pub enum Request {
         /// The signature.
         signature: Vec<u8>,
     },
+    /// Sign the SHA-256 digest of a message (RSA keys: a client hashes a large message
+    /// itself and sends only this).
+    SignDigest {
+        /// Owner.
+        user: String,
+        /// Name.
+        name: String,
+        /// RSA scheme (default PSS).
+        scheme: Option<RsaScheme>,
+        /// The message's SHA-256 digest.
+        digest: Vec<u8>,
+    },
+    /// Verify a signature over the message whose SHA-256 digest is given (RSA keys).
+    VerifyDigest {
+        /// Owner.
+        user: String,
+        /// Name.
+        name: String,
+        /// RSA scheme (default PSS).
+        scheme: Option<RsaScheme>,
+        /// The message's SHA-256 digest.
+        digest: Vec<u8>,
+        /// The signature.
+        signature: Vec<u8>,
+    },
 }
 
 impl Request {
@@ -207,7 +232,9 @@ impl Request {
             | Request::Decrypt { user, .. }
             | Request::EnvelopeKey { user, .. }
             | Request::Sign { user, .. }
-            | Request::Verify { user, .. } => Some(user),
+            | Request::Verify { user, .. }
+            | Request::SignDigest { user, .. }
+            | Request::VerifyDigest { user, .. } => Some(user),
             Request::List { user } => user.as_deref(),
             Request::Status
             | Request::Revoked
@@ -246,6 +273,8 @@ impl std::fmt::Debug for Request {
             Request::EnvelopeKey { .. } => "EnvelopeKey",
             Request::Sign { .. } => "Sign",
             Request::Verify { .. } => "Verify",
+            Request::SignDigest { .. } => "SignDigest",
+            Request::VerifyDigest { .. } => "VerifyDigest",
         };
         f.write_str(name)
     }
@@ -288,7 +317,7 @@ pub enum Response {
         /// Why the compaction failed.
         error: String,
     },
-    /// For `Encrypt` (the token or ciphertext) and `Sign` (the signature).
+    /// For `Encrypt` (the token or ciphertext), `Sign` and `SignDigest` (the signature).
     Produced(Used<Vec<u8>>),
     /// For `Decrypt`.
     Plaintext {
@@ -306,7 +335,7 @@ pub enum Response {
         /// A warning for the user.
         warning: Option<String>,
     },
-    /// For `Verify`: the version the signature verifies under, if any.
+    /// For `Verify` and `VerifyDigest`: the version the signature verifies under, if any.
     Verified(Option<u32>),
 }
 
@@ -411,6 +440,19 @@ impl Vault {
             } => {
                 Response::Verified(self.verify_message(&user, &name, scheme, &message, &signature)?)
             }
+            Request::SignDigest {
+                user,
+                name,
+                scheme,
+                digest,
+            } => Response::Produced(self.sign_digest(&user, &name, scheme, &digest)?),
+            Request::VerifyDigest {
+                user,
+                name,
+                scheme,
+                digest,
+                signature,
+            } => Response::Verified(self.verify_digest(&user, &name, scheme, &digest, &signature)?),
         })
     }
 }

@@ -1133,3 +1133,116 @@ fn encrypt_piped_into_decrypt_deadlocked_past_the_pipe_buffer_without_an_agent()
     let back = env.ok_bytes(["decrypt", "alice", "c", "-i", s(&envelope)]);
     assert!(back == plain, "the re-encrypted round trip differs");
 }
+
+/// Regression: `sign` and `verify` of a message over 63 MiB failed while the vault was
+/// unlocked (the message went to the agent whole), with advice about AEAD keys. RSA
+/// keys now sign and verify a SHA-256 digest computed by the client; Ed25519 keys, which
+/// sign the whole message, get an error naming the agent's limit.
+#[test]
+fn sign_and_verify_over_63_mib_failed_through_the_agent() {
+    let env = TestEnv::new();
+    env.init();
+    env.ok(["gen", "alice", "--type", "rsa-2048"]);
+    env.ok(["gen", "alice", "--type", "ed25519"]);
+    let big = data(70 << 20, 7);
+    let input = env.write_private("big.bin", &big);
+    let at = |name: &str| env.root().join(name);
+    // One-shot PKCS#1 v1.5 signature, for comparison (it is deterministic).
+    let one_shot = env.ok_bytes([
+        "sign",
+        "alice",
+        "rsa-2048",
+        "--scheme",
+        "pkcs1v15",
+        "-i",
+        s(&input),
+    ]);
+    env.ok(["unlock"]);
+    for scheme in ["pss", "pkcs1v15"] {
+        let sig_file = at(&format!("sig-{scheme}"));
+        let out = env
+            .bare()
+            .args([
+                "sign",
+                "alice",
+                "rsa-2048",
+                "--scheme",
+                scheme,
+                "-i",
+                s(&input),
+            ])
+            .args(["-o", s(&sig_file)])
+            .output()
+            .expect("sign");
+        assert_success(&out, &format!("{scheme} sign of 70 MiB through the agent"));
+        let out = env
+            .bare()
+            .args(["verify", "alice", "rsa-2048", "--scheme", scheme])
+            .args(["-s", s(&sig_file), "-i", s(&input)])
+            .output()
+            .expect("verify");
+        assert_success(
+            &out,
+            &format!("{scheme} verify of 70 MiB through the agent"),
+        );
+        assert_eq!(stdout(&out).trim(), "valid (version 1)");
+        if scheme == "pkcs1v15" {
+            assert!(
+                fs::read(&sig_file).expect("sig") == one_shot,
+                "not the same signature"
+            );
+        }
+    }
+    // Ed25519 signs the whole message: a clear error with the limit, nothing signed.
+    let before = key_doc(&env, "alice", "ed25519");
+    let out = env
+        .bare()
+        .args(["sign", "alice", "ed25519", "-i", s(&input)])
+        .output()
+        .expect("sign");
+    let stderr = assert_error(&out, 2, "Ed25519 sign of 70 MiB through the agent");
+    let limit = u64::from(keyvault::agent::protocol::MAX_REQUEST_BYTES) - 4096;
+    assert!(
+        stderr.contains("ed25519") && stderr.contains(&limit.to_string()),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("aes256-gcm"), "{stderr}");
+    assert!(out.stdout.is_empty());
+    assert_eq!(
+        key_doc(&env, "alice", "ed25519"),
+        before,
+        "a use was counted"
+    );
+    env.ok(["lock"]);
+    // One-shot, the agent's signatures verify and Ed25519 signs the whole message.
+    for scheme in ["pss", "pkcs1v15"] {
+        let sig_file = at(&format!("sig-{scheme}"));
+        let out = env.run([
+            "verify",
+            "alice",
+            "rsa-2048",
+            "--scheme",
+            scheme,
+            "-s",
+            s(&sig_file),
+            "-i",
+            s(&input),
+        ]);
+        assert_success(
+            &out,
+            &format!("one-shot verify of the agent's {scheme} signature"),
+        );
+    }
+    let ed_sig = env.ok_bytes(["sign", "alice", "ed25519", "-i", s(&input)]);
+    let ed_file = env.write_private("ed.sig", &ed_sig);
+    let out = env.run([
+        "verify",
+        "alice",
+        "ed25519",
+        "-s",
+        s(&ed_file),
+        "-i",
+        s(&input),
+    ]);
+    assert_success(&out, "one-shot Ed25519 verify of 70 MiB");
+}

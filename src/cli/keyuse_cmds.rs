@@ -3,7 +3,8 @@
 //!
 //! AEAD envelopes stream: the vault (or agent) hands out the key of one envelope and
 //! this process streams the file through it, so large files never pass through the
-//! agent. Fernet tokens, RSA-OAEP and signatures take the whole message in memory.
+//! agent. Fernet tokens, RSA-OAEP and Ed25519 signatures take the whole message in
+//! memory; RSA signatures are made and checked from a SHA-256 digest computed here.
 
 use std::fs;
 use std::io::{self, Read, Write};
@@ -148,11 +149,6 @@ fn open_input(input: Option<&Path>) -> Result<Box<dyn Read>> {
             Ok(Box::new(io::BufReader::with_capacity(1 << 20, f)))
         }
     }
-}
-
-fn read_message(session: &mut Session, input: Option<&Path>) -> Result<Zeroizing<Vec<u8>>> {
-    let reader = open_input(input)?;
-    read_rest(session, Vec::new(), reader)
 }
 
 /// Reads the rest of `reader` after the bytes already read (`start`), within the limit
@@ -390,7 +386,76 @@ pub fn decrypt(
     )
 }
 
-/// `sign`.
+/// A message to sign or verify, read before the vault is opened (see [`decrypt`]): its
+/// SHA-256 digest always (RSA signs that), and the message itself while it is within
+/// what may be sent whole (Ed25519 signs the whole message).
+struct ToSign {
+    whole: Option<Zeroizing<Vec<u8>>>,
+    digest: [u8; 32],
+    len: u64,
+    limit: u64,
+    through_agent: bool,
+}
+
+impl ToSign {
+    fn read(session: &mut Session, input: Option<&Path>) -> Result<ToSign> {
+        use sha2::Digest as _;
+        let through_agent = session.agent()?.is_some();
+        let limit = if through_agent {
+            u64::from(MAX_REQUEST_BYTES) - REQUEST_OVERHEAD
+        } else {
+            MAX_MESSAGE_BYTES
+        };
+        let mut reader = open_input(input)?;
+        let mut hasher = sha2::Sha256::new();
+        let mut whole = Some(Zeroizing::new(Vec::new()));
+        let mut len = 0u64;
+        let mut chunk = Zeroizing::new(vec![0u8; 1 << 20]);
+        loop {
+            let n = match reader.read(&mut chunk) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(Error::io("cannot read the input", e)),
+            };
+            hasher.update(&chunk[..n]);
+            len += n as u64;
+            if len > limit {
+                // Too long to send whole: only its digest is kept.
+                whole = None;
+            } else if let Some(buf) = whole.as_mut() {
+                buf.extend_from_slice(&chunk[..n]);
+            }
+        }
+        Ok(ToSign {
+            whole,
+            digest: hasher.finalize().into(),
+            len,
+            limit,
+            through_agent,
+        })
+    }
+
+    /// The whole message, for a key type that signs it whole (Ed25519).
+    fn whole(&mut self, key_type: KeyType, what: &str) -> Result<Zeroizing<Vec<u8>>> {
+        self.whole.take().ok_or_else(|| {
+            Error::Usage(if self.through_agent {
+                format!(
+                    "{key_type} keys {what} the whole message, and a message sent to the agent may hold at most {} bytes; this one holds {}: run `keyvault lock` and {what} it without the agent, or use an RSA key (the agent {what}s from a digest)",
+                    self.limit, self.len
+                )
+            } else {
+                format!(
+                    "{key_type} keys {what} the whole message, which may hold at most 2 GiB; this one holds {} bytes",
+                    self.len
+                )
+            })
+        })
+    }
+}
+
+/// `sign`. RSA keys sign the message's SHA-256 digest, computed here: any size, also
+/// through the agent, which gets the 32 bytes only.
 pub fn sign(
     out: &mut Out,
     session: &mut Session,
@@ -401,19 +466,29 @@ pub fn sign(
     scheme: Option<RsaScheme>,
 ) -> CmdResult {
     // The message first: see `decrypt`.
-    let message = read_message(session, input)?;
+    let mut message = ToSign::read(session, input)?;
     let key_type = key_type_of(session, user, name)?;
     key_type.check_use(KeyUse::Sign)?;
+    let request = if key_type.is_rsa() {
+        Request::SignDigest {
+            user: user.to_string(),
+            name: name.to_string(),
+            scheme,
+            digest: message.digest.to_vec(),
+        }
+    } else {
+        Request::Sign {
+            user: user.to_string(),
+            name: name.to_string(),
+            scheme,
+            message: message.whole(key_type, "sign")?,
+        }
+    };
     let mut sink = Sink::open(output, out.json())?;
-    let Response::Produced(used) = session.call(Request::Sign {
-        user: user.to_string(),
-        name: name.to_string(),
-        scheme,
-        message,
-    })?
-    else {
+    let Response::Produced(used) = session.call(request)? else {
         return Err(unexpected().into());
     };
+    session.release();
     sink.write_all(&used.value)
         .map_err(|e| Error::io("writing the output", e))?;
     emit(
@@ -440,19 +515,30 @@ pub fn verify(
         _ => Error::io(format!("cannot read {}", signature.display()), e),
     })?;
     // The message first: see `decrypt`.
-    let message = read_message(session, input)?;
+    let mut message = ToSign::read(session, input)?;
     let key_type = key_type_of(session, user, name)?;
     key_type.check_use(KeyUse::Verify)?;
-    let Response::Verified(version) = session.call(Request::Verify {
-        user: user.to_string(),
-        name: name.to_string(),
-        scheme,
-        message,
-        signature: sig,
-    })?
-    else {
+    let request = if key_type.is_rsa() {
+        Request::VerifyDigest {
+            user: user.to_string(),
+            name: name.to_string(),
+            scheme,
+            digest: message.digest.to_vec(),
+            signature: sig,
+        }
+    } else {
+        Request::Verify {
+            user: user.to_string(),
+            name: name.to_string(),
+            scheme,
+            message: message.whole(key_type, "verify")?,
+            signature: sig,
+        }
+    };
+    let Response::Verified(version) = session.call(request)? else {
         return Err(unexpected().into());
     };
+    session.release();
     if out.json() {
         out.doc(
             &json!({ "user": user, "name": name, "valid": version.is_some(), "version": version }),
