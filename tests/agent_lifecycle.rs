@@ -748,3 +748,35 @@ fn slowly_dripping_connections_locked_out_every_other_client() {
     );
     env.ok(["lock"]);
 }
+
+#[test]
+fn a_command_that_read_its_input_for_longer_than_the_deadline_lost_its_agent() {
+    let env = with_vault();
+    unlock(&env, &["--timeout", "15m"]);
+    let mut child = env
+        .bare_std()
+        .args(["encrypt", "bob", "fernet"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn encrypt");
+    let mut stdin = child.stdin.take().expect("stdin");
+    stdin.write_all(b"slow ").expect("write");
+    // Longer than the agent keeps an idle connection open.
+    thread::sleep(keyvault::agent::server::REQUEST_DEADLINE + Duration::from_secs(1));
+    stdin.write_all(b"input").expect("write");
+    drop(stdin);
+    let out = child.wait_with_output().expect("encrypt");
+    assert_success(&out, "encrypt of a slow input through the agent");
+    let token = env.write_private("token", &out.stdout);
+    let out = env
+        .bare()
+        .args(["decrypt", "bob", "fernet", "-i"])
+        .arg(&token)
+        .output()
+        .expect("decrypt");
+    assert_success(&out, "decrypt");
+    assert_eq!(out.stdout, b"slow input");
+    env.ok(["lock"]);
+}

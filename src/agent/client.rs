@@ -35,7 +35,16 @@ const STOP_WAIT: Duration = Duration::from_secs(5);
 pub struct AgentClient {
     stream: UnixStream,
     socket_path: PathBuf,
+    /// Who answered the `Ping` (once connected).
+    info: Option<AgentInfo>,
+    /// When the connection was last used.
+    last_used: Instant,
 }
+
+/// How long a connection may have been idle and still be used: the agent closes one
+/// that sends nothing for [`super::server::REQUEST_DEADLINE`] (a command may read a
+/// large input between two requests), so past this a new connection is opened.
+const REUSE_LIMIT: Duration = Duration::from_secs(5);
 
 /// What became of a request sent to the agent.
 pub enum OpOutcome {
@@ -102,6 +111,7 @@ impl AgentClient {
         };
         match client.ping()? {
             Pinged::Pong(info) if info.vault_id == vault_id && (info.dev, info.ino) == identity => {
+                client.info = Some(info);
                 Ok(Some(client))
             }
             // Another copy of the vault, or an agent that locked itself just now.
@@ -148,6 +158,8 @@ impl AgentClient {
                 Ok(Some(AgentClient {
                     stream,
                     socket_path: socket.to_path_buf(),
+                    info: None,
+                    last_used: Instant::now(),
                 }))
             }
             Err(e)
@@ -176,7 +188,9 @@ impl AgentClient {
         };
         write_message(&mut self.stream, &AgentRequest::Ping)
             .map_err(|e| no_answer(e.to_string()))?;
-        match read_message(&mut self.stream, MAX_RESPONSE_BYTES) {
+        let answer = read_message(&mut self.stream, MAX_RESPONSE_BYTES);
+        self.last_used = Instant::now();
+        match answer {
             Ok(AgentResponse::Pong(info)) => Ok(Pinged::Pong(info)),
             Ok(AgentResponse::Stopped { info, .. }) => Ok(Pinged::Stopped(info)),
             Ok(AgentResponse::Error {
@@ -202,11 +216,47 @@ impl AgentClient {
         &self.socket_path
     }
 
+    /// Replaces a connection idle for longer than [`REUSE_LIMIT`] with a new one to the
+    /// same agent. If that agent is gone, the error says so as [`Error::AgentStopped`]:
+    /// nothing was sent, and the command can go on without it.
+    fn refresh(&mut self) -> Result<()> {
+        if self.last_used.elapsed() < REUSE_LIMIT {
+            return Ok(());
+        }
+        let Some(info) = self.info.clone() else {
+            return Ok(());
+        };
+        let gone = |reason: &str| Error::AgentStopped {
+            path: info.vault_path(),
+            reason: reason.to_string(),
+        };
+        let Some(mut fresh) = Self::open(&self.socket_path)? else {
+            return Err(gone("it stopped while this command was reading its input"));
+        };
+        match fresh.ping()? {
+            Pinged::Pong(now) if now == info => {
+                fresh.info = Some(now);
+                *self = fresh;
+                Ok(())
+            }
+            Pinged::Pong(_) | Pinged::Stopped(_) => {
+                Err(gone("it stopped while this command was reading its input"))
+            }
+            Pinged::OtherVersion(agent) => Err(Error::ProtocolMismatch {
+                agent,
+                client: PROTOCOL_VERSION,
+            }),
+        }
+    }
+
     /// Sends one request and reads the answer.
     pub fn call(&mut self, request: &AgentRequest) -> Result<AgentResponse> {
+        self.refresh()?;
+        self.last_used = Instant::now();
         write_message(&mut self.stream, request).map_err(|e| Error::io(AGENT_LOST, e))?;
         let response: AgentResponse =
             read_message(&mut self.stream, MAX_RESPONSE_BYTES).map_err(client_error)?;
+        self.last_used = Instant::now();
         match response {
             AgentResponse::Error {
                 code,
