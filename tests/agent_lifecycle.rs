@@ -780,3 +780,24 @@ fn a_command_that_read_its_input_for_longer_than_the_deadline_lost_its_agent() {
     assert_eq!(out.stdout, b"slow input");
     env.ok(["lock"]);
 }
+
+#[test]
+fn an_open_fallback_dir_broke_commands_that_use_the_runtime_dir() {
+    let env = with_vault();
+    let fallback = env
+        .tmp()
+        .join(format!("keyvault-{}", rustix::process::getuid().as_raw()));
+    fs::create_dir(&fallback).expect("fallback dir");
+    fs::set_permissions(
+        &fallback,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .expect("chmod");
+    let pid = unlock(&env, &[]);
+    let out = env.bare().arg("list").output().expect("list");
+    assert_success(&out, "list through the agent with an open fallback dir");
+    let (stdout, out) = lock_output(env.bare().arg("lock"));
+    assert_success(&out, "lock with an open fallback dir");
+    assert!(stdout.starts_with("Locked"), "{stdout}");
+    assert!(wait_gone(pid, Duration::from_secs(5)));
+}

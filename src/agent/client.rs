@@ -78,10 +78,7 @@ impl AgentClient {
             return Ok(None);
         };
         let mut tried = BTreeSet::new();
-        for dir in search_dirs() {
-            let Some(dir) = usable_dir(&dir)? else {
-                continue;
-            };
+        for dir in socket_dirs()? {
             let socket = dir.join(socket_name(&vault_id));
             tried.insert(socket.clone());
             if let Some(client) = Self::serving(&socket, &vault_id, identity)? {
@@ -346,6 +343,22 @@ impl AgentClient {
     }
 }
 
+/// The socket directories of [`search_dirs`] that may hold this user's sockets. The
+/// preferred one, where agents started now go, must not be open to others (an error
+/// says so); the fallback beside it is only skipped then.
+fn socket_dirs() -> Result<Vec<PathBuf>> {
+    let mut usable = Vec::new();
+    for (i, dir) in search_dirs().into_iter().enumerate() {
+        let found = if i == 0 {
+            usable_dir(&dir)?
+        } else {
+            usable_dir(&dir).ok().flatten()
+        };
+        usable.extend(found);
+    }
+    Ok(usable)
+}
+
 /// Whether `path` is in a private directory of this user (where our sockets live).
 fn in_private_dir(path: &Path) -> bool {
     path.parent()
@@ -420,10 +433,7 @@ pub fn lock_agents(target: LockTarget<'_>) -> Result<LockReport> {
     let wanted = Wanted::of(target);
     let entries = registry::entries();
     let mut sockets = BTreeSet::new();
-    for dir in search_dirs() {
-        let Some(dir) = usable_dir(&dir)? else {
-            continue;
-        };
+    for dir in socket_dirs()? {
         if let Ok(listing) = fs::read_dir(&dir) {
             for item in listing.flatten() {
                 let path = item.path();
