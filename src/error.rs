@@ -158,6 +158,30 @@ pub enum Error {
         hint: Option<String>,
     },
 
+    /// A directory meant for the agent's socket cannot be used (exit 8): another user
+    /// made it first, or it is open to others.
+    #[error("cannot use {path} for the agent's socket: {problem}")]
+    AgentDir {
+        /// The directory.
+        path: PathBuf,
+        /// What is wrong with it.
+        problem: String,
+    },
+
+    /// The agent locked itself instead of serving the request, which was not carried
+    /// out (exit 8): the directory at its vault path is no longer the vault it held.
+    #[error("the agent of {path} locked itself without serving the request: {reason}")]
+    AgentStopped {
+        /// The vault path the agent held.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+
+    /// `lock` found agents holding the vault that it could not stop (exit 8).
+    #[error("an agent still holds the keys: {0}")]
+    NotLocked(String),
+
     /// The running agent speaks another protocol version (exit 8).
     #[error("the running agent speaks protocol version {agent}, this keyvault speaks {client}")]
     ProtocolMismatch {
@@ -166,6 +190,26 @@ pub enum Error {
         /// Ours.
         client: u32,
     },
+}
+
+thread_local! {
+    /// Where the last panic on this thread happened (see [`note_panic`]).
+    static PANIC_LOCATION: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
+}
+
+/// keyvault's panic hook: notes where a panic happened (file, line and column; never
+/// its message, which could quote data) for the error that reports it, and prints
+/// nothing itself (no backtrace reaches the user). Installed by the binary.
+pub fn note_panic(info: &std::panic::PanicHookInfo<'_>) {
+    let location = info
+        .location()
+        .map(|l| format!("{}:{}:{}", l.file(), l.line(), l.column()));
+    PANIC_LOCATION.with(|cell| *cell.borrow_mut() = location);
+}
+
+/// Where the last panic on this thread happened, as [`note_panic`] noted it.
+pub fn take_panic_location() -> Option<String> {
+    PANIC_LOCATION.with(|cell| cell.borrow_mut().take())
 }
 
 /// The result type of the library.
@@ -189,6 +233,9 @@ impl Error {
             Error::Remote { code, .. } => *code,
             Error::NewerFormat { .. }
             | Error::ProtocolMismatch { .. }
+            | Error::AgentDir { .. }
+            | Error::AgentStopped { .. }
+            | Error::NotLocked(_)
             | Error::VaultInUse(_)
             | Error::ReadOnly(_)
             | Error::PurgeFailed(_)
@@ -227,6 +274,12 @@ impl Error {
                 Some("wait for the other keyvault process to finish, or use the running agent")
             }
             Error::WrongPassphrase(_) => Some("check the passphrase and try again"),
+            Error::AgentDir { .. } => Some(
+                "remove that directory, or set XDG_RUNTIME_DIR to a private directory of yours; commands still work without an agent",
+            ),
+            Error::AgentStopped { .. } => Some(
+                "run the command again: without the agent it opens the vault itself; `keyvault unlock` starts an agent for the vault now there",
+            ),
             Error::PurgeFailed(_) => Some(
                 "run `keyvault compact` once the cause is fixed, so that the destroyed keys' sealed records leave the vault's files",
             ),

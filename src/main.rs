@@ -28,13 +28,18 @@ fn main() -> ExitCode {
     start_stall_watchdog();
     // No panic may reach the user as a backtrace: the storage engine can panic on
     // damaged files, and a bug must still end in one `error:` line and an exit code.
-    std::panic::set_hook(Box::new(|_| {}));
+    // The hook notes only where the panic happened (never its message, which could
+    // quote data); the error line names that place.
+    std::panic::set_hook(Box::new(keyvault::error::note_panic));
     let outcome = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| cli::run(parsed)))
     {
         Ok(outcome) => outcome,
         Err(_) => {
+            let at = keyvault::error::take_panic_location()
+                .map(|l| format!(" at {l}"))
+                .unwrap_or_default();
             eprintln!(
-                "error: internal error: keyvault stopped on an unexpected condition (damaged vault files, or a bug)"
+                "error: internal error: keyvault stopped on an unexpected condition{at} (damaged vault files, or a bug)"
             );
             eprintln!(
                 "hint: run `keyvault check`; if the files are damaged, restore from a backup"

@@ -183,6 +183,31 @@ pub enum Request {
         /// The signature.
         signature: Vec<u8>,
     },
+    /// Sign the SHA-256 digest of a message (RSA keys: a client hashes a large message
+    /// itself and sends only this).
+    SignDigest {
+        /// Owner.
+        user: String,
+        /// Name.
+        name: String,
+        /// RSA scheme (default PSS).
+        scheme: Option<RsaScheme>,
+        /// The message's SHA-256 digest.
+        digest: Vec<u8>,
+    },
+    /// Verify a signature over the message whose SHA-256 digest is given (RSA keys).
+    VerifyDigest {
+        /// Owner.
+        user: String,
+        /// Name.
+        name: String,
+        /// RSA scheme (default PSS).
+        scheme: Option<RsaScheme>,
+        /// The message's SHA-256 digest.
+        digest: Vec<u8>,
+        /// The signature.
+        signature: Vec<u8>,
+    },
     /// Records that exported material could not be written where it was going.
     ExportFailed {
         /// Owner.
@@ -200,6 +225,37 @@ impl Request {
     /// Whether the request needs the vault to itself (it reopens the database).
     pub fn needs_exclusive(&self) -> bool {
         matches!(self, Request::Compact | Request::Revoke { purge: true, .. })
+    }
+
+    /// The user the request names, if any.
+    pub fn user(&self) -> Option<&str> {
+        match self {
+            Request::Generate { user, .. }
+            | Request::Import { user, .. }
+            | Request::Export { user, .. }
+            | Request::Delete { user, .. }
+            | Request::Revoke { user, .. }
+            | Request::IsRevoked { user }
+            | Request::KeyInfo { user, .. }
+            | Request::Rotate { user, .. }
+            | Request::DeleteVersion { user, .. }
+            | Request::Encrypt { user, .. }
+            | Request::Decrypt { user, .. }
+            | Request::EnvelopeKey { user, .. }
+            | Request::Sign { user, .. }
+            | Request::Verify { user, .. }
+            | Request::SignDigest { user, .. }
+            | Request::VerifyDigest { user, .. }
+            | Request::ExportFailed { user, .. } => Some(user),
+            Request::List { user } => user.as_deref(),
+            Request::Status
+            | Request::Revoked
+            | Request::Backup { .. }
+            | Request::Check
+            | Request::Passwd { .. }
+            | Request::Audit { .. }
+            | Request::Compact => None,
+        }
     }
 }
 
@@ -229,6 +285,8 @@ impl std::fmt::Debug for Request {
             Request::EnvelopeKey { .. } => "EnvelopeKey",
             Request::Sign { .. } => "Sign",
             Request::Verify { .. } => "Verify",
+            Request::SignDigest { .. } => "SignDigest",
+            Request::VerifyDigest { .. } => "VerifyDigest",
             Request::ExportFailed { .. } => "ExportFailed",
         };
         f.write_str(name)
@@ -272,7 +330,7 @@ pub enum Response {
         /// Why the compaction failed.
         error: String,
     },
-    /// For `Encrypt` (the token or ciphertext) and `Sign` (the signature).
+    /// For `Encrypt` (the token or ciphertext), `Sign` and `SignDigest` (the signature).
     Produced(Used<Vec<u8>>),
     /// For `Decrypt`.
     Plaintext {
@@ -290,7 +348,7 @@ pub enum Response {
         /// A warning for the user.
         warning: Option<String>,
     },
-    /// For `Verify`: the version the signature verifies under, if any.
+    /// For `Verify` and `VerifyDigest`: the version the signature verifies under, if any.
     Verified(Option<u32>),
 }
 
@@ -395,6 +453,19 @@ impl Vault {
             } => {
                 Response::Verified(self.verify_message(&user, &name, scheme, &message, &signature)?)
             }
+            Request::SignDigest {
+                user,
+                name,
+                scheme,
+                digest,
+            } => Response::Produced(self.sign_digest(&user, &name, scheme, &digest)?),
+            Request::VerifyDigest {
+                user,
+                name,
+                scheme,
+                digest,
+                signature,
+            } => Response::Verified(self.verify_digest(&user, &name, scheme, &digest, &signature)?),
             Request::ExportFailed {
                 user,
                 name,

@@ -1,4 +1,4 @@
-//! The agent (SPEC §5), driven through the real binary: unlock, use without a
+//! The agent, driven through the real binary: unlock, use without a
 //! passphrase, lock, idle timeout, a killed agent, socket modes, hostile clients, many
 //! concurrent clients, and a client of another protocol version.
 
@@ -303,7 +303,7 @@ fn hostile_clients_do_not_block_crash_or_bloat_the_agent() {
     // Garbage after a valid length.
     let mut garbage = UnixStream::connect(&socket).expect("connect");
     garbage
-        .write_all(&[0, 0, 0, 4, 1, 0xff, 0xff, 0xff])
+        .write_all(&[0, 0, 0, 4, PROTOCOL_VERSION as u8, 0xff, 0xff, 0xff])
         .expect("write");
     let reply: AgentResponse = read_message(&mut garbage, MAX_RESPONSE_BYTES).expect("a reply");
     assert!(matches!(reply, AgentResponse::Error { code: 2, .. }));
@@ -395,8 +395,10 @@ fn a_client_of_another_protocol_version_is_told_to_lock_and_unlock() {
     let dir = env.runtime_dir().join("keyvault");
     fs::create_dir_all(&dir).expect("socket dir");
     fs::set_permissions(&dir, fs::Permissions::from_mode(0o700)).expect("chmod");
-    let canonical = fs::canonicalize(env.vault()).expect("canonical vault path");
-    let (socket, _) = keyvault::agent::agent_paths(&dir, &canonical);
+    let vault_id = keyvault::vault::peek_id(&env.vault())
+        .expect("read the vault id")
+        .expect("a vault of the current format");
+    let socket = dir.join(keyvault::agent::socket_name(&vault_id));
     let listener = UnixListener::bind(&socket).expect("bind the fake agent");
     let fake = thread::spawn(move || {
         let (mut s, _) = listener.accept().expect("accept");

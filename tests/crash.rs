@@ -1041,8 +1041,10 @@ fn a_client_whose_agent_goes_away_mid_request_never_exits_0() {
     let dir = env.runtime_dir().join("keyvault");
     std::fs::create_dir_all(&dir).expect("socket dir");
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).expect("chmod");
-    let canonical = std::fs::canonicalize(env.vault()).expect("canonical vault path");
-    let (socket, _) = keyvault::agent::agent_paths(&dir, &canonical);
+    let vault_id = keyvault::vault::peek_id(&env.vault())
+        .expect("read the vault id")
+        .expect("a vault of the current format");
+    let socket = dir.join(keyvault::agent::socket_name(&vault_id));
     let listener = UnixListener::bind(&socket).expect("bind the stand-in agent");
     listener.set_nonblocking(true).expect("nonblocking");
     let stop = AtomicBool::new(false);

@@ -1043,3 +1043,206 @@ fn encrypt_piped_into_decrypt_works_without_an_agent() {
         assert_eq!(dec.stdout, b"through a pipe\n");
     }
 }
+
+/// Runs `keyvault encrypt|decrypt USER NAME -i INPUT` piped into `keyvault
+/// decrypt|encrypt USER OTHER`, one-shot (no agent), and returns both outputs.
+fn pipe_one_shot(
+    env: &TestEnv,
+    first: [&str; 3],
+    input: &Path,
+    second: [&str; 3],
+) -> (Output, Output) {
+    use std::process::Stdio;
+    let pass = env.passphrase_file();
+    let mut writer = env
+        .bare_std()
+        .env("KEYVAULT_PASSPHRASE_FILE", &pass)
+        .args(first)
+        .arg("-i")
+        .arg(input)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn the writer");
+    let piped = writer.stdout.take().expect("the writer's stdout");
+    let reader = env
+        .bare_std()
+        .env("KEYVAULT_PASSPHRASE_FILE", &pass)
+        .args(second)
+        .stdin(Stdio::from(piped))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn the reader");
+    // The reader first: it drains the pipe the writer fills.
+    let read = reader.wait_with_output().expect("the reader");
+    let written = writer.wait_with_output().expect("the writer");
+    (written, read)
+}
+
+/// Regression: without an agent, `encrypt | decrypt` failed with "in use by another
+/// process" (exit 8) once the output passed the pipe's buffer (about 50 KB of Fernet
+/// token, 64 KiB of envelope): `encrypt` held the vault while it waited for `decrypt`
+/// to drain the pipe, and `decrypt` waited for the vault. Each side now closes the vault
+/// as soon as it has what it needs, before it writes.
+#[test]
+fn encrypt_piped_into_decrypt_deadlocked_past_the_pipe_buffer_without_an_agent() {
+    let env = TestEnv::new();
+    env.init();
+    env.ok(["gen", "alice"]);
+    env.ok(["gen", "alice", "--type", "chacha20-poly1305", "--name", "c"]);
+    env.ok(["gen", "alice", "--type", "aes256-gcm", "--name", "g"]);
+    for (name, len) in [
+        ("fernet", 100_000),
+        ("fernet", 6 << 20),
+        ("c", 70_000),
+        ("c", 24 << 20),
+        ("g", 5 << 20),
+    ] {
+        let plain = data(len, len as u64);
+        let input = env.write_private("plain.bin", &plain);
+        let (enc, dec) = pipe_one_shot(
+            &env,
+            ["encrypt", "alice", name],
+            &input,
+            ["decrypt", "alice", name],
+        );
+        assert_success(&enc, &format!("encrypt {name} {len} B into a pipe"));
+        assert_success(&dec, &format!("decrypt {name} {len} B from a pipe"));
+        assert!(
+            dec.stdout == plain,
+            "{name} {len} B: the round trip differs"
+        );
+    }
+    // And the other way round: decrypt one key's output straight into another's
+    // encryption (a re-encryption), then back.
+    let plain = data(5 << 20, 99);
+    let input = env.write_private("plain.bin", &plain);
+    let token = env.ok_bytes(["encrypt", "alice", "fernet", "-i", s(&input)]);
+    let token_file = env.write_private("token", &token);
+    let (dec, enc) = pipe_one_shot(
+        &env,
+        ["decrypt", "alice", "fernet"],
+        &token_file,
+        ["encrypt", "alice", "c"],
+    );
+    assert_success(&dec, "decrypt into a pipe");
+    assert_success(&enc, "encrypt from a pipe");
+    let envelope = env.write_private("envelope", &enc.stdout);
+    let back = env.ok_bytes(["decrypt", "alice", "c", "-i", s(&envelope)]);
+    assert!(back == plain, "the re-encrypted round trip differs");
+}
+
+/// Regression: `sign` and `verify` of a message over 63 MiB failed while the vault was
+/// unlocked (the message went to the agent whole), with advice about AEAD keys. RSA
+/// keys now sign and verify a SHA-256 digest computed by the client; Ed25519 keys, which
+/// sign the whole message, get an error naming the agent's limit.
+#[test]
+fn sign_and_verify_over_63_mib_failed_through_the_agent() {
+    let env = TestEnv::new();
+    env.init();
+    env.ok(["gen", "alice", "--type", "rsa-2048"]);
+    env.ok(["gen", "alice", "--type", "ed25519"]);
+    let big = data(70 << 20, 7);
+    let input = env.write_private("big.bin", &big);
+    let at = |name: &str| env.root().join(name);
+    // One-shot PKCS#1 v1.5 signature, for comparison (it is deterministic).
+    let one_shot = env.ok_bytes([
+        "sign",
+        "alice",
+        "rsa-2048",
+        "--scheme",
+        "pkcs1v15",
+        "-i",
+        s(&input),
+    ]);
+    env.ok(["unlock"]);
+    for scheme in ["pss", "pkcs1v15"] {
+        let sig_file = at(&format!("sig-{scheme}"));
+        let out = env
+            .bare()
+            .args([
+                "sign",
+                "alice",
+                "rsa-2048",
+                "--scheme",
+                scheme,
+                "-i",
+                s(&input),
+            ])
+            .args(["-o", s(&sig_file)])
+            .output()
+            .expect("sign");
+        assert_success(&out, &format!("{scheme} sign of 70 MiB through the agent"));
+        let out = env
+            .bare()
+            .args(["verify", "alice", "rsa-2048", "--scheme", scheme])
+            .args(["-s", s(&sig_file), "-i", s(&input)])
+            .output()
+            .expect("verify");
+        assert_success(
+            &out,
+            &format!("{scheme} verify of 70 MiB through the agent"),
+        );
+        assert_eq!(stdout(&out).trim(), "valid (version 1)");
+        if scheme == "pkcs1v15" {
+            assert!(
+                fs::read(&sig_file).expect("sig") == one_shot,
+                "not the same signature"
+            );
+        }
+    }
+    // Ed25519 signs the whole message: a clear error with the limit, nothing signed.
+    let before = key_doc(&env, "alice", "ed25519");
+    let out = env
+        .bare()
+        .args(["sign", "alice", "ed25519", "-i", s(&input)])
+        .output()
+        .expect("sign");
+    let stderr = assert_error(&out, 2, "Ed25519 sign of 70 MiB through the agent");
+    let limit = u64::from(keyvault::agent::protocol::MAX_REQUEST_BYTES) - 4096;
+    assert!(
+        stderr.contains("ed25519") && stderr.contains(&limit.to_string()),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("aes256-gcm"), "{stderr}");
+    assert!(out.stdout.is_empty());
+    assert_eq!(
+        key_doc(&env, "alice", "ed25519"),
+        before,
+        "a use was counted"
+    );
+    env.ok(["lock"]);
+    // One-shot, the agent's signatures verify and Ed25519 signs the whole message.
+    for scheme in ["pss", "pkcs1v15"] {
+        let sig_file = at(&format!("sig-{scheme}"));
+        let out = env.run([
+            "verify",
+            "alice",
+            "rsa-2048",
+            "--scheme",
+            scheme,
+            "-s",
+            s(&sig_file),
+            "-i",
+            s(&input),
+        ]);
+        assert_success(
+            &out,
+            &format!("one-shot verify of the agent's {scheme} signature"),
+        );
+    }
+    let ed_sig = env.ok_bytes(["sign", "alice", "ed25519", "-i", s(&input)]);
+    let ed_file = env.write_private("ed.sig", &ed_sig);
+    let out = env.run([
+        "verify",
+        "alice",
+        "ed25519",
+        "-s",
+        s(&ed_file),
+        "-i",
+        s(&input),
+    ]);
+    assert_success(&out, "one-shot Ed25519 verify of 70 MiB");
+}

@@ -1146,3 +1146,40 @@ fn a_file_that_is_not_a_backup_or_of_a_newer_format_is_refused() {
     assert_error(&out, 8, "restore of a format 2 backup");
     assert!(!target.exists());
 }
+
+/// Regression: `passwd` on a locked vault asked for the current passphrase twice on a
+/// terminal (once for itself, once more to open the vault) and ran the KDF on it twice.
+#[test]
+fn passwd_asked_for_the_current_passphrase_twice_on_a_terminal() {
+    let env = TestEnv::new();
+    env.init();
+    env.ok(["gen", "alice"]);
+    let mut asked_current = 0;
+    let mut cmd = env.bare_std();
+    cmd.arg("passwd");
+    let run = common::run_on_terminal(cmd, |text| {
+        if text.ends_with("New passphrase: ") || text.ends_with("Repeat the passphrase: ") {
+            Some(NEW_PASSPHRASE.to_string())
+        } else if text.ends_with("Passphrase: ") {
+            asked_current += 1;
+            Some(common::PASSPHRASE.to_string())
+        } else {
+            None
+        }
+    });
+    assert_eq!(run.code, Some(0), "passwd on a terminal: {run:?}");
+    assert_eq!(
+        asked_current, 1,
+        "the current passphrase was asked for {asked_current} times: {:?}",
+        run.terminal
+    );
+    assert!(
+        !run.terminal.contains(common::PASSPHRASE),
+        "a passphrase was echoed"
+    );
+    let out = with_pass(&env, NEW_PASSPHRASE)
+        .args(["export", "alice", "fernet"])
+        .output()
+        .expect("export");
+    assert_success(&out, "export with the new passphrase");
+}

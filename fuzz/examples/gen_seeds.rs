@@ -150,7 +150,9 @@ fn agent_seeds(root: &Path) {
     s.put("status", &frame(&AgentRequest::Status));
     s.put(
         "extend",
-        &frame(&AgentRequest::Extend { timeout_secs: 900 }),
+        &frame(&AgentRequest::Extend {
+            timeout_secs: Some(900),
+        }),
     );
     s.put("lock", &frame(&AgentRequest::Lock));
     s.put(
@@ -202,10 +204,13 @@ fn agent_seeds(root: &Path) {
     s.put("two-frames", &two);
     s.put(
         "response-pong",
-        &frame(&AgentResponse::Pong {
-            vault: "/tmp/v".into(),
+        &frame(&AgentResponse::Pong(keyvault::agent::protocol::AgentInfo {
             pid: 42,
-        }),
+            vault_id: "ab".repeat(16),
+            vault_path: b"/tmp/v".to_vec(),
+            dev: 1,
+            ino: 2,
+        })),
     );
     s.put(
         "response-error",

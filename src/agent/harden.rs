@@ -1,9 +1,10 @@
 //! Process hardening for the agent: no core dumps, no ptrace by other processes of the
-//! same user, the key memory locked in RAM where the OS allows, and freed memory handed
-//! back after a compaction.
+//! same user, no file descriptors inherited from whoever ran `unlock`, the key memory
+//! locked in RAM where the OS allows, and freed memory handed back after a compaction.
 //!
-//! This is the one module allowed `unsafe`: `mlock` takes a raw address range, and
-//! glibc's `malloc_trim` is a foreign function.
+//! This is the one module allowed `unsafe`: `mlock` takes a raw address range, closing
+//! an inherited descriptor means naming it by number, and glibc's `malloc_trim` is a
+//! foreign function.
 
 #![allow(unsafe_code)]
 
@@ -22,6 +23,49 @@ pub fn disable_core_dumps_and_ptrace() -> std::io::Result<()> {
     )?;
     set_dumpable_behavior(DumpableBehavior::NotDumpable)?;
     Ok(())
+}
+
+/// Closes every file descriptor but 0, 1 and 2 (the pipes from `unlock` and
+/// `/dev/null`): whatever the caller of `unlock` left open without close-on-exec (a
+/// pipe a shell waits on, a lock file) must not stay open for the agent's lifetime.
+///
+/// Call it first thing in the agent, while no other thread opens files.
+pub fn close_inherited_fds() {
+    let fds: Vec<i32> = match std::fs::read_dir("/proc/self/fd") {
+        Ok(listing) => listing
+            .flatten()
+            .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse().ok()))
+            .filter(|fd| *fd > 2)
+            .collect(),
+        Err(_) => return,
+    };
+    for fd in fds {
+        // SAFETY: the descriptors above 2 that this process has at its start are the
+        // ones it inherited; nothing in it owns or uses them (no `File` or socket of
+        // ours refers to them: the agent has opened nothing yet), and no other thread
+        // opens files while this runs, so no number is reused before it is closed. The
+        // listing's own descriptor was listed too and is closed already: `fcntl` tells
+        // (EBADF), and it is skipped rather than closed twice.
+        unsafe {
+            let borrowed = std::os::fd::BorrowedFd::borrow_raw(fd);
+            if rustix::io::fcntl_getfd(borrowed).is_ok() {
+                rustix::io::close(fd);
+            }
+        }
+    }
+}
+
+/// Points stdin and stdout at `/dev/null` once the agent has read its key and
+/// acknowledged: it keeps no end of `unlock`'s pipes open.
+pub fn detach_stdio() {
+    if let Ok(null) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+    {
+        let _ = rustix::stdio::dup2_stdin(&null);
+        let _ = rustix::stdio::dup2_stdout(&null);
+    }
 }
 
 /// Locks the pages holding `len` bytes at `addr` in RAM so they never reach swap.

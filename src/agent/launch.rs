@@ -4,7 +4,8 @@
 
 use std::fs;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -18,9 +19,10 @@ use crate::crypto::seal::MasterKey;
 use crate::error::{Error, Result};
 use crate::vault::Vault;
 
-use super::client::paths_for;
 use super::harden;
-use super::server::{Agent, AgentOptions};
+use super::protocol::PROTOCOL_VERSION;
+use super::registry;
+use super::server::{Agent, AgentOptions, RuntimeFiles};
 
 /// The hidden subcommand that runs the agent.
 pub const AGENT_SUBCOMMAND: &str = "agent";
@@ -55,8 +57,7 @@ pub fn start_agent(
     master: MasterKey,
     options: AgentOptions,
 ) -> Result<Started> {
-    let canonical = super::canonical_vault_path(vault)?;
-    let (socket, _) = paths_for(&canonical, true)?;
+    let canonical = crate::store::layout::resolve(vault)?;
     let mut cmd = Command::new(exe);
     cmd.arg(AGENT_SUBCOMMAND)
         .arg("--vault")
@@ -91,8 +92,8 @@ pub fn start_agent(
         .ok_or_else(|| Error::Internal("agent stdout".into()))?;
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
-        let mut line = String::new();
-        let _ = BufReader::new(stdout).read_line(&mut line);
+        let mut line = Vec::new();
+        let _ = BufReader::new(stdout).read_until(b'\n', &mut line);
         let _ = tx.send(line);
     });
     let line = match rx.recv_timeout(START_TIMEOUT) {
@@ -103,11 +104,20 @@ pub fn start_agent(
         }
     };
     // The agent is detached and outlives us; reap nothing.
-    let line = line.trim_end();
-    if let Some(rest) = line.strip_prefix("ready ") {
-        let mut parts = rest.split(' ');
-        let pid = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
-        let memory_locked = parts.next() == Some("memlock");
+    let line = line.strip_suffix(b"\n").unwrap_or(&line);
+    if let Some(rest) = line.strip_prefix(b"ready ") {
+        // `ready PID memlock|no-memlock SOCKET`: the socket path last, as raw bytes.
+        let mut parts = rest.splitn(3, |b| *b == b' ');
+        let pid = parts
+            .next()
+            .and_then(|p| std::str::from_utf8(p).ok())
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(0);
+        let memory_locked = parts.next() == Some(b"memlock".as_slice());
+        let socket = parts
+            .next()
+            .map(|p| PathBuf::from(std::ffi::OsStr::from_bytes(p)))
+            .unwrap_or_default();
         return Ok(Started {
             pid,
             socket,
@@ -115,12 +125,22 @@ pub fn start_agent(
         });
     }
     let _ = child.wait();
+    let line = String::from_utf8_lossy(line);
     if let Some(rest) = line.strip_prefix("error ") {
-        let (code, message) = rest.split_once(' ').unwrap_or((rest, ""));
-        return Err(Error::Remote {
-            code: code.parse().unwrap_or(8),
-            message: format!("the agent could not start: {message}"),
-            hint: None,
+        // `error CODE KIND MESSAGE`: the kinds `unlock` tells apart come back as
+        // themselves.
+        let mut parts = rest.splitn(3, ' ');
+        let code = parts.next().and_then(|c| c.parse().ok()).unwrap_or(8);
+        let kind = parts.next().unwrap_or("");
+        let message = parts.next().unwrap_or("");
+        return Err(match kind {
+            "in-use" => Error::VaultInUse(vault.to_path_buf()),
+            "exists" => Error::AlreadyExists(message.to_string()),
+            _ => Error::Remote {
+                code,
+                message: format!("the agent could not start: {message}"),
+                hint: None,
+            },
         });
     }
     Err(Error::Internal(
@@ -131,6 +151,9 @@ pub fn start_agent(
 /// The agent process: detach, harden, read the master key from stdin, open the vault,
 /// bind the socket, acknowledge on stdout, serve. Never returns.
 pub fn run_agent(vault: &Path, options: AgentOptions) -> ! {
+    // First, before anything opens a file: whatever `unlock`'s caller left open is not
+    // the agent's to keep.
+    harden::close_inherited_fds();
     let mut ack = std::io::stdout();
     match prepare(vault, options) {
         Ok((agent, listener)) => {
@@ -141,13 +164,22 @@ pub fn run_agent(vault: &Path, options: AgentOptions) -> ! {
             } else {
                 "no-memlock"
             };
-            let _ = writeln!(ack, "ready {} {memlock}", std::process::id());
+            let mut line = format!("ready {} {memlock} ", std::process::id()).into_bytes();
+            line.extend_from_slice(agent.socket_path().as_os_str().as_bytes());
+            line.push(b'\n');
+            let _ = ack.write_all(&line);
             let _ = ack.flush();
+            harden::detach_stdio();
             agent.serve(listener)
         }
         Err(e) => {
             let message = e.to_string().replace('\n', " ");
-            let _ = writeln!(ack, "error {} {message}", e.exit_code());
+            let kind = match e {
+                Error::VaultInUse(_) => "in-use",
+                Error::AlreadyExists(_) => "exists",
+                _ => "-",
+            };
+            let _ = writeln!(ack, "error {} {kind} {message}", e.exit_code());
             let _ = ack.flush();
             std::process::exit(e.exit_code())
         }
@@ -155,18 +187,22 @@ pub fn run_agent(vault: &Path, options: AgentOptions) -> ! {
 }
 
 fn prepare(vault: &Path, options: AgentOptions) -> Result<(Arc<Agent>, UnixListener)> {
-    // Everything the agent creates (socket, pid file) is private to the user.
+    // Everything the agent creates (socket, registry entry) is private to the user.
     rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
     // A new session: no controlling terminal, not killed with the shell that started us.
     let _ = rustix::process::setsid();
+    // Hold no directory busy (the vault path is absolute).
+    rustix::process::chdir("/").map_err(|e| Error::io("cannot change to /", e.into()))?;
     harden::disable_core_dumps_and_ptrace()
         .map_err(|e| Error::io("cannot disable core dumps", e))?;
+    // The socket directory first: a directory another user made stops us before the
+    // vault is opened.
+    let dir = super::private_dir(&super::preferred_dir())?;
     let mut mk = Zeroizing::new([0u8; 32]);
     std::io::stdin()
         .read_exact(mk.as_mut())
         .map_err(|e| Error::io("cannot read the key from unlock", e))?;
     let master = MasterKey::from_bytes(mk);
-    let (socket_path, pid_path) = paths_for(vault, true)?;
     let agent_vault = Vault::open_with_master_key(
         vault,
         master,
@@ -176,30 +212,70 @@ fn prepare(vault: &Path, options: AgentOptions) -> Result<(Arc<Agent>, UnixListe
     )?;
     // Persist use counts in blocks: a crash overcounts by at most this many.
     agent_vault.set_use_reservation(256);
-    // Bind before announcing; a stale socket (no listener) is replaced.
-    if socket_path.exists() {
-        if std::os::unix::net::UnixStream::connect(&socket_path).is_ok() {
-            return Err(Error::AlreadyExists(
-                "another agent already serves this vault".into(),
-            ));
-        }
-        let _ = fs::remove_file(&socket_path);
-    }
+    let vault_id = agent_vault.id_hex();
+    let vault_path = agent_vault.path().to_path_buf();
+    let socket_path = dir.join(super::socket_name(&vault_id));
+    claim_socket_path(&socket_path)?;
     let listener = UnixListener::bind(&socket_path)
         .map_err(|e| Error::io(format!("cannot bind {}", socket_path.display()), e))?;
     // The directory is 0700 and our umask is 077, so the socket is created 0600; make
     // it explicit regardless of the umask.
-    use std::os::unix::fs::PermissionsExt;
     fs::set_permissions(&socket_path, fs::Permissions::from_mode(0o600))
         .map_err(|e| Error::io("cannot set the socket's mode", e))?;
-    let mut pid_file = fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&pid_path)
-        .map_err(|e| Error::io("cannot write the pid file", e))?;
-    let _ = writeln!(pid_file, "{}", std::process::id());
-    let agent = Arc::new(Agent::new(agent_vault, options, socket_path, pid_path));
-    Ok((agent, listener))
+    let pid = std::process::id();
+    // Best effort: without an entry the agent still serves; only a `lock` from a session
+    // with another runtime dir would not find it.
+    let registry_entry = registry::register(&registry::Entry {
+        pid,
+        start_time: registry::start_time(pid).unwrap_or(0),
+        vault_id,
+        vault_path,
+        socket: socket_path.clone(),
+        protocol: PROTOCOL_VERSION,
+    })
+    .ok();
+    let files = RuntimeFiles {
+        socket: socket_path.clone(),
+        registry_entry: registry_entry.clone(),
+    };
+    match Agent::new(agent_vault, options, files) {
+        Ok(agent) => Ok((Arc::new(agent), listener)),
+        Err(e) => {
+            let _ = fs::remove_file(&socket_path);
+            if let Some(entry) = &registry_entry {
+                registry::unregister(entry);
+            }
+            Err(e)
+        }
+    }
+}
+
+/// Makes way for the socket at `path`: nothing there, or a socket nobody listens on
+/// (left by a killed agent, removed). A live socket is another agent of this vault id
+/// (of a copy of the vault); a symlink or any other file is refused, never followed.
+fn claim_socket_path(path: &Path) -> Result<()> {
+    let meta = match fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(Error::io(format!("cannot inspect {}", path.display()), e)),
+    };
+    if !meta.file_type().is_socket() {
+        return Err(Error::AgentDir {
+            path: path.to_path_buf(),
+            problem: if meta.file_type().is_symlink() {
+                "a symbolic link stands where the agent's socket goes; refusing to follow it (remove it)".into()
+            } else {
+                "a file that is not a socket stands where the agent's socket goes (remove it)"
+                    .into()
+            },
+        });
+    }
+    if std::os::unix::net::UnixStream::connect(path).is_ok() {
+        return Err(Error::AlreadyExists(format!(
+            "another agent already serves a vault with this vault's id (a copy of it?) at {}; lock it first",
+            path.display()
+        )));
+    }
+    let _ = fs::remove_file(path);
+    Ok(())
 }

@@ -13,7 +13,7 @@ use crate::ops;
 use crate::vault::types::VaultStatus;
 
 /// The protocol version. Bump it on any change to the messages below.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// The largest request the agent reads: a message to encrypt or sign through the agent
 /// (larger files go through an AEAD key, whose envelopes stream in the client).
@@ -28,10 +28,11 @@ pub enum AgentRequest {
     Ping,
     /// Agent and vault status; does not reset the idle timer.
     Status,
-    /// Reset the idle timer to `timeout_secs` (a second `unlock`).
+    /// Restart the idle timer (a second `unlock`), with a new idle timeout if one is
+    /// given; the agent keeps its current one otherwise.
     Extend {
         /// The new idle timeout.
-        timeout_secs: u64,
+        timeout_secs: Option<u64>,
     },
     /// Wipe the keys and stop.
     Lock,
@@ -42,28 +43,60 @@ pub enum AgentRequest {
 /// The agent's answer.
 #[derive(Serialize, Deserialize)]
 pub enum AgentResponse {
-    /// To `Ping`: the agent's vault path and pid.
-    Pong {
-        /// The vault it holds.
-        vault: String,
-        /// Its process id.
-        pid: u32,
-    },
+    /// To `Ping`: which vault the agent holds.
+    Pong(AgentInfo),
     /// To `Status`.
     Status(AgentStatus),
-    /// To `Extend` and `Lock`.
+    /// To `Lock`.
     Done,
     /// To `Op`.
     Op(ops::Response),
     /// Any failure, already mapped to an exit code.
     Error {
-        /// Exit code (SPEC §4).
+        /// The exit code the error maps to.
         code: i32,
         /// The message.
         message: String,
         /// A hint.
         hint: Option<String>,
     },
+    /// To `Extend`: the idle timeout now in force.
+    Extended {
+        /// The idle timeout, in seconds.
+        idle_timeout_secs: u64,
+    },
+    /// To any request: the agent found that the directory at its vault path is no
+    /// longer the vault it holds (moved, deleted or replaced), locked itself, and did
+    /// not carry out the request.
+    Stopped {
+        /// The agent and the vault it held.
+        info: AgentInfo,
+        /// What it found.
+        reason: String,
+    },
+}
+
+/// Who an agent is: its process and the vault it holds.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentInfo {
+    /// Its process id.
+    pub pid: u32,
+    /// The id of the vault it holds (hex).
+    pub vault_id: String,
+    /// The vault's directory when it was unlocked (canonical), as raw bytes.
+    pub vault_path: Vec<u8>,
+    /// The device of that directory.
+    pub dev: u64,
+    /// Its inode.
+    pub ino: u64,
+}
+
+impl AgentInfo {
+    /// The vault's directory when it was unlocked.
+    pub fn vault_path(&self) -> std::path::PathBuf {
+        use std::os::unix::ffi::OsStrExt;
+        std::path::PathBuf::from(std::ffi::OsStr::from_bytes(&self.vault_path))
+    }
 }
 
 /// The agent's state.
@@ -207,20 +240,38 @@ pub fn client_error(e: FrameError) -> Error {
 mod tests {
     use super::*;
 
+    fn info(path: String, pid: u32) -> AgentInfo {
+        AgentInfo {
+            pid,
+            vault_id: "ab".repeat(16),
+            vault_path: path.into_bytes(),
+            dev: 1,
+            ino: 2,
+        }
+    }
+
     #[test]
     fn round_trip() {
         let mut buf = Vec::new();
-        write_message(&mut buf, &AgentRequest::Extend { timeout_secs: 9 }).unwrap();
+        write_message(
+            &mut buf,
+            &AgentRequest::Extend {
+                timeout_secs: Some(9),
+            },
+        )
+        .unwrap();
         let back: AgentRequest = read_message(&mut buf.as_slice(), MAX_REQUEST_BYTES).unwrap();
-        assert!(matches!(back, AgentRequest::Extend { timeout_secs: 9 }));
+        assert!(matches!(
+            back,
+            AgentRequest::Extend {
+                timeout_secs: Some(9)
+            }
+        ));
     }
 
     #[test]
     fn the_frame_is_the_length_then_the_version_then_the_body_exactly() {
-        let message = AgentResponse::Pong {
-            vault: "/v".repeat(100),
-            pid: 4242,
-        };
+        let message = AgentResponse::Pong(info("/v".repeat(100), 4242));
         let mut buf = Vec::new();
         write_message(&mut buf, &message).unwrap();
         let mut want = postcard::to_stdvec(&PROTOCOL_VERSION).unwrap();
@@ -244,14 +295,13 @@ mod tests {
 
     #[test]
     fn a_large_frame_read_in_small_pieces_round_trips_and_a_cut_one_is_an_error() {
-        let message = AgentResponse::Pong {
-            vault: "x".repeat(300_000),
-            pid: 7,
-        };
+        let message = AgentResponse::Pong(info("x".repeat(300_000), 7));
         let mut buf = Vec::new();
         write_message(&mut buf, &message).unwrap();
         let back: AgentResponse = read_message(&mut Trickle(&buf), u32::MAX).unwrap();
-        assert!(matches!(back, AgentResponse::Pong { vault, pid: 7 } if vault.len() == 300_000));
+        assert!(
+            matches!(back, AgentResponse::Pong(i) if i.vault_path.len() == 300_000 && i.pid == 7)
+        );
         let cut = &buf[..buf.len() - 1];
         assert!(matches!(
             read_message::<AgentResponse>(&mut Trickle(cut), u32::MAX),
@@ -275,7 +325,7 @@ mod tests {
         ));
         let mut garbage = Vec::new();
         garbage.extend_from_slice(&3u32.to_be_bytes());
-        garbage.extend_from_slice(&[1, 200, 200]);
+        garbage.extend_from_slice(&[PROTOCOL_VERSION as u8, 200, 200]);
         assert!(matches!(
             read_message::<AgentRequest>(&mut garbage.as_slice(), MAX_REQUEST_BYTES),
             Err(FrameError::Malformed)

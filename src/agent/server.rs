@@ -2,31 +2,56 @@
 //! requests against the unlocked vault, and locks on timeout, lifetime, `lock` or a
 //! signal; compacts the vault when idle and its files have grown (see [`super::upkeep`]).
 //!
-//! Each connection gets its own thread, with read and write timeouts and a bounded
-//! message size; the number of connections is bounded too. A slow, silent or hostile
-//! client can only waste its own thread, never block or bloat the others.
+//! Each connection gets its own thread. A request must arrive whole within
+//! [`REQUEST_DEADLINE`] of the moment the agent starts waiting for it (however slowly
+//! its bytes drip in), and its answer must be taken within the same time. At most
+//! [`MAX_CONNECTIONS`] are open at once; when a new one arrives at that limit, the
+//! connection that has waited longest for its request is closed to make room (one
+//! whose request is being carried out never is). So slow, silent or hostile clients of
+//! the user cannot lock out the others.
+//!
+//! Before serving any request, the agent checks that the directory at its vault path
+//! is still the vault it holds (the vault id in the header file, the device and inode of
+//! the directory); if not, it locks itself and answers [`AgentResponse::Stopped`]. The
+//! watchdog checks the same each second, and before an automatic compaction.
+//!
+//! The count of requests in flight (which holds off the idle lock) and each
+//! connection's slot are tied to drop guards, and a request that panics is answered
+//! with an internal error: a panic leaves the agent's counters and timers right. If a
+//! request loses the vault (a compaction whose database could not be reopened, or a
+//! panic in the middle of one), the agent answers and exits: it never lingers without
+//! its vault.
 
+use std::collections::HashMap;
 use std::fs;
+use std::io::{self, Read, Write};
+use std::net::Shutdown;
+use std::os::unix::fs::MetadataExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::error::Error;
+use crate::error::{Error, Result};
 use crate::vault::Vault;
 use crate::vault::lifecycle::SpaceUse;
 
 use super::protocol::{
-    AgentRequest, AgentResponse, AgentStatus, FrameError, MAX_REQUEST_BYTES, read_message,
-    write_message,
+    AgentInfo, AgentRequest, AgentResponse, AgentStatus, FrameError, MAX_REQUEST_BYTES,
+    read_message, write_message,
 };
+use super::test_faults::Fault;
 use super::upkeep::{self, Upkeep};
 
-/// How long a connection may stay silent before the agent drops it.
-pub const CONNECTION_TIMEOUT: Duration = Duration::from_secs(10);
-/// The most connections served at once; more are closed at once.
+/// The idle timeout of an agent when `unlock` is given none.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(15 * 60);
+
+/// How long the agent waits for a whole request (from the moment it is ready for the
+/// next one), and for the client to take its answer.
+pub const REQUEST_DEADLINE: Duration = Duration::from_secs(10);
+/// The most connections open at once.
 pub const MAX_CONNECTIONS: usize = 128;
 /// How often the watchdog checks the timers.
 const TICK: Duration = Duration::from_millis(100);
@@ -48,28 +73,143 @@ struct Timers {
     in_flight: usize,
 }
 
+/// One open connection, as the accept loop sees it.
+struct Slot {
+    /// A second handle on the socket, to shut it down when the slot is taken back.
+    stream: UnixStream,
+    /// Whether a request of it is being carried out (then it is never closed).
+    busy: bool,
+    /// Since when it has been waiting (for its request, or for its answer to be read).
+    since: Instant,
+}
+
+#[derive(Default)]
+struct Connections {
+    next_id: u64,
+    open: HashMap<u64, Slot>,
+}
+
+/// Whether the directory at the vault path is still the vault the agent holds.
+enum Identity {
+    Same,
+    Changed(String),
+    Unknown(Error),
+}
+
+/// Where the agent's runtime files are.
+pub struct RuntimeFiles {
+    /// The socket it listens on.
+    pub socket: PathBuf,
+    /// Its registry entry, if it could write one.
+    pub registry_entry: Option<PathBuf>,
+}
+
 /// A running agent.
 pub struct Agent {
     vault: RwLock<Option<Vault>>,
     timers: Mutex<Timers>,
     started: Instant,
     max_lifetime: Duration,
-    socket_path: PathBuf,
-    pid_path: PathBuf,
-    connections: AtomicUsize,
+    files: RuntimeFiles,
+    /// The socket's inode, so that only our own socket is ever removed.
+    socket_ino: Option<(u64, u64)>,
+    connections: Mutex<Connections>,
     uid: u32,
+    info: AgentInfo,
+    fault: Fault,
+    /// Set when a request lost the vault (not when the agent locks).
+    lost: AtomicBool,
+}
+
+/// Counts one request in flight while it lives.
+struct InFlight<'a>(&'a Agent);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        let mut t = self.0.timers();
+        t.in_flight = t.in_flight.saturating_sub(1);
+        t.last_use = Instant::now();
+    }
+}
+
+/// Holds one connection's slot while it lives.
+struct SlotGuard<'a> {
+    agent: &'a Agent,
+    id: u64,
+}
+
+impl SlotGuard<'_> {
+    fn mark(&self, busy: bool) {
+        if let Some(slot) = self.agent.connections().open.get_mut(&self.id) {
+            slot.busy = busy;
+            slot.since = Instant::now();
+        }
+    }
+}
+
+impl Drop for SlotGuard<'_> {
+    fn drop(&mut self) {
+        self.agent.connections().open.remove(&self.id);
+    }
+}
+
+/// Reads and writes a socket within a deadline for the whole exchange, not per call.
+struct Deadline<'a> {
+    stream: &'a UnixStream,
+    until: Instant,
+}
+
+impl Deadline<'_> {
+    fn left(&self) -> io::Result<Duration> {
+        let left = self.until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the request took too long",
+            ));
+        }
+        Ok(left)
+    }
+}
+
+impl Read for Deadline<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.stream.set_read_timeout(Some(self.left()?))?;
+        let mut stream = self.stream;
+        stream.read(buf)
+    }
+}
+
+impl Write for Deadline<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.stream.set_write_timeout(Some(self.left()?))?;
+        let mut stream = self.stream;
+        stream.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 impl Agent {
-    /// Wraps an unlocked vault.
-    pub fn new(
-        vault: Vault,
-        options: AgentOptions,
-        socket_path: PathBuf,
-        pid_path: PathBuf,
-    ) -> Self {
+    /// Wraps an unlocked vault; `files` are the socket it listens on and its registry
+    /// entry, removed when it locks.
+    pub fn new(vault: Vault, options: AgentOptions, files: RuntimeFiles) -> Result<Self> {
+        let (dev, ino) = super::dir_identity(vault.path())
+            .map_err(|e| Error::io(format!("cannot inspect {}", vault.path().display()), e))?;
+        let info = AgentInfo {
+            pid: std::process::id(),
+            vault_id: vault.id_hex(),
+            vault_path: vault.path().as_os_str().as_encoded_bytes().to_vec(),
+            dev,
+            ino,
+        };
+        let socket_ino = fs::symlink_metadata(&files.socket)
+            .ok()
+            .map(|m| (m.dev(), m.ino()));
         let now = Instant::now();
-        Agent {
+        Ok(Agent {
             vault: RwLock::new(Some(vault)),
             timers: Mutex::new(Timers {
                 last_use: now,
@@ -78,11 +218,24 @@ impl Agent {
             }),
             started: now,
             max_lifetime: options.max_lifetime,
-            socket_path,
-            pid_path,
-            connections: AtomicUsize::new(0),
+            files,
+            socket_ino,
+            connections: Mutex::new(Connections::default()),
             uid: rustix::process::getuid().as_raw(),
-        }
+            info,
+            fault: Fault::from_env(),
+            lost: AtomicBool::new(false),
+        })
+    }
+
+    /// Who this agent is.
+    pub fn info(&self) -> &AgentInfo {
+        &self.info
+    }
+
+    /// The socket it listens on.
+    pub fn socket_path(&self) -> &std::path::Path {
+        &self.files.socket
     }
 
     /// Locks the pages of the vault's subkeys in RAM. False where the OS refuses.
@@ -97,12 +250,16 @@ impl Agent {
         }
     }
 
-    fn timers(&self) -> std::sync::MutexGuard<'_, Timers> {
+    fn timers(&self) -> MutexGuard<'_, Timers> {
         self.timers.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    fn connections(&self) -> MutexGuard<'_, Connections> {
+        self.connections.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// Wipes the keys (dropping the vault zeroizes them and flushes the database),
-    /// removes the socket and pid file, and ends the process.
+    /// removes the socket and the registry entry, and ends the process.
     pub fn lock_and_exit(&self) -> ! {
         self.wipe();
         std::process::exit(0)
@@ -117,8 +274,25 @@ impl Agent {
         }
         // Dropping in place zeroizes the subkeys where they live.
         *guard = None;
-        let _ = fs::remove_file(&self.socket_path);
-        let _ = fs::remove_file(&self.pid_path);
+        self.remove_runtime_files();
+    }
+
+    fn remove_runtime_files(&self) {
+        let ours = fs::symlink_metadata(&self.files.socket)
+            .ok()
+            .map(|m| (m.dev(), m.ino()));
+        if ours.is_some() && ours == self.socket_ino {
+            let _ = fs::remove_file(&self.files.socket);
+        }
+        if let Some(entry) = &self.files.registry_entry {
+            super::registry::unregister(entry);
+        }
+    }
+
+    /// Whether a request lost the vault (a compaction whose database could not be
+    /// reopened, or a panic in the middle of one). Not set while the agent locks.
+    fn vault_lost(&self) -> bool {
+        self.lost.load(Ordering::SeqCst)
     }
 
     /// Starts the watchdog and signal threads, then serves until locked.
@@ -140,24 +314,66 @@ impl Agent {
             });
         }
         for stream in listener.incoming() {
-            let Ok(stream) = stream else { continue };
-            if self.connections.fetch_add(1, Ordering::SeqCst) >= MAX_CONNECTIONS {
-                self.connections.fetch_sub(1, Ordering::SeqCst);
-                drop(stream);
+            let stream = match stream {
+                Ok(s) => s,
+                Err(_) => {
+                    // Out of descriptors or memory: let connections finish meanwhile.
+                    thread::sleep(Duration::from_millis(10));
+                    continue;
+                }
+            };
+            let Some(id) = self.admit(&stream) else {
                 continue;
-            }
+            };
             let agent = Arc::clone(&self);
             let spawned = thread::Builder::new()
                 .stack_size(256 * 1024)
                 .spawn(move || {
-                    agent.handle(stream);
-                    agent.connections.fetch_sub(1, Ordering::SeqCst);
+                    let slot = SlotGuard { agent: &agent, id };
+                    agent.handle(stream, &slot);
                 });
             if spawned.is_err() {
-                self.connections.fetch_sub(1, Ordering::SeqCst);
+                self.connections().open.remove(&id);
             }
         }
         self.lock_and_exit()
+    }
+
+    /// Gives a new connection a slot, closing the one that has waited longest for its
+    /// request if all are taken. `None` when it is refused.
+    fn admit(&self, stream: &UnixStream) -> Option<u64> {
+        if !self.peer_allowed(stream) {
+            let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
+            let _ = write_message(
+                &mut &*stream,
+                &AgentResponse::from(Error::Usage("the agent serves only its own user".into())),
+            );
+            return None;
+        }
+        let handle = stream.try_clone().ok()?;
+        let mut conns = self.connections();
+        if conns.open.len() >= MAX_CONNECTIONS {
+            let victim = conns
+                .open
+                .iter()
+                .filter(|(_, slot)| !slot.busy)
+                .min_by_key(|(_, slot)| slot.since)
+                .map(|(id, _)| *id)?;
+            if let Some(slot) = conns.open.remove(&victim) {
+                let _ = slot.stream.shutdown(Shutdown::Both);
+            }
+        }
+        conns.next_id += 1;
+        let id = conns.next_id;
+        conns.open.insert(
+            id,
+            Slot {
+                stream: handle,
+                busy: false,
+                since: Instant::now(),
+            },
+        );
+        Some(id)
     }
 
     fn watch(&self) {
@@ -167,6 +383,12 @@ impl Agent {
             thread::sleep(TICK);
             ticks = ticks.wrapping_add(1);
             if ticks.is_multiple_of(10) {
+                // Nobody may be asking: the directory is checked here too, so that an
+                // agent whose vault was deleted or replaced neither lingers nor writes
+                // (an automatic compaction works by path) into another vault.
+                if let Identity::Changed(_) = self.check_identity() {
+                    self.lock_and_exit();
+                }
                 // Audit entries of reads are applied unflushed; make them durable within
                 // a second (cheap when nothing is pending).
                 {
@@ -193,26 +415,54 @@ impl Agent {
         matches!(rustix::net::sockopt::socket_peercred(stream), Ok(cred) if cred.uid.as_raw() == self.uid)
     }
 
-    fn handle(&self, mut stream: UnixStream) {
-        if !self.peer_allowed(&stream) {
-            let _ = write_message(
-                &mut stream,
-                &AgentResponse::from(Error::Usage("the agent serves only its own user".into())),
-            );
-            return;
+    /// Whether the directory at the vault path is still the vault this agent holds.
+    fn check_identity(&self) -> Identity {
+        let path = self.info.vault_path();
+        match super::dir_identity(&path) {
+            Ok(found) if found == (self.info.dev, self.info.ino) => {}
+            Ok(_) => {
+                return Identity::Changed(format!(
+                    "the directory at {} is not the one it unlocked (the vault was moved, deleted or re-created)",
+                    path.display()
+                ));
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Identity::Changed(format!(
+                    "{} is gone (the vault was moved or deleted)",
+                    path.display()
+                ));
+            }
+            Err(e) => {
+                return Identity::Unknown(Error::io(
+                    format!("cannot inspect {}", path.display()),
+                    e,
+                ));
+            }
         }
-        if stream.set_read_timeout(Some(CONNECTION_TIMEOUT)).is_err()
-            || stream.set_write_timeout(Some(CONNECTION_TIMEOUT)).is_err()
-        {
-            return;
+        match crate::vault::peek_id(&path) {
+            Ok(Some(id)) if id == self.info.vault_id => Identity::Same,
+            Ok(_) | Err(Error::VaultNotFound(_)) | Err(Error::Integrity(_)) => {
+                Identity::Changed(format!(
+                    "the header file in {} is no longer that of the vault it unlocked",
+                    path.display()
+                ))
+            }
+            Err(e) => Identity::Unknown(e),
         }
+    }
+
+    fn handle(&self, stream: UnixStream, slot: &SlotGuard<'_>) {
         loop {
-            let request = match read_message::<AgentRequest>(&mut stream, MAX_REQUEST_BYTES) {
+            let mut io = Deadline {
+                stream: &stream,
+                until: Instant::now() + REQUEST_DEADLINE,
+            };
+            let request = match read_message::<AgentRequest>(&mut io, MAX_REQUEST_BYTES) {
                 Ok(r) => r,
                 Err(FrameError::Closed) | Err(FrameError::Io(_)) => return,
                 Err(FrameError::TooLarge(n)) => {
                     let _ = write_message(
-                        &mut stream,
+                        &mut io,
                         &AgentResponse::from(Error::Usage(format!(
                             "request of {n} bytes is over the agent's limit of {MAX_REQUEST_BYTES}"
                         ))),
@@ -221,7 +471,7 @@ impl Agent {
                 }
                 Err(FrameError::Version(v)) => {
                     let _ = write_message(
-                        &mut stream,
+                        &mut io,
                         &AgentResponse::from(Error::ProtocolMismatch {
                             agent: super::protocol::PROTOCOL_VERSION,
                             client: v,
@@ -231,7 +481,7 @@ impl Agent {
                 }
                 Err(FrameError::Malformed) => {
                     let _ = write_message(
-                        &mut stream,
+                        &mut io,
                         &AgentResponse::from(Error::Usage("malformed request".into())),
                     );
                     return;
@@ -239,49 +489,112 @@ impl Agent {
             };
             if matches!(request, AgentRequest::Lock) {
                 self.wipe();
-                let _ = write_message(&mut stream, &AgentResponse::Done);
+                let _ = write_message(&mut io, &AgentResponse::Done);
                 std::process::exit(0);
             }
-            let response = self.answer(request);
-            if write_message(&mut stream, &response).is_err() {
+            match self.check_identity() {
+                Identity::Same => {}
+                Identity::Changed(reason) => {
+                    self.wipe();
+                    let _ = write_message(
+                        &mut io,
+                        &AgentResponse::Stopped {
+                            info: self.info.clone(),
+                            reason,
+                        },
+                    );
+                    std::process::exit(0);
+                }
+                Identity::Unknown(e) => {
+                    if write_message(&mut io, &AgentResponse::from(e)).is_err() {
+                        return;
+                    }
+                    continue;
+                }
+            }
+            slot.mark(true);
+            let response = self.answer_catching_panics(request);
+            slot.mark(false);
+            let mut io = Deadline {
+                stream: &stream,
+                until: Instant::now() + REQUEST_DEADLINE,
+            };
+            let written = write_message(&mut io, &response);
+            if self.vault_lost() {
+                // A compaction could not reopen the database, or a request panicked in
+                // the middle of one: nothing left to serve.
+                self.lock_and_exit();
+            }
+            if written.is_err() {
                 return;
+            }
+        }
+    }
+
+    fn answer_catching_panics(&self, request: AgentRequest) -> AgentResponse {
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.answer(request))) {
+            Ok(response) => response,
+            Err(_) => {
+                let at = crate::error::take_panic_location()
+                    .map(|l| format!(" at {l}"))
+                    .unwrap_or_default();
+                Error::Internal(format!(
+                    "the agent stopped on an unexpected condition{at} while serving this request (damaged vault files, or a bug); the request may or may not have been carried out"
+                ))
+                .into()
             }
         }
     }
 
     fn answer(&self, request: AgentRequest) -> AgentResponse {
         match request {
-            AgentRequest::Ping => AgentResponse::Pong {
-                vault: self.socket_path.display().to_string(),
-                pid: std::process::id(),
-            },
+            AgentRequest::Ping => AgentResponse::Pong(self.info.clone()),
             AgentRequest::Status => self.status(),
             AgentRequest::Extend { timeout_secs } => {
                 let mut t = self.timers();
-                t.idle_timeout = Duration::from_secs(timeout_secs);
+                if let Some(secs) = timeout_secs {
+                    t.idle_timeout = Duration::from_secs(secs.max(1));
+                }
                 t.last_use = Instant::now();
-                AgentResponse::Done
+                AgentResponse::Extended {
+                    idle_timeout_secs: t.idle_timeout.as_secs(),
+                }
             }
             AgentRequest::Lock => AgentResponse::Done,
             AgentRequest::Op(op) if op.needs_exclusive() => {
-                self.begin_use();
-                let result = self.with_vault_owned(|vault| crate::ops::execute_owned(vault, op));
-                self.end_use();
+                let _use = self.begin_use();
+                let lose = self.fault.loses_vault();
+                let result = self.with_vault_owned(|vault| {
+                    self.fault.panic_for(op.user());
+                    let (back, result) = crate::ops::execute_owned(vault, op);
+                    if lose {
+                        drop(back);
+                        return (
+                            None,
+                            Err(Error::Internal(
+                                "test fault: the compacted database could not be reopened".into(),
+                            )),
+                        );
+                    }
+                    (back, result)
+                });
                 match result {
                     Ok(r) => AgentResponse::Op(r),
                     Err(e) => e.into(),
                 }
             }
             AgentRequest::Op(op) => {
-                self.begin_use();
+                let _use = self.begin_use();
                 let result = {
                     let guard = self.vault.read().unwrap_or_else(|p| p.into_inner());
                     match guard.as_ref() {
-                        Some(vault) => vault.execute(op),
+                        Some(vault) => {
+                            self.fault.panic_for(op.user());
+                            vault.execute(op)
+                        }
                         None => Err(Error::Internal("the agent is locking".into())),
                     }
                 };
-                self.end_use();
                 match result {
                     Ok(r) => AgentResponse::Op(r),
                     Err(e) => e.into(),
@@ -291,28 +604,34 @@ impl Agent {
     }
 
     /// Runs `work` with the vault to itself (requests wait meanwhile); `work` gives the
-    /// vault back, or `None` when the database could not be reopened, and then the
-    /// agent stops serving.
+    /// vault back, or `None` when the database could not be reopened: then the agent
+    /// has nothing left to serve, and its callers make it exit.
     fn with_vault_owned<T>(
         &self,
         work: impl FnOnce(Vault) -> (Option<Vault>, crate::Result<T>),
     ) -> crate::Result<T> {
+        /// Marks the vault lost unless it came back (also when `work` panics).
+        struct Loss<'a>(&'a AtomicBool, bool);
+        impl Drop for Loss<'_> {
+            fn drop(&mut self) {
+                if !self.1 {
+                    self.0.store(true, Ordering::SeqCst);
+                }
+            }
+        }
         let result = {
             let mut guard = self.vault.write().unwrap_or_else(|p| p.into_inner());
             match guard.take() {
                 Some(vault) => {
+                    let mut loss = Loss(&self.lost, false);
                     let (back, result) = work(vault);
+                    loss.1 = back.is_some();
                     *guard = back;
                     result
                 }
                 None => Err(Error::Internal("the agent is locking".into())),
             }
         };
-        if self.vault.read().map(|g| g.is_none()).unwrap_or(true) {
-            // The database could not be reopened: nothing left to serve.
-            let _ = fs::remove_file(&self.socket_path);
-            let _ = fs::remove_file(&self.pid_path);
-        }
         // A compaction copied every record through memory: give it back.
         super::harden::release_free_memory();
         result
@@ -347,21 +666,16 @@ impl Agent {
                 records: 0,
             }),
         }
-        if self.vault.read().map(|g| g.is_none()).unwrap_or(true) {
+        if self.vault_lost() {
             self.lock_and_exit();
         }
     }
 
-    fn begin_use(&self) {
+    fn begin_use(&self) -> InFlight<'_> {
         let mut t = self.timers();
         t.in_flight += 1;
         t.last_use = Instant::now();
-    }
-
-    fn end_use(&self) {
-        let mut t = self.timers();
-        t.in_flight = t.in_flight.saturating_sub(1);
-        t.last_use = Instant::now();
+        InFlight(self)
     }
 
     fn status(&self) -> AgentResponse {

@@ -1,11 +1,11 @@
 //! `unlock`, `lock` and `status`: the commands that start, stop and ask the agent.
 
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use keyvault::agent::client::{AgentClient, terminate_by_pid};
+use keyvault::agent::client::{AgentClient, LockTarget, lock_agents};
 use keyvault::agent::launch::start_agent;
 use keyvault::agent::server::AgentOptions;
 use keyvault::vault::{self, Vault};
@@ -21,38 +21,49 @@ fn short(d: Duration) -> String {
         .replace(' ', "")
 }
 
-/// `unlock`: start the agent, or extend a running one.
+/// How long `unlock` waits for the agent another `unlock` is starting at the same
+/// moment (which holds the vault, so that ours could not open it).
+const RACE_WAIT: Duration = Duration::from_secs(10);
+
+/// `unlock`: start the agent, or restart the idle timer of a running one (with a new
+/// idle timeout only if one is given).
 pub fn unlock(
     out: &mut Out,
     path: &Path,
     source: &PassphraseSource,
+    timeout: Option<Duration>,
     options: AgentOptions,
 ) -> std::result::Result<(), RunError> {
     if !keyvault::store::layout::exists(path) {
         return Err(Error::VaultNotFound(path.to_path_buf()).into());
     }
-    if let Some(mut client) = AgentClient::connect(path)? {
-        client.extend(options.idle_timeout)?;
-        if out.json() {
-            out.doc(&json!({
-                "state": "unlocked",
-                "already_unlocked": true,
-                "idle_timeout_secs": options.idle_timeout.as_secs(),
-            }))?;
-        } else {
-            out.text(&format!(
-                "{} is already unlocked; idle timeout reset to {}\n",
-                path.display(),
-                short(options.idle_timeout)
-            ))?;
-        }
-        return Ok(());
+    if let Some(client) = AgentClient::connect(path)? {
+        return already_unlocked(out, path, client, timeout);
     }
+    // Say where the socket cannot go before asking for a passphrase.
+    keyvault::agent::private_dir(&keyvault::agent::preferred_dir())?;
     let passphrase = source.unlock()?;
     let master = Vault::unlock_master_key(path, &passphrase)?;
     drop(passphrase);
     let exe = std::env::current_exe().map_err(|e| Error::io("cannot find this program", e))?;
-    let started = start_agent(&exe, path, master, options)?;
+    let started = match start_agent(&exe, path, master, options) {
+        Ok(s) => s,
+        Err(e @ (Error::VaultInUse(_) | Error::AlreadyExists(_))) => {
+            // Another `unlock` at the same moment may have won the vault: then it is
+            // unlocked, which is what was asked.
+            let deadline = Instant::now() + RACE_WAIT;
+            loop {
+                if let Some(client) = AgentClient::connect(path)? {
+                    return already_unlocked(out, path, client, timeout);
+                }
+                if Instant::now() >= deadline {
+                    return Err(e.into());
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        Err(e) => return Err(e.into()),
+    };
     if !started.memory_locked {
         eprintln!(
             "warning: the agent could not lock its key memory in RAM (mlock); keys could reach swap"
@@ -79,24 +90,63 @@ pub fn unlock(
     Ok(())
 }
 
-/// `lock`: wipe the keys and stop the agent.
-pub fn lock(out: &mut Out, path: &Path) -> std::result::Result<(), RunError> {
-    let was_unlocked = match AgentClient::connect(path) {
-        Ok(Some(client)) => match client.lock() {
-            Ok(()) => true,
-            Err(Error::ProtocolMismatch { .. }) => terminate_by_pid(path)?,
-            Err(e) => return Err(e.into()),
-        },
-        Ok(None) => false,
-        Err(Error::VaultNotFound(_)) => false,
-        Err(e) => return Err(e.into()),
-    };
+fn already_unlocked(
+    out: &mut Out,
+    path: &Path,
+    mut client: AgentClient,
+    timeout: Option<Duration>,
+) -> std::result::Result<(), RunError> {
+    let in_force = client.extend(timeout)?;
     if out.json() {
-        out.doc(&json!({ "state": "locked", "was_unlocked": was_unlocked }))?;
-    } else if was_unlocked {
-        out.text("Locked: the keys were wiped from memory and the agent stopped\n")?;
+        out.doc(&json!({
+            "state": "unlocked",
+            "already_unlocked": true,
+            "idle_timeout_secs": in_force.as_secs(),
+        }))?;
     } else {
-        out.text("Already locked: no agent runs for this vault\n")?;
+        out.text(&format!(
+            "{} is already unlocked; it locks after {} idle from now\n",
+            path.display(),
+            short(in_force)
+        ))?;
+    }
+    Ok(())
+}
+
+/// `lock` (`--all`): wipe the keys and stop every agent that holds this vault (or
+/// every agent of the user).
+pub fn lock(out: &mut Out, path: &Path, all: bool) -> std::result::Result<(), RunError> {
+    let target = if all {
+        LockTarget::All
+    } else {
+        LockTarget::Vault(path)
+    };
+    let report = lock_agents(target)?;
+    let stopped = report.stopped.len();
+    if out.json() {
+        out.doc(&json!({
+            "state": if report.failures.is_empty() { "locked" } else { "unlocked" },
+            "was_unlocked": stopped > 0 || !report.failures.is_empty(),
+            "agents_stopped": report.stopped,
+            "failures": report.failures,
+        }))?;
+    } else if all {
+        out.text(&format!(
+            "Locked: {stopped} agent(s) stopped, their keys wiped from memory\n"
+        ))?;
+    } else if stopped > 0 {
+        out.text("Locked: the keys were wiped from memory and the agent stopped\n")?;
+    } else if report.failures.is_empty() {
+        out.text("Already locked: no agent holds this vault\n")?;
+    }
+    if !report.failures.is_empty() {
+        out.flush()?;
+        let error = Error::NotLocked(report.failures.join("; "));
+        return Err(if out.json() {
+            RunError::Reported(error)
+        } else {
+            error.into()
+        });
     }
     Ok(())
 }

@@ -50,15 +50,20 @@ pub enum Command {
     Init(InitArgs),
     /// Start the agent holding the unlocked vault; later commands need no passphrase
     Unlock {
-        /// Lock after this long without use (e.g. 30s, 15m, 1h)
-        #[arg(long, value_name = "DURATION", default_value = "15m", value_parser = parse_duration)]
-        timeout: Duration,
+        /// Lock after this long without use (e.g. 30s, 15m, 1h) [default: 15m; an
+        /// unlocked vault keeps its current timeout unless this is given]
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+        timeout: Option<Duration>,
         /// Lock after this long in any case, even while in use
         #[arg(long, value_name = "DURATION", default_value = "8h", value_parser = parse_duration)]
         max_lifetime: Duration,
     },
-    /// Wipe the keys from memory and stop the agent
-    Lock,
+    /// Wipe the keys from memory and stop the agent (every agent holding this vault)
+    Lock {
+        /// Stop every agent of yours, whatever vault it holds
+        #[arg(long)]
+        all: bool,
+    },
     /// Show whether the vault is unlocked, where it is, its format and counts
     Status,
     /// Generate and store a key; prints its id and fingerprint, never the secret

@@ -3,7 +3,8 @@
 //!
 //! AEAD envelopes stream: the vault (or agent) hands out the key of one envelope and
 //! this process streams the file through it, so large files never pass through the
-//! agent. Fernet tokens, RSA-OAEP and signatures take the whole message in memory.
+//! agent. Fernet tokens, RSA-OAEP and Ed25519 signatures take the whole message in
+//! memory; RSA signatures are made and checked from a SHA-256 digest computed here.
 
 use std::fs;
 use std::io::{self, Read, Write};
@@ -30,11 +31,13 @@ type CmdResult<T = ()> = std::result::Result<T, RunError>;
 
 /// The most a message may hold when it is read whole (Fernet, RSA, signatures).
 const MAX_MESSAGE_BYTES: u64 = 2 * 1024 * 1024 * 1024;
+/// How much of its input `encrypt` reads before it opens the vault itself.
+const READ_AHEAD_BYTES: u64 = 16 * 1024 * 1024;
+/// Room for the rest of a request around a message sent to the agent.
+const REQUEST_OVERHEAD: u64 = 4096;
 /// The most output `--json` prints (it holds the output in memory, and base64 makes
 /// it a third larger); larger outputs go to a file with `--out`.
 pub const MAX_JSON_OUTPUT: u64 = 16 * 1024 * 1024;
-/// Room for the rest of a request around a message sent to the agent.
-const REQUEST_OVERHEAD: u64 = 4096;
 
 /// Where output goes: stdout, or a new file written under a temporary name and linked
 /// into place only when complete (never overwriting; removed on failure).
@@ -221,11 +224,6 @@ fn sink_error(sink: &Sink, e: Error) -> Error {
     }
 }
 
-fn read_message(session: &mut Session, input: Option<&Path>) -> Result<Zeroizing<Vec<u8>>> {
-    let input = open_input(input)?;
-    read_rest(session, Vec::new(), input)
-}
-
 /// Reads into `buf` until `reader` ends or `buf` holds `max` bytes. The buffer grows
 /// by doubling but never past `max`, so an input of `max` bytes or more costs `max`
 /// bytes of memory, not the next power of two.
@@ -368,7 +366,11 @@ fn emit(out: &mut Out, sink: Sink, what: &str, text: bool, extra: serde_json::Va
     Ok(())
 }
 
-/// `encrypt`.
+/// `encrypt`. Without an agent, the input is read before the vault is opened (all of
+/// it when it is small; a large one is read once the key type says it is needed whole),
+/// and the vault is closed before any output is written: so that neither end of
+/// `keyvault decrypt … | keyvault encrypt …` or `keyvault encrypt … | keyvault decrypt …`
+/// holds the vault while it waits on the other.
 pub fn encrypt(
     out: &mut Out,
     session: &mut Session,
@@ -378,8 +380,15 @@ pub fn encrypt(
     output: Option<&Path>,
 ) -> CmdResult {
     check_arguments(user, name, output)?;
-    let input = open_input(input)?;
+    let mut input = open_input(input)?;
     check_json_output(out, output, &input)?;
+    let mut head = Zeroizing::new(Vec::new());
+    if session.agent()?.is_none() {
+        (&mut input.reader)
+            .take(READ_AHEAD_BYTES)
+            .read_to_end(&mut head)
+            .map_err(|e| Error::io("cannot read the input", e))?;
+    }
     let key_type = key_type_of(session, user, name)?;
     key_type.check_use(KeyUse::Encrypt)?;
     if key_type != KeyType::Fernet && output.is_none() && !out.json() {
@@ -387,9 +396,10 @@ pub fn encrypt(
     }
     let mut sink = Sink::open(output, out.json())?;
     if key_type.is_aead() {
-        let mut reader = input.reader;
         let (header, key, warning) = envelope_key(session, user, name, None)?;
-        envelope::encrypt_with_message_key(&header, &key, &mut reader, &mut sink)
+        session.release();
+        let mut whole = head.as_slice().chain(input.reader);
+        envelope::encrypt_with_message_key(&header, &key, &mut whole, &mut sink)
             .map_err(|e| sink_error(&sink, e))?;
         warn(&warning);
         let version = header.key_version;
@@ -401,7 +411,7 @@ pub fn encrypt(
             json!({ "user": user, "name": name, "version": version, "type": key_type.as_str() }),
         );
     }
-    let message = read_rest(session, Vec::new(), input)?;
+    let message = read_rest(session, std::mem::take(&mut *head), input)?;
     let Response::Produced(used) = session.call(Request::Encrypt {
         user: user.to_string(),
         name: name.to_string(),
@@ -410,6 +420,7 @@ pub fn encrypt(
     else {
         return Err(unexpected().into());
     };
+    session.release();
     warn(&used.warning);
     let fernet = key_type == KeyType::Fernet;
     sink.write_all(&used.value)
@@ -430,9 +441,9 @@ pub fn encrypt(
     )
 }
 
-/// `decrypt`. The input is read before the vault is opened (all of it, or an
-/// envelope's header), so that `keyvault encrypt … | keyvault decrypt …` does not find
-/// the vault held by the other side.
+/// `decrypt`. The input is read before the vault is opened (an envelope's header), and
+/// the vault is closed as soon as this has what it needs (an envelope's key, or the
+/// plaintext), before any output is written: see [`encrypt`].
 pub fn decrypt(
     out: &mut Out,
     session: &mut Session,
@@ -459,6 +470,7 @@ pub fn decrypt(
         let mut whole = head.as_slice().chain(input.reader);
         let header = envelope::read_header(&mut whole)?;
         let (header, key, _) = envelope_key(session, user, name, Some(header.to_bytes().to_vec()))?;
+        session.release();
         let mut sink = Sink::open(output, out.json())?;
         envelope::decrypt_with_message_key(&header, &key, &mut whole, &mut sink)
             .map_err(|e| sink_error(&sink, e))?;
@@ -481,6 +493,7 @@ pub fn decrypt(
     else {
         return Err(unexpected().into());
     };
+    session.release();
     let mut sink = Sink::open(output, out.json())?;
     sink.write_all(&plaintext)
         .map_err(|e| sink_error(&sink, Error::io("writing the output", e)))?;
@@ -493,7 +506,79 @@ pub fn decrypt(
     )
 }
 
-/// `sign`.
+/// A message to sign or verify, read before the vault is opened (see [`decrypt`]): its
+/// SHA-256 digest always (RSA signs that), and the message itself while it is within
+/// what may be sent whole (Ed25519 signs the whole message).
+struct ToSign {
+    whole: Option<Zeroizing<Vec<u8>>>,
+    digest: [u8; 32],
+    len: u64,
+    limit: u64,
+    through_agent: bool,
+}
+
+impl ToSign {
+    fn read(session: &mut Session, input: Option<&Path>) -> Result<ToSign> {
+        use sha2::Digest as _;
+        let through_agent = session.agent()?.is_some();
+        let limit = if through_agent {
+            u64::from(MAX_REQUEST_BYTES) - REQUEST_OVERHEAD
+        } else {
+            MAX_MESSAGE_BYTES
+        };
+        let Input { mut reader, size } = open_input(input)?;
+        let mut hasher = sha2::Sha256::new();
+        // A file whose size is over the limit is only hashed, never held.
+        let mut whole = size
+            .is_none_or(|n| n <= limit)
+            .then(|| Zeroizing::new(Vec::new()));
+        let mut len = 0u64;
+        let mut chunk = Zeroizing::new(vec![0u8; 1 << 20]);
+        loop {
+            let n = match reader.read(&mut chunk) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(Error::io("cannot read the input", e)),
+            };
+            hasher.update(&chunk[..n]);
+            len += n as u64;
+            if len > limit {
+                // Too long to send whole: only its digest is kept.
+                whole = None;
+            } else if let Some(buf) = whole.as_mut() {
+                buf.extend_from_slice(&chunk[..n]);
+            }
+        }
+        Ok(ToSign {
+            whole,
+            digest: hasher.finalize().into(),
+            len,
+            limit,
+            through_agent,
+        })
+    }
+
+    /// The whole message, for a key type that signs it whole (Ed25519).
+    fn whole(&mut self, key_type: KeyType, what: &str) -> Result<Zeroizing<Vec<u8>>> {
+        self.whole.take().ok_or_else(|| {
+            Error::Usage(if self.through_agent {
+                format!(
+                    "{key_type} keys {what} the whole message, and a message sent to the agent may hold at most {} bytes; this one holds {}: run `keyvault lock` and {what} it without the agent, or use an RSA key (the agent {what}s from a digest)",
+                    self.limit, self.len
+                )
+            } else {
+                format!(
+                    "{key_type} keys {what} the whole message, which may hold at most 2 GiB; this one holds {} bytes",
+                    self.len
+                )
+            })
+        })
+    }
+}
+
+/// `sign`. RSA keys sign the message's SHA-256 digest, computed here: any size, also
+/// through the agent, which gets the 32 bytes only.
 pub fn sign(
     out: &mut Out,
     session: &mut Session,
@@ -508,19 +593,29 @@ pub fn sign(
         refuse_binary_to_terminal("sign")?;
     }
     // The message first: see `decrypt`.
-    let message = read_message(session, input)?;
+    let mut message = ToSign::read(session, input)?;
     let key_type = key_type_of(session, user, name)?;
     key_type.check_use(KeyUse::Sign)?;
+    let request = if key_type.is_rsa() {
+        Request::SignDigest {
+            user: user.to_string(),
+            name: name.to_string(),
+            scheme,
+            digest: message.digest.to_vec(),
+        }
+    } else {
+        Request::Sign {
+            user: user.to_string(),
+            name: name.to_string(),
+            scheme,
+            message: message.whole(key_type, "sign")?,
+        }
+    };
     let mut sink = Sink::open(output, out.json())?;
-    let Response::Produced(used) = session.call(Request::Sign {
-        user: user.to_string(),
-        name: name.to_string(),
-        scheme,
-        message,
-    })?
-    else {
+    let Response::Produced(used) = session.call(request)? else {
         return Err(unexpected().into());
     };
+    session.release();
     sink.write_all(&used.value)
         .map_err(|e| Error::io("writing the output", e))?;
     emit(
@@ -548,7 +643,7 @@ pub fn verify(
         _ => Error::io(format!("cannot read {}", signature.display()), e),
     })?;
     // The message first: see `decrypt`.
-    let message = read_message(session, input)?;
+    let mut message = ToSign::read(session, input)?;
     let key_type = key_type_of(session, user, name)?;
     key_type.check_use(KeyUse::Verify)?;
     // At most one byte more than a signature of this key holds: a longer file is not
@@ -559,40 +654,45 @@ pub fn verify(
         .take(sig_len as u64 + 1)
         .read_to_end(&mut sig)
         .map_err(|e| Error::io(format!("cannot read {}", signature.display()), e))?;
-    // Kept for a second look with the other RSA scheme, should this one fail.
-    let again = key_type.is_rsa().then(|| (message.clone(), sig.clone()));
-    let Response::Verified(version) = session.call(Request::Verify {
-        user: user.to_string(),
-        name: name.to_string(),
-        scheme,
-        message,
-        signature: sig,
-    })?
+    let request = |scheme: Option<RsaScheme>, message: &mut ToSign, sig: Vec<u8>| {
+        Ok::<_, Error>(if key_type.is_rsa() {
+            Request::VerifyDigest {
+                user: user.to_string(),
+                name: name.to_string(),
+                scheme,
+                digest: message.digest.to_vec(),
+                signature: sig,
+            }
+        } else {
+            Request::Verify {
+                user: user.to_string(),
+                name: name.to_string(),
+                scheme,
+                message: message.whole(key_type, "verify")?,
+                signature: sig,
+            }
+        })
+    };
+    let Response::Verified(version) = session.call(request(scheme, &mut message, sig.clone())?)?
     else {
         return Err(unexpected().into());
     };
     // An RSA signature made with the other scheme is still invalid (exit 1): the
-    // scheme asked for is the one checked. Saying so spares a puzzled user.
-    let other_scheme = match (version, again) {
-        (None, Some((message, signature))) => {
-            let other = match scheme.unwrap_or_default() {
-                RsaScheme::Pss => RsaScheme::Pkcs1v15,
-                RsaScheme::Pkcs1v15 => RsaScheme::Pss,
-            };
-            // A key that cannot use the other scheme (an RSASSA-PSS key) gives no hint.
-            match session.call(Request::Verify {
-                user: user.to_string(),
-                name: name.to_string(),
-                scheme: Some(other),
-                message,
-                signature,
-            }) {
-                Ok(Response::Verified(Some(_))) => Some(other),
-                _ => None,
-            }
+    // scheme asked for is the one checked. Saying so spares a puzzled user. A key that
+    // cannot use the other scheme (an RSASSA-PSS key) gives no hint.
+    let other_scheme = if version.is_none() && key_type.is_rsa() {
+        let other = match scheme.unwrap_or_default() {
+            RsaScheme::Pss => RsaScheme::Pkcs1v15,
+            RsaScheme::Pkcs1v15 => RsaScheme::Pss,
+        };
+        match session.call(request(Some(other), &mut message, sig)?) {
+            Ok(Response::Verified(Some(_))) => Some(other),
+            _ => None,
         }
-        _ => None,
+    } else {
+        None
     };
+    session.release();
     if let Some(other) = other_scheme {
         eprintln!(
             "hint: the signature verifies with --scheme {}; it was checked with {}, so it is invalid as asked",

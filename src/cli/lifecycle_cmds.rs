@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use serde_json::json;
 
-use keyvault::agent::client::AgentClient;
+use keyvault::agent::client::{AgentClient, OpOutcome};
 use keyvault::ops::{Request, Response};
 use keyvault::vault::Vault;
 use keyvault::vault::check::CheckReport;
@@ -71,15 +71,41 @@ pub fn passwd(
     }
     .new_passphrase("New passphrase: ")?;
     super::passphrase::warn_if_weak(&new);
-    let Response::Done = session.call(Request::Passwd {
+    let request = Request::Passwd {
         old,
         new,
         kdf: change,
         allow_weak_kdf: kdf.allow_weak_kdf,
-    })?
-    else {
-        return Err(unexpected().into());
     };
+    // Through the agent, which checks the current passphrase; else the vault is opened
+    // here with it, once (never asked for, or run through the KDF, a second time).
+    let request = match session.agent()? {
+        Some(agent) => match agent.op_or_back(request)? {
+            OpOutcome::Answered(Response::Done) => None,
+            OpOutcome::Answered(_) => return Err(unexpected().into()),
+            OpOutcome::NotCarriedOut(e, request) => {
+                eprintln!("note: {e}; opening the vault directly");
+                Some(*request)
+            }
+        },
+        None => Some(request),
+    };
+    if let Some(Request::Passwd {
+        old,
+        new,
+        kdf,
+        allow_weak_kdf,
+    }) = request
+    {
+        Vault::open_and_change_passphrase(
+            &session.path,
+            &old,
+            &new,
+            kdf,
+            allow_weak_kdf,
+            session.options,
+        )?;
+    }
     if out.json() {
         out.doc(&json!({
             "changed": true,

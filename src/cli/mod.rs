@@ -17,8 +17,8 @@ use std::path::{Path, PathBuf};
 use serde_json::json;
 use zeroize::Zeroizing;
 
-use keyvault::agent::client::AgentClient;
-use keyvault::agent::server::AgentOptions;
+use keyvault::agent::client::{AgentClient, OpOutcome};
+use keyvault::agent::server::{AgentOptions, DEFAULT_IDLE_TIMEOUT};
 use keyvault::ops::{Request, Response};
 use keyvault::vault::{self, ExportOptions, Vault};
 use keyvault::{Error, Result};
@@ -83,6 +83,14 @@ impl Session {
             .ok_or_else(|| Error::Internal("vault not open".into()))
     }
 
+    /// Closes the vault this process opened (flushing it and letting go of its lock),
+    /// once a command has what it needs from it: so that a command that then writes a
+    /// large output into a pipe does not hold the vault while the reader, another
+    /// keyvault command, waits to open it. Nothing to do through the agent.
+    fn release(&mut self) {
+        self.vault = None;
+    }
+
     fn agent(&mut self) -> Result<Option<&mut AgentClient>> {
         if !self.agent_checked {
             self.agent_checked = true;
@@ -92,9 +100,19 @@ impl Session {
     }
 
     fn call(&mut self, request: Request) -> Result<Response> {
-        if let Some(agent) = self.agent()? {
-            return agent.op(request);
-        }
+        let request = match self.agent()? {
+            None => request,
+            Some(agent) => match agent.op_or_back(request)? {
+                OpOutcome::Answered(response) => return Ok(response),
+                // The agent locked itself without carrying the request out (its vault
+                // directory was moved, deleted or replaced): carry it out here.
+                OpOutcome::NotCarriedOut(e, request) => {
+                    eprintln!("note: {e}; opening the vault directly");
+                    self.agent = None;
+                    *request
+                }
+            },
+        };
         if request.needs_exclusive() {
             self.vault()?;
             let vault = self
@@ -188,14 +206,15 @@ pub fn run(cli: Cli) -> std::result::Result<ExitCode, RunError> {
                 &mut out,
                 &vault_path(&cli)?,
                 &source,
+                *timeout,
                 AgentOptions {
-                    idle_timeout: *timeout,
+                    idle_timeout: timeout.unwrap_or(DEFAULT_IDLE_TIMEOUT),
                     max_lifetime: *max_lifetime,
                     accept_rollback: cli.accept_rollback,
                 },
             )?;
         }
-        Command::Lock => agent_cmds::lock(&mut out, &vault_path(&cli)?)?,
+        Command::Lock { all } => agent_cmds::lock(&mut out, &vault_path(&cli)?, *all)?,
         Command::Agent {
             idle_secs,
             lifetime_secs,

@@ -9,6 +9,10 @@
 //! - Ed25519 (RFC 8032, pure): verification is `verify_strict` (canonical S, no small-order
 //!   key or R), which every signature from an honest signer passes.
 //!
+//! RSA signs a SHA-256 digest, so [`sign_digest`] and [`verify_digest`] take the digest
+//! computed elsewhere (a client hashes a large file and sends the agent 32 bytes);
+//! Ed25519 hashes the whole message twice inside the algorithm and has no such form.
+//!
 //! Verification answers `Ok(true)` or `Ok(false)`; `Ok(false)` covers every signature that
 //! does not verify, whatever its length (exit 1 at the command line). Errors are for the
 //! rest: a key type that does not sign, a scheme that does not fit the key, or a stored
@@ -17,6 +21,7 @@
 use ed25519_dalek::Signer as _;
 use rsa::pkcs8::DecodePrivateKey;
 use rsa::signature::Verifier as _;
+use rsa::signature::hazmat::PrehashVerifier as _;
 use sha2::Sha256;
 
 use super::ed25519_keys;
@@ -190,6 +195,84 @@ pub fn verify(
     })
 }
 
+/// The length of the digest [`sign_digest`] and [`verify_digest`] take (SHA-256).
+pub const DIGEST_LEN: usize = 32;
+
+fn digest_signer(key_type: KeyType, digest: &[u8]) -> Result<()> {
+    if !key_type.is_rsa() {
+        return Err(Error::Usage(format!(
+            "{key_type} keys sign the whole message, not a digest of it"
+        )));
+    }
+    if digest.len() != DIGEST_LEN {
+        return Err(Error::Usage(format!(
+            "a SHA-256 digest is {DIGEST_LEN} bytes, not {}",
+            digest.len()
+        )));
+    }
+    Ok(())
+}
+
+/// Signs the SHA-256 `digest` of a message with the private key of `material` (RSA
+/// only): the same signature [`sign`] makes over the message.
+pub fn sign_digest(
+    key_type: KeyType,
+    material: &KeyMaterial,
+    scheme: Option<RsaScheme>,
+    digest: &[u8],
+) -> Result<Vec<u8>> {
+    key_type.check_use(KeyUse::Sign)?;
+    let scheme = check_scheme(key_type, scheme)?;
+    digest_signer(key_type, digest)?;
+    let key = rsa_private(key_type, material)?;
+    match scheme {
+        RsaScheme::Pss => key.pss_sign_prehash::<Sha256>(digest),
+        RsaScheme::Pkcs1v15 => key.pkcs1v15_sign_prehash::<Sha256>(digest),
+    }
+    .map_err(|e| Error::Internal(format!("RSA signing failed: {e}")))
+}
+
+/// Verifies `signature` over the message whose SHA-256 digest is `digest` (RSA only),
+/// as [`verify`] does over the message.
+pub fn verify_digest(
+    key_type: KeyType,
+    material: &KeyMaterial,
+    scheme: Option<RsaScheme>,
+    digest: &[u8],
+    signature: &[u8],
+) -> Result<bool> {
+    key_type.check_use(KeyUse::Verify)?;
+    let scheme = check_scheme(key_type, scheme)?;
+    digest_signer(key_type, digest)?;
+    if signature.is_empty() {
+        return Ok(false);
+    }
+    let (key, constraints) = rsa_public_constrained(material)?;
+    if constraints.is_some() && scheme != RsaScheme::Pss {
+        return Err(Error::Usage(
+            "this key is an RSASSA-PSS public key: it verifies PSS signatures only".into(),
+        ));
+    }
+    Ok(match scheme {
+        RsaScheme::Pss => {
+            let Ok(sig) = rsa::pss::Signature::try_from(signature) else {
+                return Ok(false);
+            };
+            let valid = rsa::pss::VerifyingKey::<Sha256>::new_with_auto_salt_len(key.clone())
+                .verify_prehash(digest, &sig)
+                .is_ok();
+            // The key's parameters set the shortest salt its signatures may have.
+            valid
+                && constraints.is_none_or(|c| {
+                    pss_salt_len(&key, signature).is_some_and(|n| n >= c.min_salt_len)
+                })
+        }
+        RsaScheme::Pkcs1v15 => key
+            .pkcs1v15_verify_prehash::<Sha256>(digest, signature)
+            .is_ok(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -262,6 +345,36 @@ mod tests {
             let strict = rsa_public(&m).unwrap().pss_verify::<Sha256>(b"msg", &sig);
             assert_eq!(strict.is_ok(), salt == 32, "salt {salt}");
         }
+    }
+
+    #[test]
+    fn a_digest_signs_and_verifies_as_its_message_does() {
+        use sha2::Digest as _;
+        let m = generate(KeyType::Rsa2048).unwrap();
+        let digest = Sha256::digest(b"a long file");
+        for scheme in [None, Some(RsaScheme::Pkcs1v15)] {
+            let sig = sign_digest(KeyType::Rsa2048, &m, scheme, &digest).unwrap();
+            assert!(verify(KeyType::Rsa2048, &m, scheme, b"a long file", &sig).unwrap());
+            let whole = sign(KeyType::Rsa2048, &m, scheme, b"a long file").unwrap();
+            assert!(verify_digest(KeyType::Rsa2048, &m, scheme, &digest, &whole).unwrap());
+            assert!(!verify_digest(KeyType::Rsa2048, &m, scheme, &[0; 32], &whole).unwrap());
+        }
+        // PKCS#1 v1.5 is deterministic: the very same bytes.
+        let p = python_rsa();
+        let digest = Sha256::digest(py::MESSAGE);
+        assert_eq!(
+            sign_digest(KeyType::Rsa2048, &p, Some(RsaScheme::Pkcs1v15), &digest).unwrap(),
+            py::bytes("PKCS")
+        );
+        let ed = generate(KeyType::Ed25519).unwrap();
+        assert!(matches!(
+            sign_digest(KeyType::Ed25519, &ed, None, &digest),
+            Err(Error::Usage(_))
+        ));
+        assert!(matches!(
+            sign_digest(KeyType::Rsa2048, &m, None, &digest[..31]),
+            Err(Error::Usage(_))
+        ));
     }
 
     #[test]
@@ -384,6 +497,11 @@ mod tests {
         // A salt shorter than the key allows: invalid, though the plain key takes it.
         assert!(!verify(KeyType::Rsa2048, &k, None, b"msg", &sign_with(20)).unwrap());
         assert!(verify(KeyType::Rsa2048, &m, None, b"msg", &sign_with(20)).unwrap());
+        // The same from the message's digest (as through the agent).
+        let digest = <Sha256 as sha2::Digest>::digest(b"msg");
+        assert!(verify_digest(KeyType::Rsa2048, &k, None, &digest, &sign_with(32)).unwrap());
+        assert!(!verify_digest(KeyType::Rsa2048, &k, None, &digest, &sign_with(20)).unwrap());
+        assert!(!verify_digest(KeyType::Rsa2048, &k, None, &digest, &[]).unwrap());
         let v15 = sign(KeyType::Rsa2048, &m, Some(RsaScheme::Pkcs1v15), b"msg").unwrap();
         assert!(matches!(
             verify(

@@ -541,6 +541,49 @@ impl Vault {
         })
     }
 
+    /// Signs the SHA-256 `digest` of a message with the primary version (RSA keys only:
+    /// the same signature as [`Vault::sign_message`] over the message). Counted and
+    /// audited like it.
+    pub fn sign_digest(
+        &self,
+        user: &str,
+        name: &str,
+        scheme: Option<RsaScheme>,
+        digest: &[u8],
+    ) -> Result<Used<Vec<u8>>> {
+        let (db_key, record) = self.require_key(user, name)?;
+        record.key_type.check_use(KeyUse::Sign)?;
+        let v = primary(&record)?;
+        needs_private(&record, v, "sign")?;
+        let value = sign::sign_digest(record.key_type, &material(v), scheme, digest)?;
+        let warning = self.count_use(&db_key, &record, v.version, "sign")?;
+        Ok(Used {
+            value,
+            version: v.version,
+            warning,
+        })
+    }
+
+    /// Verifies a signature over the message whose SHA-256 digest is `digest` (RSA keys
+    /// only) against every version, newest first, as [`Vault::verify_message`] does.
+    pub fn verify_digest(
+        &self,
+        user: &str,
+        name: &str,
+        scheme: Option<RsaScheme>,
+        digest: &[u8],
+        signature: &[u8],
+    ) -> Result<Option<u32>> {
+        let (_, record) = self.require_key(user, name)?;
+        record.key_type.check_use(KeyUse::Verify)?;
+        for v in newest_first(&record) {
+            if sign::verify_digest(record.key_type, &material(v), scheme, digest, signature)? {
+                return Ok(Some(v.version));
+            }
+        }
+        Ok(None)
+    }
+
     /// Verifies a signature against every version, newest first; returns the version
     /// it verifies under, or `None`.
     pub fn verify_message(

@@ -161,9 +161,51 @@ impl Vault {
     /// re-encrypted, and only the header file is rewritten (atomically): no earlier
     /// wrapping of the master key survives in the vault directory. After a crash either
     /// the old or the new passphrase opens the vault.
+    ///
+    /// `old` is checked against the vault (a run of the KDF): the vault may have been
+    /// unlocked long ago, by someone else. To change the passphrase of a vault that is
+    /// not open yet, [`Vault::open_and_change_passphrase`] runs the KDF on the current
+    /// passphrase once, not twice.
     pub fn change_passphrase(
         &self,
         old: &[u8],
+        new: &[u8],
+        kdf: KdfChange,
+        allow_weak_kdf: bool,
+    ) -> Result<()> {
+        self.check_passphrase_change(new, kdf, allow_weak_kdf)?;
+        let current = self.header();
+        let old_kek = current.unlock.kdf.derive_kek(old, &current.unlock.salt)?;
+        let master = MasterKey::unwrap(
+            &old_kek,
+            &header_aad(&current.unlock.kdf, &current.unlock.salt)?,
+            &current.unlock.wrapped_master_key,
+        )
+        .ok_or_else(|| Error::WrongPassphrase(self.path().to_path_buf()))?;
+        self.rewrap_master_key(master, new, kdf, allow_weak_kdf)
+    }
+
+    /// Opens the vault at `path` with its current passphrase `old` and changes it to
+    /// `new`, as [`Vault::change_passphrase`] does: the KDF runs once on `old` (to open
+    /// the vault, which proves it) and once on `new`. A wrong `old` is counted as a
+    /// failed unlock.
+    pub fn open_and_change_passphrase(
+        path: &Path,
+        old: &[u8],
+        new: &[u8],
+        kdf: KdfChange,
+        allow_weak_kdf: bool,
+        options: super::OpenOptions,
+    ) -> Result<Vault> {
+        let (vault, master) = super::open::open_keeping_master_key(path, old, options)?;
+        vault.check_passphrase_change(new, kdf, allow_weak_kdf)?;
+        vault.rewrap_master_key(master, new, kdf, allow_weak_kdf)?;
+        Ok(vault)
+    }
+
+    /// What can be refused before any KDF runs.
+    fn check_passphrase_change(
+        &self,
         new: &[u8],
         kdf: KdfChange,
         allow_weak_kdf: bool,
@@ -174,6 +216,22 @@ impl Vault {
         if self.is_read_only() {
             return Err(Error::ReadOnly(self.path().to_path_buf()));
         }
+        let current = self.header().unlock.kdf;
+        let params = kdf.applied_to(current);
+        if params != current {
+            params.validate(allow_weak_kdf)?;
+        }
+        Ok(())
+    }
+
+    /// Wraps `master` (this vault's master key) under a key derived from `new`.
+    fn rewrap_master_key(
+        &self,
+        master: MasterKey,
+        new: &[u8],
+        kdf: KdfChange,
+        allow_weak_kdf: bool,
+    ) -> Result<()> {
         let head = self.lock_writer();
         let current = self.header();
         let params = kdf.applied_to(current.unlock.kdf);
@@ -182,13 +240,6 @@ impl Vault {
         if params != current.unlock.kdf {
             params.validate(allow_weak_kdf)?;
         }
-        let old_kek = current.unlock.kdf.derive_kek(old, &current.unlock.salt)?;
-        let master = MasterKey::unwrap(
-            &old_kek,
-            &header_aad(&current.unlock.kdf, &current.unlock.salt)?,
-            &current.unlock.wrapped_master_key,
-        )
-        .ok_or_else(|| Error::WrongPassphrase(self.path().to_path_buf()))?;
         let mut salt = vec![0u8; SALT_LEN];
         random_bytes(&mut salt)?;
         let kek = params.derive_kek(new, &salt)?;

@@ -328,6 +328,36 @@ fn open_dir(
     event: Option<&'static str>,
     backup_first: bool,
 ) -> Result<Vault> {
+    open_dir_keeping(path, secret, options, event, backup_first, false).map(|(v, _)| v)
+}
+
+/// Opens and unlocks the vault at `path` with `passphrase`, and returns its master key
+/// too (for `passwd`, which re-wraps it without running the KDF on `passphrase` again).
+pub(crate) fn open_keeping_master_key(
+    path: &Path,
+    passphrase: &[u8],
+    options: OpenOptions,
+) -> Result<(Vault, MasterKey)> {
+    let (vault, master) = open_dir_keeping(
+        path,
+        Secret::Passphrase(passphrase),
+        options,
+        None,
+        true,
+        true,
+    )?;
+    let master = master.ok_or_else(|| Error::Internal("the master key was not kept".into()))?;
+    Ok((vault, master))
+}
+
+fn open_dir_keeping(
+    path: &Path,
+    secret: Secret<'_>,
+    options: OpenOptions,
+    event: Option<&'static str>,
+    backup_first: bool,
+    keep_master: bool,
+) -> Result<(Vault, Option<MasterKey>)> {
     if !layout::exists(path) && !path.join(layout::MIGRATE_DB).is_dir() {
         return Err(Error::VaultNotFound(path.to_path_buf()));
     }
@@ -348,10 +378,11 @@ fn open_dir(
         })?,
     };
     let keyring = Box::new(master.keyring());
-    drop(master);
+    let master = keep_master.then_some(master);
     file.verify(&keyring)?;
     let store = Store::open(&lock.db_dir())?;
-    assemble(lock, store, keyring, file.header, options, event)
+    let vault = assemble(lock, store, keyring, file.header, options, event)?;
+    Ok((vault, master))
 }
 
 /// Brings a vault of format 1 to 3 to the current format (after a backup beside it,

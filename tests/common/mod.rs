@@ -428,3 +428,99 @@ pub fn spki_pem(key: &rsa::PrivateKey) -> String {
         .to_public_key_pem(LineEnding::LF)
         .expect("encode SPKI")
 }
+
+/// What a command run on a terminal did: its exit status, and everything it wrote on
+/// the terminal (prompts; never the answers, which it reads with echo off).
+#[derive(Debug)]
+pub struct OnTerminal {
+    /// How it ended (`None` if it had to be killed).
+    pub code: Option<i32>,
+    /// What it wrote on the terminal.
+    pub terminal: String,
+    /// Its stdout.
+    pub stdout: Vec<u8>,
+}
+
+/// Runs `cmd` (from [`TestEnv::bare_std`]) with a new pseudo-terminal as its
+/// controlling terminal, answering each prompt it writes there: `answer` gets the
+/// terminal's text since the last answer and returns the line to type, if that text is
+/// a prompt it knows.
+pub fn run_on_terminal(
+    mut cmd: std::process::Command,
+    mut answer: impl FnMut(&str) -> Option<String>,
+) -> OnTerminal {
+    use std::io::Read;
+    use std::os::fd::FromRawFd;
+    use std::time::Instant;
+    let (mut master, mut slave) = (0, 0);
+    // SAFETY: openpty(3) fills the two descriptors it is given; the other arguments may
+    // be null.
+    let opened = unsafe {
+        libc::openpty(
+            &mut master,
+            &mut slave,
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            std::ptr::null(),
+        )
+    };
+    assert_eq!(opened, 0, "openpty");
+    // SAFETY: in the child, after `bare_std`'s setsid(2), ioctl(2) makes the terminal
+    // (inherited: openpty's descriptors are not close-on-exec) the controlling one;
+    // both calls are async-signal-safe.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::ioctl(slave, libc::TIOCSCTTY as _, 0) == -1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            libc::close(master);
+            Ok(())
+        });
+    }
+    let child = cmd
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn on a terminal");
+    // SAFETY: both descriptors are ours; the slave is the child's now.
+    let mut terminal = unsafe {
+        libc::close(slave);
+        fs::File::from_raw_fd(master)
+    };
+    let mut writer = terminal.try_clone().expect("clone the terminal");
+    let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        // Ends with EIO once the child and its terminal are gone.
+        while let Ok(n) = terminal.read(&mut buf) {
+            if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
+                break;
+            }
+        }
+    });
+    let child_out = std::thread::spawn(move || child.wait_with_output());
+    let start = Instant::now();
+    let mut transcript = String::new();
+    let mut pending = String::new();
+    while let Ok(chunk) = rx.recv_timeout(TIMEOUT.saturating_sub(start.elapsed())) {
+        let text = String::from_utf8_lossy(&chunk);
+        transcript.push_str(&text);
+        pending.push_str(&text);
+        if let Some(line) = answer(&pending) {
+            pending.clear();
+            writer
+                .write_all(format!("{line}\n").as_bytes())
+                .expect("type on the terminal");
+        }
+    }
+    let out = child_out
+        .join()
+        .expect("the waiting thread")
+        .expect("wait for the command");
+    OnTerminal {
+        code: out.status.code(),
+        terminal: transcript,
+        stdout: out.stdout,
+    }
+}
