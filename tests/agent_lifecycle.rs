@@ -463,6 +463,11 @@ fn a_symlink_planted_at_the_socket_path_was_followed() {
 /// A stand-in for an agent of another protocol version on `socket`: it answers every
 /// request with a frame of version 99, until the test ends.
 fn agent_of_version_99(socket: &Path) {
+    agent_of_version(socket, 99);
+}
+
+/// A stand-in for an agent of protocol `version` on `socket`, until the test ends.
+fn agent_of_version(socket: &Path, version: u8) {
     let listener = UnixListener::bind(socket).expect("bind the stand-in agent");
     thread::spawn(move || {
         for stream in listener.incoming() {
@@ -475,7 +480,7 @@ fn agent_of_version_99(socket: &Path) {
             if s.read_exact(&mut body).is_err() {
                 continue;
             }
-            let _ = s.write_all(&[0, 0, 0, 2, 99, 0]);
+            let _ = s.write_all(&[0, 0, 0, 2, version, 0]);
         }
     });
 }
@@ -800,4 +805,49 @@ fn an_open_fallback_dir_broke_commands_that_use_the_runtime_dir() {
     assert_success(&out, "lock with an open fallback dir");
     assert!(stdout.starts_with("Locked"), "{stdout}");
     assert!(wait_gone(pid, Duration::from_secs(5)));
+}
+
+#[test]
+fn lock_left_an_agent_of_the_previous_keyvault_running() {
+    use sha2::Digest as _;
+    let env = with_vault();
+    let vault = fs::canonicalize(env.vault()).expect("canonical");
+    // A process just like an agent of the keyvault before the registry: `keyvault agent
+    // --vault PATH`, here waiting for its key on stdin; its socket and pid file named
+    // after a hash of the vault's path; protocol version 1.
+    let mut old = env
+        .bare_std()
+        .arg("agent")
+        .arg("--vault")
+        .arg(&vault)
+        .args(["--idle-secs", "60", "--lifetime-secs", "60"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn the old agent");
+    let digest = sha2::Sha256::digest(vault.as_os_str().as_encoded_bytes());
+    let name: String = digest[..12].iter().map(|b| format!("{b:02x}")).collect();
+    let dir = env.runtime_dir().join("keyvault");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !dir.is_dir() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the stand-in never started"
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+    agent_of_version(&dir.join(format!("{name}.sock")), 1);
+    fs::write(dir.join(format!("{name}.pid")), format!("{}\n", old.id())).expect("pid file");
+    let (stdout, out) = lock_output(env.bare().arg("lock"));
+    assert_success(&out, "lock of an agent of the previous keyvault");
+    assert!(stdout.starts_with("Locked"), "{stdout}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while old.try_wait().expect("wait").is_none() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the old agent still runs"
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
 }

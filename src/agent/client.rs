@@ -480,26 +480,41 @@ pub fn lock_agents(target: LockTarget<'_>) -> Result<LockReport> {
                 }
             }
             Ok(Some((_, Pinged::OtherVersion(version)))) => {
-                if let Some(e) = entry {
+                // Which process it is: the registry's entry, or for an agent of a
+                // keyvault from before the registry, the pid file beside its socket.
+                let found = entry.cloned().or_else(|| pid_file_entry(socket, version));
+                let named = named
+                    || found
+                        .as_ref()
+                        .is_some_and(|e| wanted.matches(&e.vault_id, &e.vault_path));
+                if let Some(e) = &found {
                     handled.insert(e.pid);
                 }
                 if !named {
                     continue;
                 }
-                match entry {
-                    Some(e) => match terminate(e) {
-                        Ok(()) => report.stopped.push(e.pid),
+                match found {
+                    Some(e) => match terminate(&e) {
+                        Ok(()) => {
+                            report.stopped.push(e.pid);
+                            // An old agent may leave its socket and pid file behind.
+                            if entry.is_none() && AgentClient::open(socket).ok().flatten().is_none() {
+                                let _ = fs::remove_file(socket.with_extension("pid"));
+                            }
+                        }
                         Err(why) => report.failures.push(format!(
                             "an agent of protocol version {version} listens on {}, but it was not signalled: {why}",
                             socket.display()
                         )),
                     },
                     None => report.failures.push(format!(
-                        "an agent of protocol version {version} listens on {}, and no registry entry names its process; stop it yourself",
+                        "an agent of protocol version {version} listens on {}, and no registry entry or pid file names its process; stop it yourself",
                         socket.display()
                     )),
                 }
             }
+            // Not a socket (a stray file, a planted symlink): no agent there.
+            Err(Error::AgentDir { .. }) => {}
             Err(e) => {
                 if let Some(entry) = entry {
                     handled.insert(entry.pid);
@@ -532,6 +547,36 @@ pub fn lock_agents(target: LockTarget<'_>) -> Result<LockReport> {
         }
     }
     Ok(report)
+}
+
+/// What the pid file beside `socket` says of an agent of an older keyvault (which
+/// named its socket and pid file after a hash of the vault's path and kept no registry
+/// entry): its pid, and the vault path its command line names. Verified before use like
+/// any entry (see [`registry::verify_agent_process`]).
+fn pid_file_entry(socket: &Path, protocol: u32) -> Option<Entry> {
+    use std::io::Read;
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags((rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::CLOEXEC).bits() as i32)
+        .open(socket.with_extension("pid"))
+        .ok()?;
+    let meta = file.metadata().ok()?;
+    if !meta.is_file() || meta.uid() != rustix::process::getuid().as_raw() {
+        return None;
+    }
+    let mut text = String::new();
+    file.take(64).read_to_string(&mut text).ok()?;
+    let pid: u32 = text.trim().parse().ok()?;
+    let vault_path = registry::agent_vault_path(pid)?;
+    Some(Entry {
+        pid,
+        start_time: registry::start_time(pid)?,
+        vault_id: String::new(),
+        vault_path,
+        socket: socket.to_path_buf(),
+        protocol,
+    })
 }
 
 /// Sends SIGTERM to the registered agent `entry` once its process is verified to be

@@ -210,6 +210,21 @@ pub fn verify_agent_process(entry: &Entry) -> std::result::Result<(), String> {
     Ok(())
 }
 
+/// The vault path on the command line of process `pid` (`keyvault agent --vault
+/// PATH`), if it has one.
+pub fn agent_vault_path(pid: u32) -> Option<PathBuf> {
+    use std::os::unix::ffi::OsStrExt;
+    let cmdline = fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    let args: Vec<&[u8]> = cmdline
+        .strip_suffix(b"\0")
+        .unwrap_or(&cmdline)
+        .split(|b| *b == 0)
+        .collect();
+    args.windows(2)
+        .find(|w| w[0] == b"--vault")
+        .map(|w| PathBuf::from(std::ffi::OsStr::from_bytes(w[1])))
+}
+
 /// Whether `args` (argv, split on NULs) is `…/keyvault agent … --vault PATH …`.
 fn is_agent_command_line(args: &[&[u8]], vault: &Path) -> bool {
     use std::os::unix::ffi::OsStrExt;
