@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The agent's resident memory (issue 7: "agent RSS after unlock, idle <= 16 MiB") and
+# The agent's resident memory (target: "agent RSS after unlock, idle <= 16 MiB") and
 # the time of `keyvault unlock` at the default KDF against the KDF alone, through the
 # real binary (a benchmark: it prints numbers and never fails on one).
 #   - VmRSS of the agent right after `unlock` (default KDF: m=64 MiB, t=3, p=4) and

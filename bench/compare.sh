@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# keyvault against the tools a user would pick instead, in one run (issue 7). A
+# keyvault against the tools a user would pick instead, in one run. A
 # benchmark, not a test: it never fails on a number (it exits non-zero only when a tool
 # under measurement errors out, or keyvault cannot be built).
 #

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Fernet on 1 MiB in memory, keyvault's library against Python cryptography, one after
-# the other in the same run (issue 7: ">= 2x Python"; a benchmark, it never fails on a
+# the other in the same run (target: ">= 2x Python"; a benchmark, it never fails on a
 # number). keyvault: `cargo bench --bench keyuse -- fernet_1MiB` (Vault::encrypt_message
 # and decrypt_message on a fernet key); Python: bench/python_fernet_1mib.py (median of
 # RUNS, default 200).

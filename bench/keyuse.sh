@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Key-use numbers for issue 4, through the real binary (a benchmark, not a test):
+# Key-use numbers through the real binary (a benchmark, not a test):
 #   - MB/s (10^6 bytes per second) of one-shot `encrypt` and `decrypt` of a 256 MiB file
 #     from /dev/urandom, for fernet, aes256-gcm and chacha20-poly1305, beside Python
 #     cryptography's Fernet on the same file; wall time of the whole process (start,

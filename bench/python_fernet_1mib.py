@@ -1,4 +1,4 @@
-"""Python cryptography's Fernet on 1 MiB in memory: the baseline for issue 7's
+"""Python cryptography's Fernet on 1 MiB in memory: the baseline for the
 "Fernet 1 MiB encrypt/decrypt >= 2x Python" target (keyvault's side is
 `cargo bench --bench keyuse -- fernet_1MiB`). Prints the median of N runs.
 

@@ -1,4 +1,4 @@
-//! The backup file (SPEC §6): one self-contained file holding every record as stored
+//! The backup file: one self-contained file holding every record as stored
 //! (still sealed), behind a header with what unlocking needs, and a MAC over the whole
 //! under the master key's MAC subkey.
 //!

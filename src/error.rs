@@ -1,4 +1,4 @@
-//! The library's one error type and its mapping to the exit codes of SPEC §4.
+//! The library's one error type and its mapping to the exit codes README.md lists.
 //!
 //! Variants carry context (a path, a user id, a key name) but never a secret: no
 //! passphrase, key material, plaintext or master key ever reaches an error message.
@@ -216,7 +216,7 @@ pub fn take_panic_location() -> Option<String> {
 pub type Result<T> = std::result::Result<T, Error>;
 
 impl Error {
-    /// The process exit code for this error, as SPEC §4 defines them. This is the one
+    /// The process exit code for this error, as README.md lists them. This is the one
     /// place where errors become exit codes.
     pub fn exit_code(&self) -> i32 {
         match self {

@@ -1,4 +1,4 @@
-//! The kinds of key a vault holds (SPEC §3).
+//! The kinds of key a vault holds.
 
 use serde::{Deserialize, Serialize};
 

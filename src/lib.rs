@@ -1,7 +1,7 @@
 //! keyvault: a local, offline, persistent key vault.
 //!
 //! Keys for named users are generated, stored, used, rotated and revoked; everything is
-//! sealed at rest under a master key that an Argon2id-derived key unwraps (SPEC §2).
+//! sealed at rest under a master key that an Argon2id-derived key unwraps.
 //! [`Vault`] is the handle; the command line and the agent are thin layers over it.
 
 #![deny(unsafe_code)]

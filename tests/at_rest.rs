@@ -1,4 +1,4 @@
-//! Nothing readable in the vault directory (SPEC §2): no user id, key name, reason or
+//! Nothing readable in the vault directory: no user id, key name, reason or
 //! key material, in any encoding, in any file under the vault dir.
 
 mod common;
@@ -153,7 +153,7 @@ fn no_ids_names_reasons_or_key_material_in_any_vault_file() {
     );
 }
 
-/// Issue 6: no secret in backups, the audit log, the stdout of non-export commands,
+/// No secret in backups, the audit log, the stdout of non-export commands,
 /// stderr, or `--json` errors; and no id, name or reason in plaintext in a backup.
 #[test]
 fn no_secret_in_backups_audit_outputs_or_errors() {

@@ -1,4 +1,4 @@
-//! Issue 6, timing: MACs, tags and digests are compared in constant time (`subtle`, or
+//! Timing: MACs, tags and digests are compared in constant time (`subtle`, or
 //! inside the AEAD and HMAC crates), never with a hand-written `==` or `!=`. This scans
 //! the sources for such a comparison so that a new one fails a test.
 

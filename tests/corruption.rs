@@ -1,4 +1,4 @@
-//! Corruption and tampering (issue 6): damage the files of a vault directory (bit flips,
+//! Corruption and tampering: damage the files of a vault directory (bit flips,
 //! truncations, zeroed ranges in sled's `db`, `conf`, `snap.*` and blobs, at seeded
 //! random positions) and tamper with its records through sled directly (flipped bytes in
 //! sealed values, records swapped between users or keys, moved to another tree, a

@@ -1,4 +1,4 @@
-//! Crash consistency (issue 6): real `keyvault` processes write to a vault — gen,
+//! Crash consistency: real `keyvault` processes write to a vault — gen,
 //! import, rotate, delete, revoke and passwd, one-shot and through the agent — and are
 //! killed with SIGKILL at random moments. After each kill the vault opens, `check`
 //! passes, every operation whose command exited 0 before the kill is there, and the

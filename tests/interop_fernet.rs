@@ -1,4 +1,4 @@
-//! Fernet interop with Python's `cryptography.fernet` (issue 4), both directions: our
+//! Fernet interop with Python's `cryptography.fernet` both directions: our
 //! tokens open in `Fernet` and, after `rotate`, in a `MultiFernet` of the exported
 //! versions newest first; Python's tokens (of any version) open with us; `--ttl`
 //! refuses an old Python token.

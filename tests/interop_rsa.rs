@@ -1,4 +1,4 @@
-//! RSA interop with Python's `cryptography` (issue 4), both directions: PKCS#8, SPKI and
+//! RSA interop with Python's `cryptography` both directions: PKCS#8, SPKI and
 //! PKCS#1 keys; PSS (any salt length on verify) and PKCS#1 v1.5 signatures; OAEP-SHA256;
 //! and the keys the original Python prototype made, imported and used.
 //!

@@ -1,4 +1,4 @@
-//! Using keys without exporting them (issue 4), through the real binary: the issue's user
+//! Using keys without exporting them through the real binary: the user
 //! story; AEAD envelopes of a few MiB for both AEAD types, one-shot and through the
 //! agent; RSA and Ed25519 signatures; JWK export; per-version use counts in `list`;
 //! `export --version`; `delete --version`; and all of it again through the agent.

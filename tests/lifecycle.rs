@@ -1,5 +1,5 @@
-//! Backups, restore, check, passphrase change, the audit log and compaction (issue 5,
-//! SPEC §2, §4, §6), driven through the real binary. Damaged backups and tampered
+//! Backups, restore, check, passphrase change, the audit log and compaction,
+//! driven through the real binary. Damaged backups and tampered
 //! vaults are in `lifecycle_damage.rs`; concurrency and crashes in
 //! `lifecycle_stress.rs`.
 

@@ -1,4 +1,4 @@
-//! Damaged backups and tampered vaults (issue 5, SPEC §6): a flipped bit or a
+//! Damaged backups and tampered vaults a flipped bit or a
 //! truncation anywhere in a backup is an integrity failure (exit 7) for `check --backup`
 //! and `restore`, and restores nothing; deleting, editing or reordering audit entries or
 //! swapping key records through sled directly is caught by `audit --verify`, `check`
@@ -465,7 +465,7 @@ fn check_reports_problems_without_secret_content() {
     );
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(!text.contains(exported.trim()));
-    // SPEC §4: `--json` prints one JSON document on stdout, failure or not.
+    // `--json` prints one JSON document on stdout, failure or not.
     assert_eq!(
         docs.len(),
         1,

@@ -1,4 +1,4 @@
-//! Backups under load and crashes (issue 5): a backup taken while four clients write
+//! Backups under load and crashes a backup taken while four clients write
 //! through the agent is a consistent snapshot, and a `passwd` or `restore` killed with
 //! SIGKILL at a random moment leaves a vault that opens with one of the two passphrases,
 //! and no half-restored directory under the target's name.

@@ -1,4 +1,4 @@
-//! Load (issue 6): 16 clients talk to one agent at once for a bounded time, over the
+//! Load: 16 clients talk to one agent at once for a bounded time, over the
 //! agent protocol directly, with a realistic mix — 90% reads and uses (export, list of a
 //! user, encrypt then decrypt a small message), 10% writes (gen of new keys, rotate) —
 //! then `check`. No request may fail and no acknowledged write may be lost, through the

@@ -1,4 +1,4 @@
-//! Revocation as SPEC §4 says: it destroys every key of the user, records time and
+//! Revocation as README says: it destroys every key of the user, records time and
 //! reason (also for a user with no keys), and a second revocation reports the first.
 
 mod common;

@@ -1,5 +1,5 @@
 //! The agent compacts a vault whose files have grown past three times its records, on
-//! its own, once nobody has used it for a moment (issue 7's bound on the vault
+//! its own, once nobody has used it for a moment (the bound on the vault
 //! directory's size; `agent::upkeep`). Driven through the real binary and agent.
 
 mod common;

@@ -1,4 +1,4 @@
-//! The user story of issue 2, one-shot (each command opens the vault itself), run under
+//! The prototype's user story, one-shot (each command opens the vault itself), run under
 //! each way of naming the vault (`KEYVAULT_PATH`, `--vault`), of passing the passphrase
 //! (`KEYVAULT_PASSPHRASE_FILE`, `--passphrase-file`, `KEYVAULT_PASSPHRASE`) and of
 //! output (text, `--json`).

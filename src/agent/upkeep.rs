@@ -16,7 +16,7 @@ use std::time::Duration;
 use crate::vault::Vault;
 use crate::vault::lifecycle::SpaceUse;
 
-/// Compact when the vault's files are more than this many times its records: issue 7's
+/// Compact when the vault's files are more than this many times its records: the
 /// bound on the vault directory's size.
 pub const MAX_SPACE_RATIO: f64 = 3.0;
 /// Leave vaults smaller than this alone: a small database is mostly sled's fixed
@@ -75,7 +75,7 @@ impl Upkeep {
 
     /// Records a look at the files, or a compaction, that found `space`: the next look
     /// waits until the files have grown by as much as takes them from there to the
-    /// limit (within [`REGROWTH`]).
+    /// limit (within 2% and 25%).
     pub fn looked(&mut self, space: SpaceUse) {
         let growth = (MAX_SPACE_RATIO / space.ratio()).clamp(REGROWTH.0, REGROWTH.1);
         self.next_look_at = MIN_BYTES.max((space.on_disk as f64 * growth) as u64);

@@ -202,7 +202,7 @@ mod tests {
     use super::*;
     use base64::Engine as _;
 
-    /// RFC 8032 §7.1 test 1 seed and public key.
+    /// RFC 8032, section 7.1 test 1 seed and public key.
     const SEED: [u8; 32] = [
         0x9d, 0x61, 0xb1, 0x9d, 0xef, 0xfd, 0x5a, 0x60, 0xba, 0x84, 0x4a, 0xf4, 0x92, 0xec, 0x2c,
         0xc4, 0x44, 0x49, 0xc5, 0x69, 0x7b, 0x32, 0x69, 0x19, 0x70, 0x3b, 0xac, 0x03, 0x1c, 0xae,
@@ -240,7 +240,7 @@ mod tests {
     #[test]
     fn pkcs8_is_version_1_as_openssl_writes_it() {
         let m = material_from_seed(&SEED).unwrap();
-        // RFC 8410 §10.3's layout: SEQUENCE { INTEGER 0, { OID 1.3.101.112 }, OCTET STRING { OCTET STRING seed } }
+        // RFC 8410, section 10.3's layout: SEQUENCE { INTEGER 0, { OID 1.3.101.112 }, OCTET STRING { OCTET STRING seed } }
         let mut expected = vec![
             0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22,
             0x04, 0x20,

@@ -1,13 +1,13 @@
 //! JSON Web Keys (RFC 7517): export and import of every key type.
 //!
-//! - RSA (RFC 7518 §6.3): `{"kty":"RSA","n","e"}` for a public key; a private key adds
+//! - RSA (RFC 7518, section 6.3): `{"kty":"RSA","n","e"}` for a public key; a private key adds
 //!   `d`, `p`, `q`, `dp`, `dq`, `qi` (two-prime keys only; `oth` is refused).
-//! - Ed25519 (RFC 8037 §2): `{"kty":"OKP","crv":"Ed25519","x"}`, and `d` (the 32-byte seed)
+//! - Ed25519 (RFC 8037, section 2): `{"kty":"OKP","crv":"Ed25519","x"}`, and `d` (the 32-byte seed)
 //!   for a private key.
-//! - Symmetric keys (RFC 7518 §6.4): `{"kty":"oct","k"}` with the 32 key bytes.
+//! - Symmetric keys (RFC 7518, section 6.4): `{"kty":"oct","k"}` with the 32 key bytes.
 //!
-//! Every binary member is base64url without padding (RFC 7515 §2; integers big-endian with
-//! no leading zero octets, RFC 7518 §2). Exports add `"kid"`, the key's fingerprint, the
+//! Every binary member is base64url without padding (RFC 7515, section 2; integers big-endian with
+//! no leading zero octets, RFC 7518, section 2). Exports add `"kid"`, the key's fingerprint, the
 //! same for a private key and its public half. The document is compact JSON and a newline,
 //! built in a zeroizing buffer (no `serde_json::Value` holds a secret).
 //!
@@ -218,7 +218,7 @@ fn member(name: &str, value: Option<&str>) -> Result<Zeroizing<Vec<u8>>> {
         .map(Zeroizing::new)
         .map_err(|_| {
             usage(format!(
-                "the JWK member {name:?} is not base64url (RFC 7515 §2)"
+                "the JWK member {name:?} is not base64url (RFC 7515, section 2)"
             ))
         })
 }

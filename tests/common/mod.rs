@@ -299,7 +299,7 @@ pub fn assert_success(out: &Output, what: &str) {
     );
 }
 
-/// Asserts that a command failed as SPEC §4 says errors fail: the exit code, one
+/// Asserts that a command failed as README's exit codes say errors fail: the exit code, one
 /// `error:` line first on stderr, no panic; and returns stderr.
 pub fn assert_error(out: &Output, code: i32, what: &str) -> String {
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
