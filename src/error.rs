@@ -129,6 +129,11 @@ pub enum Error {
         remembered: u64,
     },
 
+    /// Writing the command's own output failed (exit 8; a reader that went away — a
+    /// broken pipe — is no error, and the binary ends quietly).
+    #[error("cannot write the output: {0}")]
+    Output(#[source] std::io::Error),
+
     /// An I/O error with what we were doing (exit 8).
     #[error("{context}: {source}")]
     Io {
@@ -151,7 +156,7 @@ pub enum Error {
     #[error("{message}")]
     Remote {
         /// The exit code.
-        code: i32,
+        code: Exit,
         /// The message (never secret).
         message: String,
         /// The hint, if any.
@@ -212,24 +217,81 @@ pub fn take_panic_location() -> Option<String> {
     PANIC_LOCATION.with(|cell| cell.borrow_mut().take())
 }
 
+/// The exit codes of the command line (README lists them), one per kind of outcome.
+/// Every error maps to exactly one, in [`Error::exit_code`]; errors cross the agent's
+/// socket with theirs, and a code outside this set from a peer is [`Exit::Other`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[repr(u8)]
+pub enum Exit {
+    /// Success (`is-revoked`: revoked; `verify`: valid).
+    Ok = 0,
+    /// A negative answer (`is-revoked`: not revoked; `verify`: invalid).
+    Negative = 1,
+    /// Bad flags, arguments or input data.
+    Usage = 2,
+    /// Wrong passphrase.
+    WrongPassphrase = 3,
+    /// No passphrase available.
+    NoPassphrase = 4,
+    /// Not found: vault, user, key, version, file.
+    NotFound = 5,
+    /// Refused: revoked, already exists, too weak.
+    Refused = 6,
+    /// Integrity failure: corrupted or tampered data.
+    Integrity = 7,
+    /// Any other I/O or internal error.
+    Other = 8,
+}
+
+impl std::fmt::Display for Exit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.code())
+    }
+}
+
+impl Exit {
+    /// The process exit status.
+    pub fn code(self) -> u8 {
+        self as u8
+    }
+
+    /// The exit for a status number from elsewhere (an older agent's answer, a child's
+    /// acknowledgement): anything not in the table is [`Exit::Other`], never success.
+    pub fn from_number(n: i64) -> Exit {
+        match n {
+            1 => Exit::Negative,
+            2 => Exit::Usage,
+            3 => Exit::WrongPassphrase,
+            4 => Exit::NoPassphrase,
+            5 => Exit::NotFound,
+            6 => Exit::Refused,
+            7 => Exit::Integrity,
+            // 0 is never the exit of an error.
+            _ => Exit::Other,
+        }
+    }
+}
+
 /// The result type of the library.
 pub type Result<T> = std::result::Result<T, Error>;
 
 impl Error {
     /// The process exit code for this error, as README.md lists them. This is the one
     /// place where errors become exit codes.
-    pub fn exit_code(&self) -> i32 {
+    pub fn exit_code(&self) -> Exit {
         match self {
-            Error::Usage(_) => 2,
-            Error::WrongPassphrase(_) => 3,
-            Error::NoPassphrase(_) => 4,
+            Error::Usage(_) => Exit::Usage,
+            Error::WrongPassphrase(_) => Exit::WrongPassphrase,
+            Error::NoPassphrase(_) => Exit::NoPassphrase,
             Error::VaultNotFound(_)
             | Error::UserNotFound { .. }
             | Error::KeyNotFound { .. }
             | Error::VersionNotFound { .. }
-            | Error::FileNotFound(_) => 5,
-            Error::UserRevoked { .. } | Error::AlreadyExists(_) | Error::TooWeak(_) => 6,
-            Error::Integrity(_) | Error::Expired(_) | Error::Rollback { .. } => 7,
+            | Error::FileNotFound(_) => Exit::NotFound,
+            Error::UserRevoked { .. } | Error::AlreadyExists(_) | Error::TooWeak(_) => {
+                Exit::Refused
+            }
+            Error::Integrity(_) | Error::Expired(_) | Error::Rollback { .. } => Exit::Integrity,
             Error::Remote { code, .. } => *code,
             Error::NewerFormat { .. }
             | Error::ProtocolMismatch { .. }
@@ -239,9 +301,10 @@ impl Error {
             | Error::VaultInUse(_)
             | Error::ReadOnly(_)
             | Error::PurgeFailed(_)
+            | Error::Output(_)
             | Error::Io { .. }
             | Error::Storage(_)
-            | Error::Internal(_) => 8,
+            | Error::Internal(_) => Exit::Other,
         }
     }
 
@@ -288,6 +351,11 @@ impl Error {
             ),
             _ => None,
         }
+    }
+
+    /// Whether this is the command's own output meeting a reader that went away.
+    pub fn is_broken_output_pipe(&self) -> bool {
+        matches!(self, Error::Output(e) if e.kind() == std::io::ErrorKind::BrokenPipe)
     }
 
     /// Wraps an I/O error with what was being done.

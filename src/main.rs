@@ -54,20 +54,15 @@ fn main() -> ExitCode {
                     "note: the vault's filesystem takes no writes (read-only or full): it was opened read-only, and uses of keys were not recorded in the audit log"
                 );
             }
-            ExitCode::from(code as u8)
+            ExitCode::from(u8::try_from(code).unwrap_or(8))
         }
         Err(cli::RunError::Stdout(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => {
             ExitCode::SUCCESS
         }
         // Output written through the library (encrypt, decrypt, sign) to a reader that
-        // went away: the same quiet end as for text. Only our own output: a broken pipe
-        // to the agent is an error like any other.
-        Err(cli::RunError::Vault(keyvault::Error::Io { context, source }))
-            if source.kind() == std::io::ErrorKind::BrokenPipe
-                && (context == "writing the output" || context == "writing stdout") =>
-        {
-            ExitCode::SUCCESS
-        }
+        // went away: the same quiet end as for text. Only our own output (a typed
+        // error): a broken pipe to the agent is an error like any other.
+        Err(cli::RunError::Vault(e)) if e.is_broken_output_pipe() => ExitCode::SUCCESS,
         Err(cli::RunError::Stdout(e)) => {
             eprintln!("error: cannot write to stdout: {e}");
             ExitCode::from(8)
@@ -77,10 +72,10 @@ fn main() -> ExitCode {
             if let Some(hint) = e.hint() {
                 eprintln!("hint: {}", escape(&hint));
             }
-            ExitCode::from(e.exit_code() as u8)
+            ExitCode::from(e.exit_code().code())
         }
         Err(cli::RunError::Vault(e)) => {
-            let code = e.exit_code();
+            let code = e.exit_code().code();
             eprintln!("error: {}", escape(&e.to_string()));
             if let Some(hint) = e.hint() {
                 eprintln!("hint: {}", escape(&hint));
@@ -91,7 +86,7 @@ fn main() -> ExitCode {
                 });
                 println!("{doc}");
             }
-            ExitCode::from(code as u8)
+            ExitCode::from(code)
         }
     }
 }

@@ -298,7 +298,13 @@ fn hostile_clients_do_not_block_crash_or_bloat_the_agent() {
     let mut huge = UnixStream::connect(&socket).expect("connect");
     huge.write_all(&(1u32 << 30).to_be_bytes()).expect("write");
     let reply: AgentResponse = read_message(&mut huge, MAX_RESPONSE_BYTES).expect("a reply");
-    assert!(matches!(reply, AgentResponse::Error { code: 2, .. }));
+    assert!(matches!(
+        reply,
+        AgentResponse::Error {
+            code: keyvault::error::Exit::Usage,
+            ..
+        }
+    ));
 
     // Garbage after a valid length.
     let mut garbage = UnixStream::connect(&socket).expect("connect");
@@ -306,7 +312,13 @@ fn hostile_clients_do_not_block_crash_or_bloat_the_agent() {
         .write_all(&[0, 0, 0, 4, PROTOCOL_VERSION as u8, 0xff, 0xff, 0xff])
         .expect("write");
     let reply: AgentResponse = read_message(&mut garbage, MAX_RESPONSE_BYTES).expect("a reply");
-    assert!(matches!(reply, AgentResponse::Error { code: 2, .. }));
+    assert!(matches!(
+        reply,
+        AgentResponse::Error {
+            code: keyvault::error::Exit::Usage,
+            ..
+        }
+    ));
 
     // Random bytes of every kind on many connections.
     for i in 0..50u8 {

@@ -617,7 +617,9 @@ fn a_panicking_request_stalled_the_idle_lock_and_used_up_the_connections() {
         .expect("send");
         match read_message::<AgentResponse>(&mut s, MAX_RESPONSE_BYTES) {
             Ok(AgentResponse::Error {
-                code: 8, message, ..
+                code: keyvault::error::Exit::Other,
+                message,
+                ..
             }) => {
                 assert!(message.contains("unexpected condition"), "{message}")
             }

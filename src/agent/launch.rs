@@ -130,7 +130,8 @@ pub fn start_agent(
         // `error CODE KIND MESSAGE`: the kinds `unlock` tells apart come back as
         // themselves.
         let mut parts = rest.splitn(3, ' ');
-        let code = parts.next().and_then(|c| c.parse().ok()).unwrap_or(8);
+        let code =
+            crate::error::Exit::from_number(parts.next().and_then(|c| c.parse().ok()).unwrap_or(8));
         let kind = parts.next().unwrap_or("");
         let message = parts.next().unwrap_or("");
         return Err(match kind {
@@ -179,9 +180,9 @@ pub fn run_agent(vault: &Path, options: AgentOptions) -> ! {
                 Error::AlreadyExists(_) => "exists",
                 _ => "-",
             };
-            let _ = writeln!(ack, "error {} {kind} {message}", e.exit_code());
+            let _ = writeln!(ack, "error {} {kind} {message}", e.exit_code().code());
             let _ = ack.flush();
-            std::process::exit(e.exit_code())
+            std::process::exit(i32::from(e.exit_code().code()))
         }
     }
 }

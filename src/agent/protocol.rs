@@ -54,7 +54,7 @@ pub enum AgentResponse {
     /// Any failure, already mapped to an exit code.
     Error {
         /// The exit code the error maps to.
-        code: i32,
+        code: crate::error::Exit,
         /// The message.
         message: String,
         /// A hint.

@@ -103,7 +103,7 @@ fn scenario(path: &std::path::Path) -> Result<Lines> {
     match vault.generate(USER, None, KeyType::Fernet) {
         Err(e @ Error::UserRevoked { .. }) => details.push(format!(
             "gen {USER} after the revocation: refused (exit {}): {e}",
-            e.exit_code()
+            e.exit_code().code()
         )),
         Err(e) => return Err(e),
         Ok(_) => {

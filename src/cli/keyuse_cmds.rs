@@ -108,7 +108,7 @@ impl Sink {
     fn finish(mut self) -> Result<Option<Vec<u8>>> {
         match &mut self {
             Sink::Stdout(s) => {
-                s.flush().map_err(|e| Error::io("writing stdout", e))?;
+                s.flush().map_err(Error::Output)?;
                 Ok(None)
             }
             Sink::Memory { buf, .. } => Ok(Some(std::mem::take(buf))),
@@ -431,7 +431,7 @@ pub fn encrypt(
                 Ok(())
             }
         })
-        .map_err(|e| sink_error(&sink, Error::io("writing the output", e)))?;
+        .map_err(|e| sink_error(&sink, Error::Output(e)))?;
     emit(
         out,
         sink,
@@ -496,7 +496,7 @@ pub fn decrypt(
     session.release();
     let mut sink = Sink::open(output, out.json())?;
     sink.write_all(&plaintext)
-        .map_err(|e| sink_error(&sink, Error::io("writing the output", e)))?;
+        .map_err(|e| sink_error(&sink, Error::Output(e)))?;
     emit(
         out,
         sink,
@@ -616,8 +616,7 @@ pub fn sign(
         return Err(unexpected().into());
     };
     session.release();
-    sink.write_all(&used.value)
-        .map_err(|e| Error::io("writing the output", e))?;
+    sink.write_all(&used.value).map_err(Error::Output)?;
     emit(
         out,
         sink,

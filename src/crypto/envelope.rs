@@ -286,9 +286,7 @@ fn read_full(reader: &mut impl Read, buf: &mut [u8]) -> Result<usize> {
 }
 
 fn write(writer: &mut impl Write, bytes: &[u8]) -> Result<()> {
-    writer
-        .write_all(bytes)
-        .map_err(|e| Error::io("writing the output", e))
+    writer.write_all(bytes).map_err(Error::Output)
 }
 
 /// Encrypts everything `reader` gives into an envelope written to `writer`, under
@@ -366,9 +364,7 @@ fn seal_chunks(
             Error::Usage("the input is too large for one envelope (2^32 chunks)".into())
         })?;
     }
-    writer
-        .flush()
-        .map_err(|e| Error::io("writing the output", e))?;
+    writer.flush().map_err(Error::Output)?;
     Ok(total)
 }
 
@@ -444,9 +440,7 @@ pub fn decrypt_with_message_key(
             .checked_add(1)
             .ok_or_else(|| Error::Integrity("the envelope has more than 2^32 chunks".into()))?;
     }
-    writer
-        .flush()
-        .map_err(|e| Error::io("writing the output", e))?;
+    writer.flush().map_err(Error::Output)?;
     Ok(total)
 }
 
