@@ -4,19 +4,20 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::fs;
-use std::path::{Path, PathBuf};
-use std::process::Output;
+use std::path::PathBuf;
 
 use keyvault::store::records::meta_keys;
 use keyvault::store::{Batch, Store, Tree};
-use serde_json::Value;
 
-use common::{TestEnv, assert_error, assert_success, copy_dir, parse_json, pem_body};
+use common::fixture::Fixture;
+use common::{TestEnv, assert_error, pem_body};
 
-/// The fixture's passphrase (also in tests/fixtures/v1/README.md).
-const FIXTURE_PASSPHRASE: &str = "keyvault fixture v1 passphrase";
+/// The committed vault (its README gives the passphrase and what it holds).
+const FIXTURE: Fixture = Fixture {
+    version: "v1",
+    passphrase: "keyvault fixture v1 passphrase",
+};
 
 /// Every key the fixture holds: user, name, type, public only, fingerprint as `gen` and
 /// `import` printed it when the fixture was made.
@@ -65,67 +66,20 @@ const KEYS: [(&str, &str, &str, bool, &str); 6] = [
     ),
 ];
 
-fn fixture_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/v1")
-}
-
-/// Every file of the fixture vault with its bytes.
-fn fixture_files() -> BTreeMap<PathBuf, Vec<u8>> {
-    common::files_under(&fixture_dir().join("vault"))
-        .into_iter()
-        .map(|p| {
-            let bytes = fs::read(&p).unwrap();
-            (p, bytes)
-        })
-        .collect()
-}
-
-/// A test env whose vault is a fresh copy of the fixture.
-fn copy_of_fixture() -> TestEnv {
-    let env = TestEnv::new();
-    copy_dir(&fixture_dir().join("vault"), &env.vault());
-    env
-}
-
-fn run(env: &TestEnv, args: &[&str]) -> Output {
-    let pass = env.write_private("fixture-passphrase", FIXTURE_PASSPHRASE.as_bytes());
-    env.bare()
-        .env("KEYVAULT_PASSPHRASE_FILE", pass)
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn ok(env: &TestEnv, args: &[&str]) -> Vec<u8> {
-    let out = run(env, args);
-    assert_success(&out, &args.join(" "));
-    out.stdout
-}
-
-fn json(env: &TestEnv, args: &[&str]) -> Value {
-    let mut all = vec!["--json"];
-    all.extend(args);
-    parse_json(&ok(env, &all), &args.join(" "))
-}
-
-fn known(file: &str) -> String {
-    fs::read_to_string(fixture_dir().join("keys").join(file)).unwrap()
-}
-
 #[test]
 fn the_v1_fixture_opens_and_gives_back_its_keys() {
-    let before = fixture_files();
+    let before = FIXTURE.files();
     assert!(!before.is_empty(), "the fixture vault is missing");
-    let env = copy_of_fixture();
+    let env = FIXTURE.copy();
 
-    let status = json(&env, &["status"]);
+    let status = FIXTURE.json(&env, &["status"]);
     assert_eq!(status["format_version"], 1, "{status}");
     assert_eq!(status["users"], 4, "{status}");
     assert_eq!(status["keys"], 6, "{status}");
     assert_eq!(status["revoked_users"], 1, "{status}");
 
     // list: exactly the expected users, keys, types and fingerprints
-    let listed = json(&env, &["list"]);
+    let listed = FIXTURE.json(&env, &["list"]);
     let got: Vec<(String, String, String, bool, String)> = listed["keys"]
         .as_array()
         .unwrap()
@@ -154,42 +108,42 @@ fn the_v1_fixture_opens_and_gives_back_its_keys() {
         })
         .collect();
     assert_eq!(got, want);
-    let alice = json(&env, &["list", "alice"]);
+    let alice = FIXTURE.json(&env, &["list", "alice"]);
     assert_eq!(alice["keys"].as_array().unwrap().len(), 2);
 
     // exports: the exact known material
-    let text = |args: &[&str]| String::from_utf8(ok(&env, args)).unwrap();
+    let text = |args: &[&str]| String::from_utf8(FIXTURE.ok(&env, args)).unwrap();
     assert_eq!(
         text(&["export", "User123", "fernet"]),
-        known("user123-fernet.key")
+        FIXTURE.known("user123-fernet.key")
     );
     assert_eq!(
-        ok(&env, &["export", "User123", "fernet", "--format", "der"]),
+        FIXTURE.ok(&env, &["export", "User123", "fernet", "--format", "der"]),
         (0x00..0x20).collect::<Vec<u8>>()
     );
     assert_eq!(
         text(&["export", "User123", "aes256-gcm"]),
-        known("user123-aes256-gcm.key")
+        FIXTURE.known("user123-aes256-gcm.key")
     );
     assert_eq!(
         text(&["export", "alice", "chacha"]),
-        known("alice-chacha.key")
+        FIXTURE.known("alice-chacha.key")
     );
     assert_eq!(
-        ok(&env, &["export", "alice", "signing", "--format", "der"]),
-        pem_body(&known("alice-signing.pem"))
+        FIXTURE.ok(&env, &["export", "alice", "signing", "--format", "der"]),
+        pem_body(&FIXTURE.known("alice-signing.pem"))
     );
     assert_eq!(
         text(&["export", "alice", "signing"]),
-        known("alice-signing.pem")
+        FIXTURE.known("alice-signing.pem")
     );
     assert_eq!(
         text(&["export", "alice", "signing", "--public"]),
-        known("alice-signing.pub.pem")
+        FIXTURE.known("alice-signing.pub.pem")
     );
     assert_eq!(
         text(&["export", "carol", "verify", "--public"]),
-        known("alice-signing.pub.pem")
+        FIXTURE.known("alice-signing.pub.pem")
     );
     let generated = text(&["export", "dave", "generated"]);
     {
@@ -201,7 +155,7 @@ fn the_v1_fixture_opens_and_gives_back_its_keys() {
     }
 
     // the revocation
-    let revoked = json(&env, &["revoked"]);
+    let revoked = FIXTURE.json(&env, &["revoked"]);
     let list = revoked["revoked"].as_array().unwrap();
     assert_eq!(list.len(), 1, "{revoked}");
     assert_eq!(list[0]["user"], "bob");
@@ -214,11 +168,25 @@ fn the_v1_fixture_opens_and_gives_back_its_keys() {
         .collect();
     destroyed.sort();
     assert_eq!(destroyed, vec![("backup", "fernet"), ("fernet", "fernet")]);
-    assert_eq!(run(&env, &["is-revoked", "bob"]).status.code(), Some(0));
-    assert_eq!(run(&env, &["is-revoked", "alice"]).status.code(), Some(1));
-    let err = assert_error(&run(&env, &["gen", "bob"]), 6, "gen for the revoked bob");
+    assert_eq!(
+        FIXTURE.run(&env, &["is-revoked", "bob"]).status.code(),
+        Some(0)
+    );
+    assert_eq!(
+        FIXTURE.run(&env, &["is-revoked", "alice"]).status.code(),
+        Some(1)
+    );
+    let err = assert_error(
+        &FIXTURE.run(&env, &["gen", "bob"]),
+        6,
+        "gen for the revoked bob",
+    );
     assert!(err.contains("\"bob\" was revoked at"), "{err}");
-    let err = assert_error(&run(&env, &["list", "bob"]), 6, "list of the revoked bob");
+    let err = assert_error(
+        &FIXTURE.run(&env, &["list", "bob"]),
+        6,
+        "list of the revoked bob",
+    );
     assert!(err.contains("\"bob\" was revoked at"), "{err}");
 
     // the wrong passphrase is still refused
@@ -231,17 +199,17 @@ fn the_v1_fixture_opens_and_gives_back_its_keys() {
     assert_error(&out, 3, "the fixture with a wrong passphrase");
 
     // the current binary writes to an old vault too
-    ok(&env, &["gen", "erin", "--type", "rsa-2048"]);
-    ok(&env, &["delete", "User123", "fernet"]);
-    assert_eq!(json(&env, &["status"])["keys"], 6);
+    FIXTURE.ok(&env, &["gen", "erin", "--type", "rsa-2048"]);
+    FIXTURE.ok(&env, &["delete", "User123", "fernet"]);
+    assert_eq!(FIXTURE.json(&env, &["status"])["keys"], 6);
     assert_eq!(
         text(&["export", "User123", "aes256-gcm"]),
-        known("user123-aes256-gcm.key")
+        FIXTURE.known("user123-aes256-gcm.key")
     );
 
     // the committed fixture itself was not touched
     assert_eq!(
-        fixture_files(),
+        FIXTURE.files(),
         before,
         "the test changed the committed fixture"
     );
@@ -250,7 +218,7 @@ fn the_v1_fixture_opens_and_gives_back_its_keys() {
 /// Marks the test's vault (a copy of the fixture, migrated by a first command) as
 /// written by a future keyvault: its header file says format 99.
 fn mark_as_format_99(env: &TestEnv) -> Vec<u8> {
-    ok(env, &["list"]);
+    FIXTURE.ok(env, &["list"]);
     let path = env.vault().join("header");
     let mut header = fs::read(&path).expect("read the header file");
     header[8..12].copy_from_slice(&99u32.to_be_bytes());
@@ -260,14 +228,14 @@ fn mark_as_format_99(env: &TestEnv) -> Vec<u8> {
 
 #[test]
 fn a_vault_of_a_newer_format_is_refused() {
-    let env = copy_of_fixture();
+    let env = FIXTURE.copy();
     let marked = mark_as_format_99(&env);
     for args in [
         &["list"][..],
         &["gen", "User123", "--name", "new"][..],
         &["revoked"][..],
     ] {
-        let out = run(&env, args);
+        let out = FIXTURE.run(&env, args);
         let err = assert_error(&out, 8, &format!("{} on a format 99 vault", args.join(" ")));
         assert!(err.contains("format version 99"), "{err}");
         assert!(err.contains("newer"), "{err}");
@@ -281,7 +249,7 @@ fn a_vault_of_a_newer_format_is_refused() {
 /// that kept it there cannot have been written by any keyvault: tampering (exit 7).
 #[test]
 fn a_database_format_record_above_three_is_tampering() {
-    let env = copy_of_fixture();
+    let env = FIXTURE.copy();
     let store = Store::open(&env.vault()).expect("open the copy as a store");
     let mut batch = Batch::new();
     batch.insert(Tree::Meta, meta_keys::FORMAT, 99u32.to_be_bytes().to_vec());
@@ -289,7 +257,7 @@ fn a_database_format_record_above_three_is_tampering() {
     store.flush().expect("flush");
     drop(store);
     std::thread::sleep(std::time::Duration::from_millis(200));
-    let out = run(&env, &["list"]);
+    let out = FIXTURE.run(&env, &["list"]);
     let err = assert_error(&out, 7, "list on a v1 layout that says format 99");
     assert!(err.contains("format 99"), "{err}");
     assert!(!env.vault().join("header").exists(), "nothing was migrated");
@@ -300,10 +268,10 @@ fn a_database_format_record_above_three_is_tampering() {
 /// rather than print counts it cannot know.
 #[test]
 fn status_of_a_vault_of_a_newer_format_is_refused() {
-    let env = copy_of_fixture();
+    let env = FIXTURE.copy();
     mark_as_format_99(&env);
     for args in [&["status"][..], &["--json", "status"][..]] {
-        let out = run(&env, args);
+        let out = FIXTURE.run(&env, args);
         let err = assert_error(&out, 8, &format!("{} on a format 99 vault", args.join(" ")));
         assert!(err.contains("format version 99"), "{err}");
     }
@@ -311,12 +279,12 @@ fn status_of_a_vault_of_a_newer_format_is_refused() {
 
 #[test]
 fn opening_the_v1_fixture_migrates_it_to_the_current_format_after_a_backup() {
-    let env = copy_of_fixture();
-    let status = json(&env, &["status"]);
+    let env = FIXTURE.copy();
+    let status = FIXTURE.json(&env, &["status"]);
     assert_eq!(status["format_version"], 1, "{status}");
     // The first unlocked open runs the pending steps, after a backup next to the vault.
-    ok(&env, &["list"]);
-    let status = json(&env, &["status"]);
+    FIXTURE.ok(&env, &["list"]);
+    let status = FIXTURE.json(&env, &["status"]);
     assert_eq!(
         status["format_version"],
         keyvault::store::migrate::CURRENT_FORMAT,
@@ -335,14 +303,14 @@ fn opening_the_v1_fixture_migrates_it_to_the_current_format_after_a_backup() {
     assert_eq!(backups.len(), 1, "expected one pre-migration backup");
     // The migrated vault checks (audit chain head now sealed), and the pre-migration
     // backup checks too, as a format-1 backup.
-    let checked = json(&env, &["check"]);
+    let checked = FIXTURE.json(&env, &["check"]);
     assert_eq!(checked["ok"], true, "{checked}");
     let b = backups[0].to_str().unwrap();
-    let checked = json(&env, &["check", "--backup", b]);
+    let checked = FIXTURE.json(&env, &["check", "--backup", b]);
     assert_eq!(checked["ok"], true, "{checked}");
     assert_eq!(checked["format_version"], 1, "{checked}");
     // A second open migrates nothing more and writes no second backup.
-    ok(&env, &["list"]);
+    FIXTURE.ok(&env, &["list"]);
     let count = fs::read_dir(env.root())
         .unwrap()
         .filter(|e| {
@@ -355,7 +323,7 @@ fn opening_the_v1_fixture_migrates_it_to_the_current_format_after_a_backup() {
         .count();
     assert_eq!(count, 1);
     // The audit log still verifies end to end.
-    ok(&env, &["audit", "--verify"]);
+    FIXTURE.ok(&env, &["audit", "--verify"]);
 }
 
 /// The migration to the current format (here from format 1: three steps in the
@@ -372,15 +340,15 @@ fn a_migration_killed_at_random_moments_leaves_the_old_or_the_new_vault() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(24u64);
     // How long an uninterrupted migration takes, to spread the kills over it.
-    let timing = copy_of_fixture();
+    let timing = FIXTURE.copy();
     let started = Instant::now();
-    ok(&timing, &["list"]);
+    FIXTURE.ok(&timing, &["list"]);
     let whole = started.elapsed().max(Duration::from_millis(20));
     let mut killed_old = 0;
     let mut killed_new = 0;
     for round in 0..rounds {
-        let env = copy_of_fixture();
-        let pass = env.write_private("fixture-passphrase", FIXTURE_PASSPHRASE.as_bytes());
+        let env = FIXTURE.copy();
+        let pass = env.write_private("fixture-passphrase", FIXTURE.passphrase.as_bytes());
         let mut child = env
             .bare_std()
             .env("KEYVAULT_PASSPHRASE_FILE", &pass)
@@ -402,18 +370,18 @@ fn a_migration_killed_at_random_moments_leaves_the_old_or_the_new_vault() {
             _ => {}
         }
         // Whatever the kill left, the next command works on a whole vault.
-        let listed = json(&env, &["list"]);
+        let listed = FIXTURE.json(&env, &["list"]);
         assert_eq!(
             listed["keys"].as_array().map(Vec::len),
             Some(KEYS.len()),
             "round {round} (killed after {at:?}): {listed}"
         );
         assert_eq!(
-            String::from_utf8(ok(&env, &["export", "User123", "fernet"])).unwrap(),
-            known("user123-fernet.key"),
+            String::from_utf8(FIXTURE.ok(&env, &["export", "User123", "fernet"])).unwrap(),
+            FIXTURE.known("user123-fernet.key"),
             "round {round}"
         );
-        let checked = json(&env, &["check"]);
+        let checked = FIXTURE.json(&env, &["check"]);
         assert_eq!(checked["ok"], true, "round {round}: {checked}");
         assert_eq!(
             checked["format_version"],
@@ -427,7 +395,7 @@ fn a_migration_killed_at_random_moments_leaves_the_old_or_the_new_vault() {
         left.sort();
         assert_eq!(left, ["db", "header", "lock"], "round {round}");
         assert!(env.vault().join("db").is_dir(), "round {round}");
-        let revoked = run(&env, &["is-revoked", "bob"]);
+        let revoked = FIXTURE.run(&env, &["is-revoked", "bob"]);
         assert_eq!(revoked.status.code(), Some(0), "round {round}");
     }
     println!(

@@ -6,19 +6,20 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::fs;
-use std::path::{Path, PathBuf};
-use std::process::Output;
+use std::path::PathBuf;
 
 use keyvault::store::records::meta_keys;
 use keyvault::store::{Batch, Store, Tree};
-use serde_json::Value;
 
-use common::{TestEnv, assert_error, assert_success, copy_dir, parse_json, pem_body};
+use common::fixture::Fixture;
+use common::{TestEnv, assert_error, pem_body};
 
-/// The fixture's passphrase (also in tests/fixtures/v3/README.md).
-const FIXTURE_PASSPHRASE: &str = "keyvault fixture v3 passphrase";
+/// The committed vault (its README gives the passphrase and what it holds).
+const FIXTURE: Fixture = Fixture {
+    version: "v3",
+    passphrase: "keyvault fixture v3 passphrase",
+};
 
 /// A key of the fixture: user, name, type, public only, primary version, and each
 /// version as (number, state, fingerprint, uses), as the format 3 keyvault listed them.
@@ -173,57 +174,6 @@ const AUDIT: [(&str, &str, &str); 31] = [
 /// The meta-tree key of the sealed audit chain head (format 2 on).
 const AUDIT_HEAD_KEY: &[u8] = b"audit-head";
 
-fn fixture_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/v3")
-}
-
-/// Every file of the fixture (vault, key material, data, README) with its bytes.
-fn fixture_files() -> BTreeMap<PathBuf, Vec<u8>> {
-    common::files_under(&fixture_dir())
-        .into_iter()
-        .map(|p| {
-            let bytes = fs::read(&p).unwrap();
-            (p, bytes)
-        })
-        .collect()
-}
-
-/// A test env whose vault is a fresh copy of the fixture.
-fn copy_of_fixture() -> TestEnv {
-    let env = TestEnv::new();
-    copy_dir(&fixture_dir().join("vault"), &env.vault());
-    env
-}
-
-fn run(env: &TestEnv, args: &[&str]) -> Output {
-    let pass = env.write_private("fixture-passphrase", FIXTURE_PASSPHRASE.as_bytes());
-    env.bare()
-        .env("KEYVAULT_PASSPHRASE_FILE", pass)
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn ok(env: &TestEnv, args: &[&str]) -> Vec<u8> {
-    let out = run(env, args);
-    assert_success(&out, &args.join(" "));
-    out.stdout
-}
-
-fn json(env: &TestEnv, args: &[&str]) -> Value {
-    let mut all = vec!["--json"];
-    all.extend(args);
-    parse_json(&ok(env, &all), &args.join(" "))
-}
-
-fn known(file: &str) -> String {
-    fs::read_to_string(fixture_dir().join("keys").join(file)).unwrap()
-}
-
-fn data(file: &str) -> String {
-    fixture_dir().join("data").join(file).display().to_string()
-}
-
 /// The names in the test's temp dir of the backups written before a migration to
 /// format 4.
 fn pre_v4_backups(env: &TestEnv) -> Vec<PathBuf> {
@@ -248,15 +198,15 @@ fn is_format_3_layout(env: &TestEnv) -> bool {
 
 #[test]
 fn the_v3_fixture_gives_back_its_keys_and_is_migrated_to_format_4() {
-    let before = fixture_files();
+    let before = FIXTURE.files();
     assert!(
         before.keys().any(|p| p.ends_with("vault/db")),
         "the fixture vault is missing"
     );
-    let env = copy_of_fixture();
+    let env = FIXTURE.copy();
 
     // Before any unlocked command: format 3, by the old layout.
-    let status = json(&env, &["status"]);
+    let status = FIXTURE.json(&env, &["status"]);
     assert_eq!(status["format_version"], 3, "{status}");
     assert_eq!(status["users"], 5, "{status}");
     assert_eq!(status["keys"], 7, "{status}");
@@ -265,7 +215,7 @@ fn the_v3_fixture_gives_back_its_keys_and_is_migrated_to_format_4() {
     assert!(pre_v4_backups(&env).is_empty(), "status wrote a backup");
 
     // list (the first unlocked command): every key, type, version and fingerprint
-    let listed = json(&env, &["list"]);
+    let listed = FIXTURE.json(&env, &["list"]);
     let got: Vec<String> = listed["keys"]
         .as_array()
         .unwrap()
@@ -309,7 +259,7 @@ fn the_v3_fixture_gives_back_its_keys_and_is_migrated_to_format_4() {
     assert_eq!(got, want);
 
     // The first unlocked command migrated the vault to format 4, after a backup.
-    let status = json(&env, &["status"]);
+    let status = FIXTURE.json(&env, &["status"]);
     assert_eq!(status["format_version"], 4, "{status}");
     assert_eq!(status["users"], 5, "{status}");
     assert_eq!(status["keys"], 7, "{status}");
@@ -339,63 +289,63 @@ fn the_v3_fixture_gives_back_its_keys_and_is_migrated_to_format_4() {
     assert_eq!(backups.len(), 1, "expected one pre-migration backup");
 
     // exports: the exact known material
-    let text = |args: &[&str]| String::from_utf8(ok(&env, args)).unwrap();
+    let text = |args: &[&str]| String::from_utf8(FIXTURE.ok(&env, args)).unwrap();
     assert_eq!(
         text(&["export", "User123", "fernet"]),
-        known("user123-fernet.key")
+        FIXTURE.known("user123-fernet.key")
     );
     assert_eq!(
-        ok(&env, &["export", "User123", "fernet", "--format", "der"]),
+        FIXTURE.ok(&env, &["export", "User123", "fernet", "--format", "der"]),
         (0x00..0x20).collect::<Vec<u8>>()
     );
     assert_eq!(
         text(&["export", "User123", "aes256-gcm"]),
-        known("user123-aes256-gcm.key")
+        FIXTURE.known("user123-aes256-gcm.key")
     );
     assert_eq!(
         text(&["export", "alice", "chacha"]),
-        known("alice-chacha-v3.key")
+        FIXTURE.known("alice-chacha-v3.key")
     );
     assert_eq!(
         text(&["export", "alice", "chacha", "--version", "3"]),
-        known("alice-chacha-v3.key")
+        FIXTURE.known("alice-chacha-v3.key")
     );
     assert_eq!(
         text(&["export", "alice", "chacha", "--version", "1"]),
-        known("alice-chacha.key")
+        FIXTURE.known("alice-chacha.key")
     );
     assert_error(
-        &run(&env, &["export", "alice", "chacha", "--version", "2"]),
+        &FIXTURE.run(&env, &["export", "alice", "chacha", "--version", "2"]),
         5,
         "export of the deleted version 2",
     );
     assert_eq!(
         text(&["export", "alice", "signing"]),
-        known("alice-signing.pem")
+        FIXTURE.known("alice-signing.pem")
     );
     assert_eq!(
-        ok(&env, &["export", "alice", "signing", "--format", "der"]),
-        pem_body(&known("alice-signing.pem"))
+        FIXTURE.ok(&env, &["export", "alice", "signing", "--format", "der"]),
+        pem_body(&FIXTURE.known("alice-signing.pem"))
     );
     assert_eq!(
         text(&["export", "alice", "signing", "--public"]),
-        known("alice-signing.pub.pem")
+        FIXTURE.known("alice-signing.pub.pem")
     );
     assert_eq!(
         text(&["export", "carol", "verify", "--public"]),
-        known("alice-signing.pub.pem")
+        FIXTURE.known("alice-signing.pub.pem")
     );
     assert_eq!(
         text(&["export", "dave", "generated"]),
-        known("dave-generated.key")
+        FIXTURE.known("dave-generated.key")
     );
     assert_eq!(
         text(&["export", "erin", "signing"]),
-        known("erin-ed25519.pem")
+        FIXTURE.known("erin-ed25519.pem")
     );
-    let mut erin_der = pem_body(&known("erin-ed25519.pem"));
+    let mut erin_der = pem_body(&FIXTURE.known("erin-ed25519.pem"));
     assert_eq!(
-        ok(&env, &["export", "erin", "signing", "--format", "der"]),
+        FIXTURE.ok(&env, &["export", "erin", "signing", "--format", "der"]),
         erin_der
     );
     assert_eq!(
@@ -404,17 +354,17 @@ fn the_v3_fixture_gives_back_its_keys_and_is_migrated_to_format_4() {
     );
     assert_eq!(
         text(&["export", "erin", "signing", "--public"]),
-        known("erin-ed25519.pub.pem")
+        FIXTURE.known("erin-ed25519.pub.pem")
     );
 
     // What the format 3 keyvault encrypted and signed still decrypts and verifies.
-    let message = fs::read(fixture_dir().join("data/message.txt")).unwrap();
+    let message = fs::read(FIXTURE.dir().join("data/message.txt")).unwrap();
     for (user, name, file) in [
         ("User123", "fernet", "message.fernet"),
         ("User123", "aes256-gcm", "message.aes256-gcm"),
     ] {
         assert_eq!(
-            ok(&env, &["decrypt", user, name, "--in", &data(file)]),
+            FIXTURE.ok(&env, &["decrypt", user, name, "--in", &FIXTURE.data(file)]),
             message,
             "decrypt {file}"
         );
@@ -429,12 +379,12 @@ fn the_v3_fixture_gives_back_its_keys_and_is_migrated_to_format_4() {
             user,
             name,
             "--signature",
-            &data(sig),
+            &FIXTURE.data(sig),
             "--in",
-            &data("message.txt"),
+            &FIXTURE.data("message.txt"),
         ];
         assert_eq!(
-            run(&env, &args).status.code(),
+            FIXTURE.run(&env, &args).status.code(),
             Some(0),
             "{}",
             args.join(" ")
@@ -442,7 +392,7 @@ fn the_v3_fixture_gives_back_its_keys_and_is_migrated_to_format_4() {
     }
 
     // the revocation
-    let revoked = json(&env, &["revoked"]);
+    let revoked = FIXTURE.json(&env, &["revoked"]);
     let list = revoked["revoked"].as_array().unwrap();
     assert_eq!(list.len(), 1, "{revoked}");
     assert_eq!(list[0]["user"], "bob");
@@ -455,34 +405,42 @@ fn the_v3_fixture_gives_back_its_keys_and_is_migrated_to_format_4() {
         .collect();
     destroyed.sort();
     assert_eq!(destroyed, vec![("backup", "fernet"), ("fernet", "fernet")]);
-    let out = run(&env, &["is-revoked", "bob"]);
+    let out = FIXTURE.run(&env, &["is-revoked", "bob"]);
     assert_eq!(out.status.code(), Some(0));
     assert_eq!(String::from_utf8_lossy(&out.stdout), "revoked\n");
-    let out = run(&env, &["is-revoked", "alice"]);
+    let out = FIXTURE.run(&env, &["is-revoked", "alice"]);
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(String::from_utf8_lossy(&out.stdout), "not revoked\n");
-    let err = assert_error(&run(&env, &["gen", "bob"]), 6, "gen for the revoked bob");
+    let err = assert_error(
+        &FIXTURE.run(&env, &["gen", "bob"]),
+        6,
+        "gen for the revoked bob",
+    );
     assert!(err.contains("\"bob\" was revoked at"), "{err}");
-    let err = assert_error(&run(&env, &["list", "bob"]), 6, "list of the revoked bob");
+    let err = assert_error(
+        &FIXTURE.run(&env, &["list", "bob"]),
+        6,
+        "list of the revoked bob",
+    );
     assert!(err.contains("\"bob\" was revoked at"), "{err}");
 
     // The migrated vault checks, and so does the backup written before the migration,
     // as a backup of format 3.
-    let checked = json(&env, &["check"]);
+    let checked = FIXTURE.json(&env, &["check"]);
     assert_eq!(checked["ok"], true, "{checked}");
     assert_eq!(checked["format_version"], 4, "{checked}");
     assert_eq!(checked["keys"], 7, "{checked}");
     assert_eq!(checked["revoked"], 1, "{checked}");
     let b = backups[0].to_str().unwrap();
-    let checked = json(&env, &["check", "--backup", b]);
+    let checked = FIXTURE.json(&env, &["check", "--backup", b]);
     assert_eq!(checked["ok"], true, "{checked}");
     assert_eq!(checked["format_version"], 3, "{checked}");
     assert_eq!(checked["keys"], 7, "{checked}");
     assert_eq!(checked["revoked"], 1, "{checked}");
 
     // The audit log: the fixture's entries, in order, then the migration's.
-    ok(&env, &["audit", "--verify"]);
-    let audit = json(&env, &["audit"]);
+    FIXTURE.ok(&env, &["audit", "--verify"]);
+    let audit = FIXTURE.json(&env, &["audit"]);
     let entries = audit["entries"].as_array().unwrap();
     assert!(entries.len() > AUDIT.len(), "{audit}");
     for (i, (op, user, key)) in AUDIT.iter().enumerate() {
@@ -518,21 +476,21 @@ fn the_v3_fixture_gives_back_its_keys_and_is_migrated_to_format_4() {
     assert_error(&out, 3, "the migrated fixture with a wrong passphrase");
 
     // The current binary writes to the migrated vault; no second migration or backup.
-    ok(&env, &["gen", "frank", "--type", "ed25519"]);
-    ok(&env, &["delete", "User123", "fernet"]);
-    assert_eq!(json(&env, &["status"])["keys"], 7);
+    FIXTURE.ok(&env, &["gen", "frank", "--type", "ed25519"]);
+    FIXTURE.ok(&env, &["delete", "User123", "fernet"]);
+    assert_eq!(FIXTURE.json(&env, &["status"])["keys"], 7);
     assert_eq!(
         text(&["export", "User123", "aes256-gcm"]),
-        known("user123-aes256-gcm.key")
+        FIXTURE.known("user123-aes256-gcm.key")
     );
     assert_eq!(pre_v4_backups(&env), backups);
-    let checked = json(&env, &["check"]);
+    let checked = FIXTURE.json(&env, &["check"]);
     assert_eq!(checked["ok"], true, "{checked}");
-    ok(&env, &["audit", "--verify"]);
+    FIXTURE.ok(&env, &["audit", "--verify"]);
 
     // the committed fixture itself was not touched
     assert_eq!(
-        fixture_files(),
+        FIXTURE.files(),
         before,
         "the test changed the committed fixture"
     );
@@ -573,7 +531,7 @@ fn assert_refused_as_downgrade(env: &TestEnv, format: u32) {
         &["is-revoked", "bob"][..],
         &["gen", "bob"][..],
     ] {
-        let out = run(env, args);
+        let out = FIXTURE.run(env, args);
         let what = format!("{} on a format 3 vault relabelled {format}", args.join(" "));
         let err = assert_error(&out, 7, &what);
         assert!(
@@ -587,7 +545,7 @@ fn assert_refused_as_downgrade(env: &TestEnv, format: u32) {
         );
     }
     // Still as relabelled: nothing was rebuilt over the tampered data.
-    let status = json(env, &["status"]);
+    let status = FIXTURE.json(env, &["status"]);
     assert_eq!(status["format_version"], format, "{status}");
     assert_eq!(status["revoked_users"], 0, "{status}");
     assert!(is_format_3_layout(env), "status migrated the vault");
@@ -597,7 +555,7 @@ fn assert_refused_as_downgrade(env: &TestEnv, format: u32) {
 /// step to format 3 compute a new revocation ledger that forgets bob: refused.
 #[test]
 fn a_v3_vault_relabelled_format_2_is_refused_as_a_downgrade() {
-    let env = copy_of_fixture();
+    let env = FIXTURE.copy();
     relabel(&env, 2, 0);
     assert_refused_as_downgrade(&env, 2);
 }
@@ -606,7 +564,7 @@ fn a_v3_vault_relabelled_format_2_is_refused_as_a_downgrade() {
 /// head removed too, would have the step to format 2 seal the truncated log: refused.
 #[test]
 fn a_v3_vault_relabelled_format_1_is_refused_as_a_downgrade() {
-    let env = copy_of_fixture();
+    let env = FIXTURE.copy();
     relabel(&env, 1, 3);
     assert_refused_as_downgrade(&env, 1);
 }

@@ -7,15 +7,16 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::path::{Path, PathBuf};
-use std::process::Output;
+use std::path::PathBuf;
 
-use serde_json::Value;
+use common::fixture::Fixture;
+use common::{TestEnv, assert_error, pem_body};
 
-use common::{TestEnv, assert_error, assert_success, copy_dir, parse_json, pem_body};
-
-/// The fixture's passphrase (also in tests/fixtures/v4/README.md).
-const FIXTURE_PASSPHRASE: &str = "keyvault fixture v4 passphrase";
+/// The committed vault (its README gives the passphrase and what it holds).
+const FIXTURE: Fixture = Fixture {
+    version: "v4",
+    passphrase: "keyvault fixture v4 passphrase",
+};
 
 /// A key of the fixture: user, name, type, public only, primary version, and each
 /// version as (number, state, fingerprint, uses), as keyvault listed them.
@@ -172,57 +173,6 @@ const AUDIT: [(&str, &str, &str); 32] = [
 /// (4), the body length (4) and the body's record-format byte (1).
 const VAULT_ID_AT: usize = 17;
 
-fn fixture_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/v4")
-}
-
-/// Every file of the fixture (vault, key material, data, README) with its bytes.
-fn fixture_files() -> BTreeMap<PathBuf, Vec<u8>> {
-    common::files_under(&fixture_dir())
-        .into_iter()
-        .map(|p| {
-            let bytes = fs::read(&p).unwrap();
-            (p, bytes)
-        })
-        .collect()
-}
-
-/// A test env whose vault is a fresh copy of the fixture.
-fn copy_of_fixture() -> TestEnv {
-    let env = TestEnv::new();
-    copy_dir(&fixture_dir().join("vault"), &env.vault());
-    env
-}
-
-fn run(env: &TestEnv, args: &[&str]) -> Output {
-    let pass = env.write_private("fixture-passphrase", FIXTURE_PASSPHRASE.as_bytes());
-    env.bare()
-        .env("KEYVAULT_PASSPHRASE_FILE", pass)
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn ok(env: &TestEnv, args: &[&str]) -> Vec<u8> {
-    let out = run(env, args);
-    assert_success(&out, &args.join(" "));
-    out.stdout
-}
-
-fn json(env: &TestEnv, args: &[&str]) -> Value {
-    let mut all = vec!["--json"];
-    all.extend(args);
-    parse_json(&ok(env, &all), &args.join(" "))
-}
-
-fn known(file: &str) -> String {
-    fs::read_to_string(fixture_dir().join("keys").join(file)).unwrap()
-}
-
-fn data(file: &str) -> String {
-    fixture_dir().join("data").join(file).display().to_string()
-}
-
 /// Entries of the test's temp dir that a migration's backup would be.
 fn backups_beside(env: &TestEnv) -> usize {
     fs::read_dir(env.root())
@@ -239,21 +189,21 @@ fn backups_beside(env: &TestEnv) -> usize {
 
 #[test]
 fn the_v4_fixture_opens_and_gives_back_its_keys() {
-    let before = fixture_files();
+    let before = FIXTURE.files();
     assert!(
         before.keys().any(|p| p.ends_with("vault/header")),
         "the fixture vault is missing"
     );
-    let env = copy_of_fixture();
+    let env = FIXTURE.copy();
 
-    let status = json(&env, &["status"]);
+    let status = FIXTURE.json(&env, &["status"]);
     assert_eq!(status["format_version"], 4, "{status}");
     assert_eq!(status["users"], 5, "{status}");
     assert_eq!(status["keys"], 7, "{status}");
     assert_eq!(status["revoked_users"], 1, "{status}");
 
     // list: every key, type, version and fingerprint
-    let listed = json(&env, &["list"]);
+    let listed = FIXTURE.json(&env, &["list"]);
     let got: Vec<String> = listed["keys"]
         .as_array()
         .unwrap()
@@ -297,69 +247,69 @@ fn the_v4_fixture_opens_and_gives_back_its_keys() {
     assert_eq!(got, want);
 
     // Opening a vault of the current format migrates nothing.
-    assert_eq!(json(&env, &["status"])["format_version"], 4);
+    assert_eq!(FIXTURE.json(&env, &["status"])["format_version"], 4);
     assert_eq!(backups_beside(&env), 0, "opening wrote a backup");
     assert!(env.vault().join("lock").is_file());
     assert!(env.vault().join("db").is_dir());
 
     // exports: the exact known material
-    let text = |args: &[&str]| String::from_utf8(ok(&env, args)).unwrap();
+    let text = |args: &[&str]| String::from_utf8(FIXTURE.ok(&env, args)).unwrap();
     assert_eq!(
         text(&["export", "User123", "fernet"]),
-        known("user123-fernet.key")
+        FIXTURE.known("user123-fernet.key")
     );
     assert_eq!(
-        ok(&env, &["export", "User123", "fernet", "--format", "der"]),
+        FIXTURE.ok(&env, &["export", "User123", "fernet", "--format", "der"]),
         (0x00..0x20).collect::<Vec<u8>>()
     );
     assert_eq!(
         text(&["export", "User123", "aes256-gcm"]),
-        known("user123-aes256-gcm.key")
+        FIXTURE.known("user123-aes256-gcm.key")
     );
     assert_eq!(
         text(&["export", "alice", "chacha"]),
-        known("alice-chacha-v3.key")
+        FIXTURE.known("alice-chacha-v3.key")
     );
     assert_eq!(
         text(&["export", "alice", "chacha", "--version", "3"]),
-        known("alice-chacha-v3.key")
+        FIXTURE.known("alice-chacha-v3.key")
     );
     assert_eq!(
         text(&["export", "alice", "chacha", "--version", "1"]),
-        known("alice-chacha.key")
+        FIXTURE.known("alice-chacha.key")
     );
     assert_error(
-        &run(&env, &["export", "alice", "chacha", "--version", "2"]),
+        &FIXTURE.run(&env, &["export", "alice", "chacha", "--version", "2"]),
         5,
         "export of the deleted version 2",
     );
     assert_eq!(
         text(&["export", "alice", "signing"]),
-        known("alice-signing.pem")
+        FIXTURE.known("alice-signing.pem")
     );
     assert_eq!(
-        ok(&env, &["export", "alice", "signing", "--format", "der"]),
-        pem_body(&known("alice-signing.pem"))
+        FIXTURE.ok(&env, &["export", "alice", "signing", "--format", "der"]),
+        pem_body(&FIXTURE.known("alice-signing.pem"))
     );
     assert_eq!(
         text(&["export", "alice", "signing", "--public"]),
-        known("alice-signing.pub.pem")
+        FIXTURE.known("alice-signing.pub.pem")
     );
     assert_eq!(
         text(&["export", "carol", "verify", "--public"]),
-        known("alice-signing.pub.pem")
+        FIXTURE.known("alice-signing.pub.pem")
     );
     assert_eq!(
         text(&["export", "dave", "generated"]),
-        known("dave-generated.key")
+        FIXTURE.known("dave-generated.key")
     );
     assert_eq!(
         text(&["export", "erin", "signing"]),
-        known("erin-ed25519.pem")
+        FIXTURE.known("erin-ed25519.pem")
     );
-    let mut erin_der = pem_body(&known("erin-ed25519.pem"));
+    let mut erin_der = pem_body(&FIXTURE.known("erin-ed25519.pem"));
     assert_eq!(
-        ok(&env, &["export", "erin", "signing", "--format", "der"]),
+        FIXTURE.ok(&env, &["export", "erin", "signing", "--format", "der"]),
         erin_der
     );
     assert_eq!(
@@ -368,17 +318,17 @@ fn the_v4_fixture_opens_and_gives_back_its_keys() {
     );
     assert_eq!(
         text(&["export", "erin", "signing", "--public"]),
-        known("erin-ed25519.pub.pem")
+        FIXTURE.known("erin-ed25519.pub.pem")
     );
 
     // What was encrypted and signed when the fixture was made decrypts and verifies.
-    let message = fs::read(fixture_dir().join("data/message.txt")).unwrap();
+    let message = fs::read(FIXTURE.dir().join("data/message.txt")).unwrap();
     for (user, name, file) in [
         ("User123", "fernet", "message.fernet"),
         ("User123", "aes256-gcm", "message.aes256-gcm"),
     ] {
         assert_eq!(
-            ok(&env, &["decrypt", user, name, "--in", &data(file)]),
+            FIXTURE.ok(&env, &["decrypt", user, name, "--in", &FIXTURE.data(file)]),
             message,
             "decrypt {file}"
         );
@@ -393,12 +343,12 @@ fn the_v4_fixture_opens_and_gives_back_its_keys() {
             user,
             name,
             "--signature",
-            &data(sig),
+            &FIXTURE.data(sig),
             "--in",
-            &data("message.txt"),
+            &FIXTURE.data("message.txt"),
         ];
         assert_eq!(
-            run(&env, &args).status.code(),
+            FIXTURE.run(&env, &args).status.code(),
             Some(0),
             "{}",
             args.join(" ")
@@ -406,7 +356,7 @@ fn the_v4_fixture_opens_and_gives_back_its_keys() {
     }
 
     // the revocation
-    let revoked = json(&env, &["revoked"]);
+    let revoked = FIXTURE.json(&env, &["revoked"]);
     let list = revoked["revoked"].as_array().unwrap();
     assert_eq!(list.len(), 1, "{revoked}");
     assert_eq!(list[0]["user"], "bob");
@@ -419,22 +369,26 @@ fn the_v4_fixture_opens_and_gives_back_its_keys() {
         .collect();
     destroyed.sort();
     assert_eq!(destroyed, vec![("backup", "fernet"), ("fernet", "fernet")]);
-    let out = run(&env, &["is-revoked", "bob"]);
+    let out = FIXTURE.run(&env, &["is-revoked", "bob"]);
     assert_eq!(out.status.code(), Some(0));
     assert_eq!(String::from_utf8_lossy(&out.stdout), "revoked\n");
-    let out = run(&env, &["is-revoked", "alice"]);
+    let out = FIXTURE.run(&env, &["is-revoked", "alice"]);
     assert_eq!(out.status.code(), Some(1));
-    let err = assert_error(&run(&env, &["gen", "bob"]), 6, "gen for the revoked bob");
+    let err = assert_error(
+        &FIXTURE.run(&env, &["gen", "bob"]),
+        6,
+        "gen for the revoked bob",
+    );
     assert!(err.contains("\"bob\" was revoked at"), "{err}");
 
     // check, and the audit log as it was made (then this test's own entries)
-    let checked = json(&env, &["check"]);
+    let checked = FIXTURE.json(&env, &["check"]);
     assert_eq!(checked["ok"], true, "{checked}");
     assert_eq!(checked["format_version"], 4, "{checked}");
     assert_eq!(checked["keys"], 7, "{checked}");
     assert_eq!(checked["revoked"], 1, "{checked}");
-    ok(&env, &["audit", "--verify"]);
-    let audit = json(&env, &["audit"]);
+    FIXTURE.ok(&env, &["audit", "--verify"]);
+    let audit = FIXTURE.json(&env, &["audit"]);
     let entries = audit["entries"].as_array().unwrap();
     assert!(entries.len() >= AUDIT.len(), "{audit}");
     for (i, (op, user, key)) in AUDIT.iter().enumerate() {
@@ -459,15 +413,15 @@ fn the_v4_fixture_opens_and_gives_back_its_keys() {
     assert_error(&out, 3, "the fixture with a wrong passphrase");
 
     // the current binary writes to it
-    ok(&env, &["gen", "frank", "--type", "ed25519"]);
-    ok(&env, &["delete", "User123", "fernet"]);
-    assert_eq!(json(&env, &["status"])["keys"], 7);
-    assert_eq!(json(&env, &["check"])["ok"], true);
+    FIXTURE.ok(&env, &["gen", "frank", "--type", "ed25519"]);
+    FIXTURE.ok(&env, &["delete", "User123", "fernet"]);
+    assert_eq!(FIXTURE.json(&env, &["status"])["keys"], 7);
+    assert_eq!(FIXTURE.json(&env, &["check"])["ok"], true);
     assert_eq!(backups_beside(&env), 0);
 
     // the committed fixture itself was not touched
     assert_eq!(
-        fixture_files(),
+        FIXTURE.files(),
         before,
         "the test changed the committed fixture"
     );
@@ -499,11 +453,11 @@ fn vault_files(env: &TestEnv) -> BTreeMap<PathBuf, Vec<u8>> {
 
 #[test]
 fn a_header_relabelled_format_3_is_tampering() {
-    let env = copy_of_fixture();
+    let env = FIXTURE.copy();
     let changed = change_header(&env, |h| h[8..12].copy_from_slice(&3u32.to_be_bytes()));
     for args in [&["list"][..], &["status"][..], &["gen", "User123"][..]] {
         let what = format!("{} with a header saying format 3", args.join(" "));
-        let err = assert_error(&run(&env, args), 7, &what);
+        let err = assert_error(&FIXTURE.run(&env, args), 7, &what);
         assert!(err.contains("format 3"), "{what}: {err}");
         assert!(err.contains("altered"), "{what}: {err}");
     }
@@ -515,12 +469,12 @@ fn a_header_relabelled_format_3_is_tampering() {
 
 #[test]
 fn a_header_of_format_5_is_a_newer_vault() {
-    let env = copy_of_fixture();
+    let env = FIXTURE.copy();
     let changed = change_header(&env, |h| h[8..12].copy_from_slice(&5u32.to_be_bytes()));
     let files = vault_files(&env);
     for args in [&["list"][..], &["status"][..], &["gen", "User123"][..]] {
         let what = format!("{} with a header saying format 5", args.join(" "));
-        let err = assert_error(&run(&env, args), 8, &what);
+        let err = assert_error(&FIXTURE.run(&env, args), 8, &what);
         assert!(err.contains("format version 5"), "{what}: {err}");
         assert!(err.contains("newer"), "{what}: {err}");
     }
@@ -533,20 +487,20 @@ fn a_header_of_format_5_is_a_newer_vault() {
 /// passphrase check (exit 3).
 #[test]
 fn a_changed_vault_id_fails_the_header_mac() {
-    let env = copy_of_fixture();
+    let env = FIXTURE.copy();
     for (i, bit) in [(0usize, 0x01u8), (15, 0x80)] {
-        let env_copy = copy_of_fixture();
+        let env_copy = FIXTURE.copy();
         let at = VAULT_ID_AT + i;
         change_header(&env_copy, |h| h[at] ^= bit);
         for args in [&["list"][..], &["gen", "User123"][..], &["check"][..]] {
             let what = format!("{} with byte {at} of the header changed", args.join(" "));
-            let err = assert_error(&run(&env_copy, args), 7, &what);
+            let err = assert_error(&FIXTURE.run(&env_copy, args), 7, &what);
             assert!(err.contains("header"), "{what}: {err}");
             assert!(err.contains("authenticate"), "{what}: {err}");
         }
     }
     // The unchanged copy opens: the failure above was the change.
-    ok(&env, &["list"]);
+    FIXTURE.ok(&env, &["list"]);
     // A changed vault id with a wrong passphrase is a wrong passphrase: the MAC is
     // checked with the unlocked keys only.
     change_header(&env, |h| h[VAULT_ID_AT] ^= 0x01);

@@ -8,6 +8,8 @@
 // Each test binary uses a different subset of these helpers.
 #![allow(dead_code)]
 
+pub mod fixture;
+
 use std::ffi::OsStr;
 use std::fs;
 use std::io::Write;
