@@ -10,7 +10,7 @@ use std::fs;
 use std::path::PathBuf;
 
 use common::fixture::Fixture;
-use common::{TestEnv, assert_error, pem_body};
+use common::{TestEnv, assert_error};
 
 /// The committed vault (its README gives the passphrase and what it holds).
 const FIXTURE: Fixture = Fixture {
@@ -252,128 +252,7 @@ fn the_v4_fixture_opens_and_gives_back_its_keys() {
     assert!(env.vault().join("lock").is_file());
     assert!(env.vault().join("db").is_dir());
 
-    // exports: the exact known material
-    let text = |args: &[&str]| String::from_utf8(FIXTURE.ok(&env, args)).unwrap();
-    assert_eq!(
-        text(&["export", "User123", "fernet"]),
-        FIXTURE.known("user123-fernet.key")
-    );
-    assert_eq!(
-        FIXTURE.ok(&env, &["export", "User123", "fernet", "--format", "der"]),
-        (0x00..0x20).collect::<Vec<u8>>()
-    );
-    assert_eq!(
-        text(&["export", "User123", "aes256-gcm"]),
-        FIXTURE.known("user123-aes256-gcm.key")
-    );
-    assert_eq!(
-        text(&["export", "alice", "chacha"]),
-        FIXTURE.known("alice-chacha-v3.key")
-    );
-    assert_eq!(
-        text(&["export", "alice", "chacha", "--version", "3"]),
-        FIXTURE.known("alice-chacha-v3.key")
-    );
-    assert_eq!(
-        text(&["export", "alice", "chacha", "--version", "1"]),
-        FIXTURE.known("alice-chacha.key")
-    );
-    assert_error(
-        &FIXTURE.run(&env, &["export", "alice", "chacha", "--version", "2"]),
-        5,
-        "export of the deleted version 2",
-    );
-    assert_eq!(
-        text(&["export", "alice", "signing"]),
-        FIXTURE.known("alice-signing.pem")
-    );
-    assert_eq!(
-        FIXTURE.ok(&env, &["export", "alice", "signing", "--format", "der"]),
-        pem_body(&FIXTURE.known("alice-signing.pem"))
-    );
-    assert_eq!(
-        text(&["export", "alice", "signing", "--public"]),
-        FIXTURE.known("alice-signing.pub.pem")
-    );
-    assert_eq!(
-        text(&["export", "carol", "verify", "--public"]),
-        FIXTURE.known("alice-signing.pub.pem")
-    );
-    assert_eq!(
-        text(&["export", "dave", "generated"]),
-        FIXTURE.known("dave-generated.key")
-    );
-    assert_eq!(
-        text(&["export", "erin", "signing"]),
-        FIXTURE.known("erin-ed25519.pem")
-    );
-    let mut erin_der = pem_body(&FIXTURE.known("erin-ed25519.pem"));
-    assert_eq!(
-        FIXTURE.ok(&env, &["export", "erin", "signing", "--format", "der"]),
-        erin_der
-    );
-    assert_eq!(
-        erin_der.split_off(erin_der.len() - 32),
-        (0x80..0xa0).collect::<Vec<u8>>()
-    );
-    assert_eq!(
-        text(&["export", "erin", "signing", "--public"]),
-        FIXTURE.known("erin-ed25519.pub.pem")
-    );
-
-    // What was encrypted and signed when the fixture was made decrypts and verifies.
-    let message = fs::read(FIXTURE.dir().join("data/message.txt")).unwrap();
-    for (user, name, file) in [
-        ("User123", "fernet", "message.fernet"),
-        ("User123", "aes256-gcm", "message.aes256-gcm"),
-    ] {
-        assert_eq!(
-            FIXTURE.ok(&env, &["decrypt", user, name, "--in", &FIXTURE.data(file)]),
-            message,
-            "decrypt {file}"
-        );
-    }
-    for (user, name, sig) in [
-        ("alice", "signing", "message.rsa-pss.sig"),
-        ("carol", "verify", "message.rsa-pss.sig"),
-        ("erin", "signing", "message.ed25519.sig"),
-    ] {
-        let args = [
-            "verify",
-            user,
-            name,
-            "--signature",
-            &FIXTURE.data(sig),
-            "--in",
-            &FIXTURE.data("message.txt"),
-        ];
-        assert_eq!(
-            FIXTURE.run(&env, &args).status.code(),
-            Some(0),
-            "{}",
-            args.join(" ")
-        );
-    }
-
-    // the revocation
-    let revoked = FIXTURE.json(&env, &["revoked"]);
-    let list = revoked["revoked"].as_array().unwrap();
-    assert_eq!(list.len(), 1, "{revoked}");
-    assert_eq!(list[0]["user"], "bob");
-    assert_eq!(list[0]["reason"], "fixture: bob left");
-    let mut destroyed: Vec<(&str, &str)> = list[0]["destroyed"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| (d["name"].as_str().unwrap(), d["type"].as_str().unwrap()))
-        .collect();
-    destroyed.sort();
-    assert_eq!(destroyed, vec![("backup", "fernet"), ("fernet", "fernet")]);
-    let out = FIXTURE.run(&env, &["is-revoked", "bob"]);
-    assert_eq!(out.status.code(), Some(0));
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "revoked\n");
-    let out = FIXTURE.run(&env, &["is-revoked", "alice"]);
-    assert_eq!(out.status.code(), Some(1));
+    FIXTURE.check_shared_content(&env);
     let err = assert_error(
         &FIXTURE.run(&env, &["gen", "bob"]),
         6,

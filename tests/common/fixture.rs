@@ -9,7 +9,7 @@ use std::process::Output;
 
 use serde_json::Value;
 
-use super::{TestEnv, assert_success, copy_dir, files_under, parse_json};
+use super::{TestEnv, assert_error, assert_success, copy_dir, files_under, parse_json, pem_body};
 
 /// One committed fixture.
 pub struct Fixture {
@@ -78,5 +78,134 @@ impl Fixture {
     /// The path of a file of the fixture's `data/`.
     pub fn data(&self, file: &str) -> String {
         self.dir().join("data").join(file).display().to_string()
+    }
+
+    /// Checks what the v3 and v4 fixtures both hold (their READMEs give the same
+    /// commands): every key exports its known material, what was encrypted and signed
+    /// when the fixture was made decrypts and verifies, and bob's revocation stands with
+    /// its receipt.
+    pub fn check_shared_content(&self, env: &TestEnv) {
+        // exports: the exact known material
+        let text = |args: &[&str]| String::from_utf8(self.ok(env, args)).unwrap();
+        assert_eq!(
+            text(&["export", "User123", "fernet"]),
+            self.known("user123-fernet.key")
+        );
+        assert_eq!(
+            self.ok(env, &["export", "User123", "fernet", "--format", "der"]),
+            (0x00..0x20).collect::<Vec<u8>>()
+        );
+        assert_eq!(
+            text(&["export", "User123", "aes256-gcm"]),
+            self.known("user123-aes256-gcm.key")
+        );
+        assert_eq!(
+            text(&["export", "alice", "chacha"]),
+            self.known("alice-chacha-v3.key")
+        );
+        assert_eq!(
+            text(&["export", "alice", "chacha", "--version", "3"]),
+            self.known("alice-chacha-v3.key")
+        );
+        assert_eq!(
+            text(&["export", "alice", "chacha", "--version", "1"]),
+            self.known("alice-chacha.key")
+        );
+        assert_error(
+            &self.run(env, &["export", "alice", "chacha", "--version", "2"]),
+            5,
+            "export of the deleted version 2",
+        );
+        assert_eq!(
+            text(&["export", "alice", "signing"]),
+            self.known("alice-signing.pem")
+        );
+        assert_eq!(
+            self.ok(env, &["export", "alice", "signing", "--format", "der"]),
+            pem_body(&self.known("alice-signing.pem"))
+        );
+        assert_eq!(
+            text(&["export", "alice", "signing", "--public"]),
+            self.known("alice-signing.pub.pem")
+        );
+        assert_eq!(
+            text(&["export", "carol", "verify", "--public"]),
+            self.known("alice-signing.pub.pem")
+        );
+        assert_eq!(
+            text(&["export", "dave", "generated"]),
+            self.known("dave-generated.key")
+        );
+        assert_eq!(
+            text(&["export", "erin", "signing"]),
+            self.known("erin-ed25519.pem")
+        );
+        let mut erin_der = pem_body(&self.known("erin-ed25519.pem"));
+        assert_eq!(
+            self.ok(env, &["export", "erin", "signing", "--format", "der"]),
+            erin_der
+        );
+        assert_eq!(
+            erin_der.split_off(erin_der.len() - 32),
+            (0x80..0xa0).collect::<Vec<u8>>()
+        );
+        assert_eq!(
+            text(&["export", "erin", "signing", "--public"]),
+            self.known("erin-ed25519.pub.pem")
+        );
+
+        // What the format 3 keyvault encrypted and signed still decrypts and verifies.
+        let message = fs::read(self.dir().join("data/message.txt")).unwrap();
+        for (user, name, file) in [
+            ("User123", "fernet", "message.fernet"),
+            ("User123", "aes256-gcm", "message.aes256-gcm"),
+        ] {
+            assert_eq!(
+                self.ok(env, &["decrypt", user, name, "--in", &self.data(file)]),
+                message,
+                "decrypt {file}"
+            );
+        }
+        for (user, name, sig) in [
+            ("alice", "signing", "message.rsa-pss.sig"),
+            ("carol", "verify", "message.rsa-pss.sig"),
+            ("erin", "signing", "message.ed25519.sig"),
+        ] {
+            let args = [
+                "verify",
+                user,
+                name,
+                "--signature",
+                &self.data(sig),
+                "--in",
+                &self.data("message.txt"),
+            ];
+            assert_eq!(
+                self.run(env, &args).status.code(),
+                Some(0),
+                "{}",
+                args.join(" ")
+            );
+        }
+
+        // the revocation
+        let revoked = self.json(env, &["revoked"]);
+        let list = revoked["revoked"].as_array().unwrap();
+        assert_eq!(list.len(), 1, "{revoked}");
+        assert_eq!(list[0]["user"], "bob");
+        assert_eq!(list[0]["reason"], "fixture: bob left");
+        let mut destroyed: Vec<(&str, &str)> = list[0]["destroyed"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| (d["name"].as_str().unwrap(), d["type"].as_str().unwrap()))
+            .collect();
+        destroyed.sort();
+        assert_eq!(destroyed, vec![("backup", "fernet"), ("fernet", "fernet")]);
+        let out = self.run(env, &["is-revoked", "bob"]);
+        assert_eq!(out.status.code(), Some(0));
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "revoked\n");
+        let out = self.run(env, &["is-revoked", "alice"]);
+        assert_eq!(out.status.code(), Some(1));
     }
 }
