@@ -20,8 +20,8 @@
 
 use ed25519_dalek::Signer as _;
 use rsa::pkcs8::DecodePrivateKey;
-use rsa::signature::Verifier as _;
 use rsa::signature::hazmat::PrehashVerifier as _;
+use sha2::Digest as _;
 use sha2::Sha256;
 
 use super::ed25519_keys;
@@ -142,12 +142,8 @@ pub fn sign(
         let key = ed25519_keys::signing_key(material)?;
         return Ok(key.sign(message).to_bytes().to_vec());
     }
-    let key = rsa_private(key_type, material)?;
-    match scheme {
-        RsaScheme::Pss => key.pss_sign::<Sha256>(message),
-        RsaScheme::Pkcs1v15 => key.pkcs1v15_sign::<Sha256>(message),
-    }
-    .map_err(|e| Error::Internal(format!("RSA signing failed: {e}")))
+    // RSA signs the message's SHA-256 digest: one code path for both.
+    sign_digest(key_type, material, Some(scheme), &Sha256::digest(message))
 }
 
 /// Verifies `signature` over `message` with the public key of `material`: `Ok(true)` if
@@ -171,28 +167,13 @@ pub fn verify(
         };
         return Ok(key.verify_strict(message, &sig).is_ok());
     }
-    let (key, constraints) = rsa_public_constrained(material)?;
-    if constraints.is_some() && scheme != RsaScheme::Pss {
-        return Err(Error::Usage(
-            "this key is an RSASSA-PSS public key: it verifies PSS signatures only".into(),
-        ));
-    }
-    Ok(match scheme {
-        RsaScheme::Pss => {
-            let Ok(sig) = rsa::pss::Signature::try_from(signature) else {
-                return Ok(false);
-            };
-            let valid = rsa::pss::VerifyingKey::<Sha256>::new_with_auto_salt_len(key.clone())
-                .verify(message, &sig)
-                .is_ok();
-            // The key's parameters set the shortest salt its signatures may have.
-            valid
-                && constraints.is_none_or(|c| {
-                    pss_salt_len(&key, signature).is_some_and(|n| n >= c.min_salt_len)
-                })
-        }
-        RsaScheme::Pkcs1v15 => key.pkcs1v15_verify::<Sha256>(message, signature).is_ok(),
-    })
+    verify_digest(
+        key_type,
+        material,
+        Some(scheme),
+        &Sha256::digest(message),
+        signature,
+    )
 }
 
 /// The length of the digest [`sign_digest`] and [`verify_digest`] take (SHA-256).
