@@ -14,7 +14,7 @@ use crate::store::records::{self, KeyRecord, KeyVersionRecord, VersionState};
 use crate::store::{Batch, Tree};
 
 use super::types::{KeyInfo, Timestamp};
-use super::{AuditEvent, Vault, key_info, ledger, validate};
+use super::{AuditEvent, Vault, key_info, validate};
 
 impl Vault {
     /// Generates and stores a key. `name` defaults to the type's name.
@@ -43,16 +43,6 @@ impl Vault {
         self.check_can_add(user, name)?;
         let material = keys::import(key_type, input, public_only)?;
         self.store_new_key(user, name, key_type, material, "import")
-    }
-
-    /// The verified revocation ledger, or an integrity error if a revocation was
-    /// removed: then no revocation answer can be trusted and no key may be added.
-    pub(super) fn trusted_ledger(&self) -> Result<ledger::Ledger> {
-        self.revocations
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-            .map_err(Error::Integrity)
     }
 
     pub(super) fn check_can_add(&self, user: &str, name: &str) -> Result<()> {

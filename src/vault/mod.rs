@@ -16,6 +16,7 @@ pub(crate) mod ledger;
 pub mod lifecycle;
 mod open;
 mod restore;
+mod revocation;
 pub mod types;
 pub mod validate;
 
@@ -31,19 +32,15 @@ use crate::crypto::seal::{Keyring, record_aad};
 use crate::error::{Error, Result};
 use crate::keytype::KeyType;
 use crate::store::layout::{HEADER_FILE, VaultLock};
-use crate::store::records::{
-    self, DestroyedKey, KeyRecord, KeyVersionRecord, RevokedRecord, VersionState,
-};
+use crate::store::records::{self, KeyRecord, KeyVersionRecord, VersionState};
 use crate::store::{Batch, Store, Tree};
 
 pub use audit::AuditEvent;
 use audit::AuditHead;
 use header::VaultHeader;
 pub use open::{OpenOptions, peek_id, peek_kdf, peek_status};
-use types::{
-    DestroyedKeyInfo, KeyInfo, KeyTypeName, RevocationInfo, RevokeOutcome, Timestamp, VaultStatus,
-    VersionInfo,
-};
+use revocation::destroyed_key;
+use types::{KeyInfo, KeyTypeName, Timestamp, VaultStatus, VersionInfo};
 
 /// Length of a user's index prefix in the keys tree.
 const USER_HASH_LEN: usize = 32;
@@ -241,22 +238,6 @@ impl Vault {
         Ok(Some((db_key, record)))
     }
 
-    /// A key of a revoked user is never served: revoking destroys every key in the same
-    /// atomic change, so one that is there was copied back from an older copy of the
-    /// vault's files. When the revoked users no longer match the sealed ledger, no
-    /// revocation answer can be trusted, so no key is served either.
-    fn refuse_key_of_revoked(&self, user: &str) -> Result<()> {
-        if self.trusted_ledger()?.count == 0 {
-            return Ok(());
-        }
-        if self.store.contains(Tree::Revoked, &self.user_hash(user))? {
-            return Err(Error::Integrity(format!(
-                "{user:?} is revoked, yet a key of theirs is in the vault: it was copied back from an older copy of the vault's files (tampering); restore from a backup and re-apply revocations"
-            )));
-        }
-        Ok(())
-    }
-
     fn require_key(&self, user: &str, name: &str) -> Result<(Vec<u8>, KeyRecord)> {
         validate::user_id(user)?;
         validate::key_name(name)?;
@@ -367,20 +348,6 @@ impl Vault {
             out.push((db_key, record));
         }
         Ok(out)
-    }
-
-    fn revoked_record(&self, user: &str) -> Result<Option<RevokedRecord>> {
-        let db_key = self.user_hash(user);
-        let Some(sealed) = self.store.get(Tree::Revoked, &db_key)? else {
-            return Ok(None);
-        };
-        let record: RevokedRecord = self.open_record(Tree::Revoked, &db_key, &sealed)?;
-        if record.user != user {
-            return Err(Error::Integrity(
-                "a revocation record does not match its index entry".into(),
-            ));
-        }
-        Ok(Some(record))
     }
 
     /// Exports key material (a secret unless `options.public`).
@@ -554,80 +521,6 @@ impl Vault {
         Ok(key_info(&record))
     }
 
-    /// Revokes a user: destroys every key of theirs and records the time and reason.
-    /// Revoking an already revoked user changes nothing and returns the first receipt.
-    pub fn revoke(&self, user: &str, reason: Option<&str>) -> Result<RevokeOutcome> {
-        let user = &self.resolve_user(user)?;
-        if let Some(reason) = reason {
-            validate::reason(reason)?;
-        }
-        let head = self.lock_writer();
-        self.trusted_ledger()?;
-        if let Some(existing) = self.revoked_record(user)? {
-            return Ok(RevokeOutcome {
-                already_revoked: true,
-                receipt: revocation_info(&existing),
-            });
-        }
-        let keys = self.keys_of(user)?;
-        let mut batch = Batch::new();
-        let mut destroyed = Vec::with_capacity(keys.len());
-        let mut forget = Vec::with_capacity(keys.len());
-        for (db_key, record) in keys {
-            destroyed.push(destroyed_key(&record));
-            batch.remove(Tree::Keys, db_key.clone());
-            forget.push(db_key);
-        }
-        let revoked = RevokedRecord {
-            user: user.to_string(),
-            revoked_at: Timestamp::now().0,
-            reason: reason.map(str::to_string),
-            destroyed,
-        };
-        let db_key = self.user_hash(user);
-        self.stage(&mut batch, Tree::Revoked, &db_key, &revoked)?;
-        self.commit_revocation(
-            head,
-            batch,
-            &db_key,
-            AuditEvent::new("revoke")
-                .user(user)
-                .detail(format!("{} key(s) destroyed", revoked.destroyed.len())),
-        )?;
-        for db_key in forget {
-            self.forget_uses(&db_key);
-        }
-        Ok(RevokeOutcome {
-            already_revoked: false,
-            receipt: revocation_info(&revoked),
-        })
-    }
-
-    /// The revocation of a user, if revoked.
-    pub fn revocation(&self, user: &str) -> Result<Option<RevocationInfo>> {
-        let user = &self.resolve_user(user)?;
-        self.trusted_ledger()?;
-        Ok(self.revoked_record(user)?.map(|r| revocation_info(&r)))
-    }
-
-    /// Every revoked user, oldest revocation first.
-    pub fn revoked_users(&self) -> Result<Vec<RevocationInfo>> {
-        self.trusted_ledger()?;
-        let mut out = Vec::new();
-        for item in self.store.scan_prefix(Tree::Revoked, &[]) {
-            let (db_key, sealed) = item?;
-            let record: RevokedRecord = self.open_record(Tree::Revoked, &db_key, &sealed)?;
-            if db_key != self.user_hash(&record.user) {
-                return Err(Error::Integrity(
-                    "a revocation record does not match its index entry".into(),
-                ));
-            }
-            out.push(revocation_info(&record));
-        }
-        out.sort_by(|a, b| (a.revoked_at, &a.user).cmp(&(b.revoked_at, &b.user)));
-        Ok(out)
-    }
-
     /// The audit events recorded so far, oldest first, after checking the chain.
     pub fn audit_log(&self) -> Result<Vec<records::AuditRecord>> {
         audit::read_all(&self.store, &self.keyring)
@@ -756,35 +649,5 @@ fn key_info(record: &KeyRecord) -> KeyInfo {
         fingerprint,
         public_only,
         versions,
-    }
-}
-
-/// What a revocation receipt keeps of a destroyed key.
-fn destroyed_key(record: &KeyRecord) -> DestroyedKey {
-    DestroyedKey {
-        id: record.id,
-        name: record.name.clone(),
-        key_type: record.key_type,
-        versions: record.versions.iter().map(|v| v.version).collect(),
-        fingerprint: key_info(record).fingerprint,
-    }
-}
-
-fn revocation_info(record: &RevokedRecord) -> RevocationInfo {
-    RevocationInfo {
-        user: record.user.clone(),
-        revoked_at: Timestamp(record.revoked_at),
-        reason: record.reason.clone(),
-        destroyed: record
-            .destroyed
-            .iter()
-            .map(|d| DestroyedKeyInfo {
-                id: hex(&d.id),
-                name: d.name.clone(),
-                key_type: KeyTypeName(d.key_type),
-                versions: d.versions.clone(),
-                fingerprint: d.fingerprint.clone(),
-            })
-            .collect(),
     }
 }
