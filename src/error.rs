@@ -15,6 +15,9 @@ pub enum Error {
     /// The passphrase did not unlock the vault (exit 3).
     #[error("wrong passphrase for the vault at {0}")]
     WrongPassphrase(PathBuf),
+    /// The passphrase of a key file being imported is wrong.
+    #[error("wrong passphrase for the key file {0}")]
+    WrongKeyPassphrase(String),
 
     /// No passphrase could be obtained (exit 4).
     #[error("{0}")]
@@ -281,7 +284,7 @@ impl Error {
     pub fn exit_code(&self) -> Exit {
         match self {
             Error::Usage(_) => Exit::Usage,
-            Error::WrongPassphrase(_) => Exit::WrongPassphrase,
+            Error::WrongPassphrase(_) | Error::WrongKeyPassphrase(_) => Exit::WrongPassphrase,
             Error::NoPassphrase(_) => Exit::NoPassphrase,
             Error::VaultNotFound(_)
             | Error::UserNotFound { .. }

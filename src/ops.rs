@@ -15,6 +15,7 @@ use crate::keytype::KeyType;
 use crate::vault::check::CheckReport;
 use crate::vault::keyuse::Used;
 use crate::vault::lifecycle::{AuditEntry, BackupReport, CompactReport};
+use crate::vault::ssh::{SshKey, SshMarkOutcome};
 use crate::vault::types::{KeyInfo, RevocationInfo, RevokeOutcome, VaultStatus};
 use crate::vault::{ExportOptions, Vault};
 
@@ -219,6 +220,17 @@ pub enum Request {
         /// Why the write failed (never the material).
         error: String,
     },
+    /// Mark a key for SSH, or remove its mark.
+    SshMark {
+        /// Owner.
+        user: String,
+        /// Name.
+        name: String,
+        /// Serve it to `ssh` (true) or stop (false).
+        enabled: bool,
+    },
+    /// The keys served to `ssh`.
+    SshKeys,
 }
 
 impl Request {
@@ -246,7 +258,8 @@ impl Request {
             | Request::Verify { user, .. }
             | Request::SignDigest { user, .. }
             | Request::VerifyDigest { user, .. }
-            | Request::ExportFailed { user, .. } => Some(user),
+            | Request::ExportFailed { user, .. }
+            | Request::SshMark { user, .. } => Some(user),
             Request::List { user } => user.as_deref(),
             Request::Status
             | Request::Revoked
@@ -254,7 +267,8 @@ impl Request {
             | Request::Check
             | Request::Passwd { .. }
             | Request::Audit { .. }
-            | Request::Compact => None,
+            | Request::Compact
+            | Request::SshKeys => None,
         }
     }
 }
@@ -288,6 +302,8 @@ impl std::fmt::Debug for Request {
             Request::SignDigest { .. } => "SignDigest",
             Request::VerifyDigest { .. } => "VerifyDigest",
             Request::ExportFailed { .. } => "ExportFailed",
+            Request::SshMark { .. } => "SshMark",
+            Request::SshKeys => "SshKeys",
         };
         f.write_str(name)
     }
@@ -350,6 +366,10 @@ pub enum Response {
     },
     /// For `Verify` and `VerifyDigest`: the version the signature verifies under, if any.
     Verified(Option<u32>),
+    /// For `SshMark`.
+    SshMark(SshMarkOutcome),
+    /// For `SshKeys`.
+    SshKeys(Vec<SshKey>),
 }
 
 impl Vault {
@@ -475,6 +495,12 @@ impl Vault {
                 self.record_export_failure(&user, &name, &options, &error)?;
                 Response::Done
             }
+            Request::SshMark {
+                user,
+                name,
+                enabled,
+            } => Response::SshMark(self.ssh_mark(&user, &name, enabled)?),
+            Request::SshKeys => Response::SshKeys(self.ssh_keys()?),
         })
     }
 }

@@ -22,6 +22,7 @@ pub mod launch;
 pub mod protocol;
 pub mod registry;
 pub mod server;
+pub mod ssh;
 pub mod test_faults;
 pub mod upkeep;
 

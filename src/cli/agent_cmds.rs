@@ -78,6 +78,7 @@ pub fn unlock(
             "idle_timeout_secs": options.idle_timeout.as_secs(),
             "max_lifetime_secs": options.max_lifetime.as_secs(),
             "memory_locked": started.memory_locked,
+            "ssh_socket": keyvault::agent::ssh::socket_for(&started.socket).display().to_string(),
         }))?;
     } else {
         out.text(&format!(
@@ -86,6 +87,9 @@ pub fn unlock(
             short(options.idle_timeout),
             short(options.max_lifetime)
         ))?;
+        if let Some(line) = super::ssh_cmds::socket_text(&started.socket) {
+            out.text(&line)?;
+        }
     }
     Ok(())
 }

@@ -9,6 +9,7 @@ mod keyuse_cmds;
 mod lifecycle_cmds;
 mod output;
 mod passphrase;
+mod ssh_cmds;
 
 use std::io::{self, Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
@@ -215,6 +216,7 @@ pub fn run(cli: Cli) -> std::result::Result<ExitCode, RunError> {
             )?;
         }
         Command::Lock { all } => agent_cmds::lock(&mut out, &vault_path(&cli)?, *all)?,
+        Command::Ssh { command } => ssh_cmds::run(&mut out, &cli, command)?,
         Command::Agent {
             idle_secs,
             lifetime_secs,
@@ -228,7 +230,9 @@ pub fn run(cli: Cli) -> std::result::Result<ExitCode, RunError> {
             user,
             key_type,
             name,
+            ssh,
         } => {
+            ssh_cmds::check_flag(*ssh, *key_type)?;
             vault::validate::new_user_id(user)?;
             vault::validate::key_name(name.as_deref().unwrap_or(key_type.as_str()))?;
             let mut s = Session::new(&cli)?;
@@ -240,11 +244,7 @@ pub fn run(cli: Cli) -> std::result::Result<ExitCode, RunError> {
             else {
                 return Err(unexpected().into());
             };
-            if out.json() {
-                out.doc(&k)?;
-            } else {
-                out.text(&output::stored_key("Stored", &k))?;
-            }
+            ssh_cmds::print_added(&mut out, &mut s, "Stored", &k, *ssh)?;
         }
         Command::Import {
             user,
@@ -252,10 +252,13 @@ pub fn run(cli: Cli) -> std::result::Result<ExitCode, RunError> {
             key_type,
             file,
             public,
+            ssh,
+            key_passphrase_file: pass,
         } => {
+            ssh_cmds::check_flag(*ssh, *key_type)?;
             vault::validate::new_user_id(user)?;
             vault::validate::key_name(name)?;
-            let material = read_input(file.as_deref())?;
+            let material = ssh_cmds::decrypt(read_input(file.as_deref())?, file, pass)?;
             // The key is read and checked before the passphrase is asked for; the vault
             // reads it again to store it.
             keyvault::crypto::keys::import(*key_type, &material, *public)?;
@@ -270,11 +273,7 @@ pub fn run(cli: Cli) -> std::result::Result<ExitCode, RunError> {
             else {
                 return Err(unexpected().into());
             };
-            if out.json() {
-                out.doc(&k)?;
-            } else {
-                out.text(&output::stored_key("Imported", &k))?;
-            }
+            ssh_cmds::print_added(&mut out, &mut s, "Imported", &k, *ssh)?;
         }
         Command::Export {
             user,
@@ -331,11 +330,7 @@ pub fn run(cli: Cli) -> std::result::Result<ExitCode, RunError> {
             let Response::Keys(keys) = s.call(Request::List { user: user.clone() })? else {
                 return Err(unexpected().into());
             };
-            if out.json() {
-                out.doc(&json!({ "keys": keys }))?;
-            } else {
-                out.text(&output::key_table(&keys))?;
-            }
+            ssh_cmds::print_list(&mut out, &mut s, user.as_deref(), &keys)?;
         }
         Command::Delete {
             user,
