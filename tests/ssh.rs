@@ -267,8 +267,8 @@ fn rsa_sha2_256_signatures_verify_as_pkcs1v15_sha256() {
         assert_eq!(sig.len(), 384);
         if flag == 2 {
             // rsa-sha2-256 is PKCS#1 v1.5 with SHA-256: keyvault's own scheme.
-            let data = u.env.write_private("data", b"data to sign");
-            let sigfile = u.env.write_private("sig", &sig);
+            let data = u.env.write_private("signed-data", b"data to sign");
+            let sigfile = u.env.write_private("signed-data.sig", &sig);
             let out = u.env.run([
                 "verify",
                 "alice",
