@@ -84,7 +84,15 @@ fn sign_and_verify(u: &Unlocked, public: &str, label: &str) {
     let signed = tool(
         u,
         "ssh-keygen",
-        &["-Y", "sign", "-f", pubfile.to_str().unwrap(), "-n", "file", msg.to_str().unwrap()],
+        &[
+            "-Y",
+            "sign",
+            "-f",
+            pubfile.to_str().unwrap(),
+            "-n",
+            "file",
+            msg.to_str().unwrap(),
+        ],
     );
     assert_success(&signed, &format!("ssh-keygen -Y sign with {label}"));
     let allowed = dir.join(format!("{label}.allowed"));
@@ -92,7 +100,14 @@ fn sign_and_verify(u: &Unlocked, public: &str, label: &str) {
     let sig = format!("{}.sig", msg.display());
     let verify = |data: &str| {
         Command::new("ssh-keygen")
-            .args(["-Y", "verify", "-f", allowed.to_str().unwrap(), "-I", "signer@example"])
+            .args([
+                "-Y",
+                "verify",
+                "-f",
+                allowed.to_str().unwrap(),
+                "-I",
+                "signer@example",
+            ])
             .args(["-n", "file", "-s", &sig])
             .stdin(fs::File::open(data).unwrap())
             .output()
@@ -118,11 +133,21 @@ fn ssh_add_lists_only_marked_keys_and_ssh_keygen_signs_through_the_agent() {
     }
     let env = TestEnv::new();
     env.init();
-    env.ok(["gen", "alice", "--type", "ed25519", "--name", "laptop", "--ssh"]);
+    env.ok([
+        "gen", "alice", "--type", "ed25519", "--name", "laptop", "--ssh",
+    ]);
     env.ok(["gen", "alice", "--type", "rsa-3072", "--name", "deploy"]);
     env.ok(["ssh", "enable", "alice", "deploy"]);
     env.ok(["gen", "alice", "--type", "ed25519", "--name", "unmarked"]);
-    env.ok(["gen", "alice", "--type", "ed25519", "--name", "backup-key", "--ssh"]);
+    env.ok([
+        "gen",
+        "alice",
+        "--type",
+        "ed25519",
+        "--name",
+        "backup-key",
+        "--ssh",
+    ]);
     env.ok(["ssh", "disable", "alice", "backup-key"]);
     env.ok(["gen", "bob", "--type", "fernet"]);
     let laptop = public_line(&env, "alice", "laptop");
@@ -134,7 +159,10 @@ fn ssh_add_lists_only_marked_keys_and_ssh_keygen_signs_through_the_agent() {
     let meta = fs::symlink_metadata(&u.socket).unwrap();
     assert!(meta.file_type().is_socket());
     assert_eq!(meta.permissions().mode() & 0o777, 0o600);
-    let dir_mode = fs::metadata(u.socket.parent().unwrap()).unwrap().permissions().mode();
+    let dir_mode = fs::metadata(u.socket.parent().unwrap())
+        .unwrap()
+        .permissions()
+        .mode();
     assert_eq!(dir_mode & 0o777, 0o700);
 
     let listed = tool(&u, "ssh-add", &["-L"]);
@@ -165,10 +193,15 @@ fn ssh_add_lists_only_marked_keys_and_ssh_keygen_signs_through_the_agent() {
     let audit = u.env.ok(["audit"]);
     let fp = ssh_fingerprint(&u, "laptop");
     assert!(
-        audit.lines().any(|l| l.contains("ssh-sign") && l.contains(&fp)),
+        audit
+            .lines()
+            .any(|l| l.contains("ssh-sign") && l.contains(&fp)),
         "no ssh-sign audit entry naming {fp}:\n{audit}"
     );
-    assert!(!audit.contains("a message signed by"), "the audit log holds signed data");
+    assert!(
+        !audit.contains("a message signed by"),
+        "the audit log holds signed data"
+    );
 }
 
 /// The SSH fingerprint `keyvault ssh list --json` gives for alice's key `name`.
@@ -190,8 +223,12 @@ fn fingerprints_equal_ssh_keygen_and_list_shows_them() {
     }
     let env = TestEnv::new();
     env.init();
-    env.ok(["gen", "alice", "--type", "ed25519", "--name", "laptop", "--ssh"]);
-    env.ok(["gen", "alice", "--type", "rsa-3072", "--name", "deploy", "--ssh"]);
+    env.ok([
+        "gen", "alice", "--type", "ed25519", "--name", "laptop", "--ssh",
+    ]);
+    env.ok([
+        "gen", "alice", "--type", "rsa-3072", "--name", "deploy", "--ssh",
+    ]);
     let u = unlock(env);
     let listing = u.env.ok(["list"]);
     for name in ["laptop", "deploy"] {
@@ -206,7 +243,9 @@ fn fingerprints_equal_ssh_keygen_and_list_shows_them() {
         assert!(theirs.starts_with("SHA256:"), "{theirs}");
         assert_eq!(ssh_fingerprint(&u, name), theirs);
         assert!(
-            listing.lines().any(|l| l.contains(&format!("alice/{name}")) && l.contains(&theirs)),
+            listing
+                .lines()
+                .any(|l| l.contains(&format!("alice/{name}")) && l.contains(&theirs)),
             "list does not show {theirs} for {name}:\n{listing}"
         );
     }
@@ -243,10 +282,14 @@ fn rsa_sha2_256_signatures_verify_as_pkcs1v15_sha256() {
     }
     let env = TestEnv::new();
     env.init();
-    env.ok(["gen", "alice", "--type", "rsa-3072", "--name", "deploy", "--ssh"]);
+    env.ok([
+        "gen", "alice", "--type", "rsa-3072", "--name", "deploy", "--ssh",
+    ]);
     let u = unlock(env);
     let mut stream = UnixStream::connect(&u.socket).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
     let ids = raw(&mut stream, &[11]);
     assert_eq!(ids[0], 12);
     assert_eq!(&ids[1..5], &1u32.to_be_bytes());
@@ -298,7 +341,9 @@ fn requests_to_add_remove_or_lock_and_malformed_frames_are_refused() {
     }
     let env = TestEnv::new();
     env.init();
-    env.ok(["gen", "alice", "--type", "ed25519", "--name", "laptop", "--ssh"]);
+    env.ok([
+        "gen", "alice", "--type", "ed25519", "--name", "laptop", "--ssh",
+    ]);
     let u = unlock(env);
     let key = u.env.root().join("other");
     let made = Command::new("ssh-keygen")
@@ -314,14 +359,20 @@ fn requests_to_add_remove_or_lock_and_malformed_frames_are_refused() {
     assert!(!remove_all.status.success(), "ssh-add -D was accepted");
 
     let mut stream = UnixStream::connect(&u.socket).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
     let mut lock = vec![22];
     string(&mut lock, b"a passphrase");
     assert_eq!(raw(&mut stream, &lock), vec![5], "lock");
     assert_eq!(raw(&mut stream, &[23, 0, 0, 0, 0]), vec![5], "unlock");
     assert_eq!(raw(&mut stream, &[200]), vec![5], "an unknown type");
     assert_eq!(raw(&mut stream, &[]), vec![5], "an empty message");
-    assert_eq!(raw(&mut stream, &[13, 0xff, 0xff, 0xff, 0xff]), vec![5], "a cut string");
+    assert_eq!(
+        raw(&mut stream, &[13, 0xff, 0xff, 0xff, 0xff]),
+        vec![5],
+        "a cut string"
+    );
     assert_eq!(raw(&mut stream, &[11, 0]), vec![5], "trailing bytes");
     let mut ext = vec![27];
     string(&mut ext, b"query");
@@ -331,7 +382,11 @@ fn requests_to_add_remove_or_lock_and_malformed_frames_are_refused() {
     // A frame over the limit closes the connection, and only that one.
     stream.write_all(&(1u32 << 30).to_be_bytes()).unwrap();
     let mut buf = [0u8; 1];
-    assert_eq!(stream.read(&mut buf).unwrap_or(0), 0, "connection not closed");
+    assert_eq!(
+        stream.read(&mut buf).unwrap_or(0),
+        0,
+        "connection not closed"
+    );
 
     let listed = tool(&u, "ssh-add", &["-L"]);
     assert_success(&listed, "ssh-add -L after the refusals");
@@ -345,14 +400,20 @@ fn a_locked_vault_serves_nothing_to_ssh() {
     }
     let env = TestEnv::new();
     env.init();
-    env.ok(["gen", "alice", "--type", "ed25519", "--name", "laptop", "--ssh"]);
+    env.ok([
+        "gen", "alice", "--type", "ed25519", "--name", "laptop", "--ssh",
+    ]);
     let u = unlock(env);
     assert_success(&tool(&u, "ssh-add", &["-L"]), "ssh-add -L while unlocked");
     u.env.ok(["lock"]);
     assert!(!u.socket.exists(), "the SSH socket outlived the lock");
     let listed = tool(&u, "ssh-add", &["-L"]);
     assert!(!listed.status.success());
-    assert!(text(&listed).is_empty(), "a locked vault listed {}", text(&listed));
+    assert!(
+        text(&listed).is_empty(),
+        "a locked vault listed {}",
+        text(&listed)
+    );
     let out = u.env.run(["ssh", "socket"]);
     let stderr = assert_error(&out, 4, "ssh socket while locked");
     assert!(stderr.contains("locked"), "{stderr}");
@@ -377,41 +438,87 @@ fn a_passphrase_protected_openssh_key_imports_and_exports() {
 
     // No passphrase source and no terminal: exit 4, nothing stored.
     let before = env.snapshot();
-    let out = env.run(["import", "alice", "imported", "--type", "ed25519", "--file", key_arg]);
+    let out = env.run([
+        "import", "alice", "imported", "--type", "ed25519", "--file", key_arg,
+    ]);
     let stderr = assert_error(&out, 4, "import without the key's passphrase");
     assert!(stderr.contains("--key-passphrase-file"), "{stderr}");
     // A wrong passphrase: exit 3, nothing stored.
     let wrong = env.write_private("wrong", b"nope");
     let out = env.run([
-        "import", "alice", "imported", "--type", "ed25519", "--file", key_arg,
-        "--key-passphrase-file", wrong.to_str().unwrap(),
+        "import",
+        "alice",
+        "imported",
+        "--type",
+        "ed25519",
+        "--file",
+        key_arg,
+        "--key-passphrase-file",
+        wrong.to_str().unwrap(),
     ]);
     let stderr = assert_error(&out, 3, "import with a wrong key passphrase");
-    assert!(stderr.contains("wrong passphrase for the key file"), "{stderr}");
+    assert!(
+        stderr.contains("wrong passphrase for the key file"),
+        "{stderr}"
+    );
     assert!(!stderr.contains("nope"));
     // The wrong type: exit 2, nothing stored.
     let right = env.write_private("right", b"pass");
     let out = env.run([
-        "import", "alice", "imported", "--type", "rsa-3072", "--file", key_arg,
-        "--key-passphrase-file", right.to_str().unwrap(),
+        "import",
+        "alice",
+        "imported",
+        "--type",
+        "rsa-3072",
+        "--file",
+        key_arg,
+        "--key-passphrase-file",
+        right.to_str().unwrap(),
     ]);
     assert_error(&out, 2, "import an ed25519 key as rsa-3072");
     assert_eq!(env.snapshot(), before, "a failed import changed the vault");
 
     env.ok([
-        "import", "alice", "imported", "--type", "ed25519", "--file", key_arg,
-        "--key-passphrase-file", right.to_str().unwrap(), "--ssh",
+        "import",
+        "alice",
+        "imported",
+        "--type",
+        "ed25519",
+        "--file",
+        key_arg,
+        "--key-passphrase-file",
+        right.to_str().unwrap(),
+        "--ssh",
     ]);
     let ours = public_line(&env, "alice", "imported");
     let key_part = |l: &str| l.split_whitespace().take(2).collect::<Vec<_>>().join(" ");
     assert_eq!(key_part(&ours), key_part(&theirs));
-    assert!(!ours.contains("me@host"), "the comment is user/name only: {ours}");
+    assert!(
+        !ours.contains("me@host"),
+        "the comment is user/name only: {ours}"
+    );
 
     // The private key exports as an OpenSSH file ssh-keygen reads.
     let exported = env.root().join("exported");
-    env.ok(["export", "alice", "imported", "--format", "openssh", "--out", exported.to_str().unwrap()]);
-    assert_eq!(fs::metadata(&exported).unwrap().permissions().mode() & 0o777, 0o600);
-    let y = Command::new("ssh-keygen").arg("-y").arg("-f").arg(&exported).output().unwrap();
+    env.ok([
+        "export",
+        "alice",
+        "imported",
+        "--format",
+        "openssh",
+        "--out",
+        exported.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        fs::metadata(&exported).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let y = Command::new("ssh-keygen")
+        .arg("-y")
+        .arg("-f")
+        .arg(&exported)
+        .output()
+        .unwrap();
     assert_success(&y, "ssh-keygen -y of the exported key");
     assert_eq!(key_part(&text(&y)), key_part(&theirs));
 
@@ -433,7 +540,16 @@ fn an_rsa_key_from_ssh_keygen_imports_and_signs() {
         .output()
         .unwrap();
     assert_success(&made, "ssh-keygen -t rsa");
-    env.ok(["import", "alice", "deploy", "--type", "rsa-3072", "--file", key.to_str().unwrap(), "--ssh"]);
+    env.ok([
+        "import",
+        "alice",
+        "deploy",
+        "--type",
+        "rsa-3072",
+        "--file",
+        key.to_str().unwrap(),
+        "--ssh",
+    ]);
     let theirs = fs::read_to_string(format!("{}.pub", key.display())).unwrap();
     let ours = public_line(&env, "alice", "deploy");
     let key_part = |l: &str| l.split_whitespace().take(2).collect::<Vec<_>>().join(" ");
@@ -450,15 +566,36 @@ fn ssh_marks_refuse_bad_input_and_change_nothing() {
     env.ok(["gen", "alice", "--type", "ed25519", "--name", "e"]);
     let pubkey = env.root().join("e.pub");
     fs::write(&pubkey, public_line(&env, "alice", "e")).unwrap();
-    env.ok(["import", "alice", "pubonly", "--type", "ed25519", "--public", "--file", pubkey.to_str().unwrap()]);
+    env.ok([
+        "import",
+        "alice",
+        "pubonly",
+        "--type",
+        "ed25519",
+        "--public",
+        "--file",
+        pubkey.to_str().unwrap(),
+    ]);
     let before = env.snapshot();
     let cases: [(&[&str], i32, &str); 7] = [
-        (&["gen", "alice", "--type", "fernet", "--name", "g", "--ssh"], 2, "--ssh applies to ed25519 and rsa keys"),
-        (&["ssh", "enable", "alice", "f"], 2, "only ed25519 and rsa keys"),
+        (
+            &["gen", "alice", "--type", "fernet", "--name", "g", "--ssh"],
+            2,
+            "--ssh applies to ed25519 and rsa keys",
+        ),
+        (
+            &["ssh", "enable", "alice", "f"],
+            2,
+            "only ed25519 and rsa keys",
+        ),
         (&["ssh", "enable", "alice", "pubonly"], 2, "public-only"),
         (&["ssh", "enable", "alice", "nosuch"], 5, "nosuch"),
         (&["ssh", "enable", "nobody", "e"], 5, "nobody"),
-        (&["export", "alice", "f", "--format", "openssh"], 2, "no OpenSSH form"),
+        (
+            &["export", "alice", "f", "--format", "openssh"],
+            2,
+            "no OpenSSH form",
+        ),
         (&["ssh", "socket"], 4, "locked"),
     ];
     for (args, code, needle) in cases {
@@ -466,24 +603,43 @@ fn ssh_marks_refuse_bad_input_and_change_nothing() {
         let stderr = assert_error(&out, code, &args.join(" "));
         assert!(stderr.contains(needle), "{}: {stderr}", args.join(" "));
     }
-    let junk = env.write_private("junk", b"-----BEGIN OPENSSH PRIVATE KEY-----\nAAAA\n-----END OPENSSH PRIVATE KEY-----\n");
-    let out = env.run(["import", "alice", "j", "--type", "ed25519", "--file", junk.to_str().unwrap()]);
+    let junk = env.write_private(
+        "junk",
+        b"-----BEGIN OPENSSH PRIVATE KEY-----\nAAAA\n-----END OPENSSH PRIVATE KEY-----\n",
+    );
+    let out = env.run([
+        "import",
+        "alice",
+        "j",
+        "--type",
+        "ed25519",
+        "--file",
+        junk.to_str().unwrap(),
+    ]);
     assert_error(&out, 2, "import a malformed OpenSSH key");
-    assert_eq!(env.snapshot(), before, "a refused command changed the vault");
+    assert_eq!(
+        env.snapshot(),
+        before,
+        "a refused command changed the vault"
+    );
 }
 
 #[test]
 fn marks_survive_a_reopen_and_follow_the_key_not_its_name() {
     let env = TestEnv::new();
     env.init();
-    env.ok(["gen", "alice", "--type", "ed25519", "--name", "laptop", "--ssh"]);
+    env.ok([
+        "gen", "alice", "--type", "ed25519", "--name", "laptop", "--ssh",
+    ]);
     let listed = env.json(["ssh", "list"]);
     assert_eq!(listed["ssh_keys"].as_array().unwrap().len(), 1);
     env.ok(["delete", "alice", "laptop"]);
     env.ok(["gen", "alice", "--type", "ed25519", "--name", "laptop"]);
     let listed = env.json(["ssh", "list"]);
-    assert!(listed["ssh_keys"].as_array().unwrap().is_empty(), "{listed}");
+    assert!(
+        listed["ssh_keys"].as_array().unwrap().is_empty(),
+        "{listed}"
+    );
     let check = env.run(["check"]);
     assert_success(&check, "check after SSH marks");
 }
-

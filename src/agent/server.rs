@@ -205,7 +205,9 @@ impl Agent {
             dev,
             ino,
         };
-        let socket_ino = fs::symlink_metadata(&files.socket).ok().map(|m| (m.dev(), m.ino()));
+        let socket_ino = fs::symlink_metadata(&files.socket)
+            .ok()
+            .map(|m| (m.dev(), m.ino()));
         let now = Instant::now();
         Ok(Agent {
             vault: RwLock::new(Some(vault)),
@@ -256,8 +258,8 @@ impl Agent {
         self.connections.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Wipes the keys (dropping the vault zeroizes them and flushes the database),
-    /// removes the socket and the registry entry, and ends the process.
+    /// Wipes the keys (dropping the vault zeroizes and flushes it), removes the runtime
+    /// files (both sockets, the registry entry) and ends the process.
     pub fn lock_and_exit(&self) -> ! {
         self.wipe();
         std::process::exit(0)
@@ -276,10 +278,8 @@ impl Agent {
     }
 
     fn remove_runtime_files(&self) {
-        let ours = fs::symlink_metadata(&self.files.socket)
-            .ok()
-            .map(|m| (m.dev(), m.ino()));
-        if ours.is_some() && ours == self.socket_ino {
+        let ours = fs::symlink_metadata(&self.files.socket).map(|m| (m.dev(), m.ino()));
+        if self.socket_ino.is_some() && ours.ok() == self.socket_ino {
             let _ = fs::remove_file(&self.files.socket);
         }
         if let Some(entry) = &self.files.registry_entry {

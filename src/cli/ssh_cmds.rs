@@ -217,7 +217,9 @@ pub fn run(out: &mut Out, cli: &Cli, command: &SshCommand) -> std::result::Resul
             if out.json() {
                 out.doc(&json!({ "ssh_keys": keys }))?;
             } else if keys.is_empty() {
-                out.text("No keys are served to ssh; mark one with `keyvault ssh enable USER NAME`\n")?;
+                out.text(
+                    "No keys are served to ssh; mark one with `keyvault ssh enable USER NAME`\n",
+                )?;
             } else {
                 for k in &keys {
                     out.text(&format!("{}  {}\n", k.fingerprint, escape(&k.public_key)))?;

@@ -464,9 +464,9 @@ pub fn export(
                 Ok(text)
             }
             ExportFormat::Der => Ok(material.secret.clone()),
-            ExportFormat::Pem | ExportFormat::Jwk | ExportFormat::Openssh => Err(Error::Usage(format!(
-                "{key_type} keys export as base64, der or jwk, not pem"
-            ))),
+            ExportFormat::Pem | ExportFormat::Jwk | ExportFormat::Openssh => Err(Error::Usage(
+                format!("{key_type} keys export as base64, der or jwk, not pem"),
+            )),
         };
     }
     if public || material.secret.is_empty() {

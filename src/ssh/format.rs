@@ -12,9 +12,7 @@ use rsa::pkcs1::der::Decode as _;
 use rsa::pkcs1::{EncodeRsaPrivateKey as _, RsaPrivateKeyRef as Pkcs1PrivateKey};
 use rsa::pkcs8::DecodePrivateKey as _;
 use rsa::traits::PublicKeyParts as _;
-use ssh_key::private::{
-    Ed25519Keypair, Ed25519PrivateKey, KeypairData, RsaKeypair, RsaPrivateKey,
-};
+use ssh_key::private::{Ed25519Keypair, Ed25519PrivateKey, KeypairData, RsaKeypair, RsaPrivateKey};
 use ssh_key::public::{Ed25519PublicKey, KeyData, RsaPublicKey};
 use ssh_key::{HashAlg, LineEnding, Mpint, PrivateKey, PublicKey};
 use zeroize::Zeroizing;
@@ -237,8 +235,7 @@ pub fn import(key_type: KeyType, input: &[u8], allow_public_only: bool) -> Resul
             let derived = ed25519_keys::verifying_key(&material)?;
             if derived.to_bytes() != pair.public.0 {
                 return Err(Error::Usage(
-                    "the OpenSSH Ed25519 key's public half does not match its private half"
-                        .into(),
+                    "the OpenSSH Ed25519 key's public half does not match its private half".into(),
                 ));
             }
             Ok(material)

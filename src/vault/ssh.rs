@@ -328,9 +328,12 @@ mod tests {
         v.ssh_mark("u", "r", true).unwrap();
         let (blob, _) = v.ssh_identities().unwrap().remove(0);
         assert!(v.ssh_sign(&blob, b"data", 0, None).is_err());
-        let sig = v.ssh_sign(&blob, b"data", wire::RSA_SHA2_512, None).unwrap();
+        let sig = v
+            .ssh_sign(&blob, b"data", wire::RSA_SHA2_512, None)
+            .unwrap();
         assert!(sig.starts_with(b"\0\0\0\x0crsa-sha2-512"));
-        v.ssh_sign(&blob, b"data", wire::RSA_SHA2_256, None).unwrap();
+        v.ssh_sign(&blob, b"data", wire::RSA_SHA2_256, None)
+            .unwrap();
         assert_eq!(v.key_info("u", "r").unwrap().versions[0].uses, 2);
         assert!(v.ssh_sign(b"other", b"data", 0, None).is_err());
     }
