@@ -643,3 +643,61 @@ fn marks_survive_a_reopen_and_follow_the_key_not_its_name() {
     let check = env.run(["check"]);
     assert_success(&check, "check after SSH marks");
 }
+
+#[test]
+fn git_signs_a_commit_with_a_vault_key_through_the_agent() {
+    if !have_openssh("git_signs_a_commit") {
+        return;
+    }
+    if Command::new("git").arg("--version").output().is_err() {
+        eprintln!("SKIPPED git_signs_a_commit: git is not installed");
+        return;
+    }
+    let env = TestEnv::new();
+    env.init();
+    env.ok([
+        "gen", "alice", "--type", "ed25519", "--name", "laptop", "--ssh",
+    ]);
+    let public = public_line(&env, "alice", "laptop");
+    let u = unlock(env);
+    let root = u.env.root().to_path_buf();
+    let pubfile = root.join("laptop.pub");
+    fs::write(&pubfile, &public).unwrap();
+    let allowed = root.join("allowed_signers");
+    fs::write(&allowed, format!("alice@example {public}")).unwrap();
+    let repo = root.join("repo");
+    let git = |args: &[&str]| {
+        Command::new("git")
+            .arg("-C")
+            .arg(&repo)
+            .args(["-c", "user.name=Alice", "-c", "user.email=alice@example"])
+            .args(["-c", "gpg.format=ssh"])
+            .arg("-c")
+            .arg(format!("user.signingkey={}", pubfile.display()))
+            .arg("-c")
+            .arg(format!("gpg.ssh.allowedSignersFile={}", allowed.display()))
+            .args(args)
+            .env("SSH_AUTH_SOCK", &u.socket)
+            .env("HOME", u.env.home())
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .output()
+            .unwrap()
+    };
+    fs::create_dir(&repo).unwrap();
+    assert_success(&git(&["init", "-q"]), "git init");
+    assert_success(
+        &git(&[
+            "commit",
+            "-q",
+            "--allow-empty",
+            "-S",
+            "-m",
+            "signed by the vault",
+        ]),
+        "git commit -S",
+    );
+    let verified = git(&["verify-commit", "HEAD"]);
+    assert_success(&verified, "git verify-commit");
+    let said = String::from_utf8_lossy(&verified.stderr);
+    assert!(said.contains("Good \"git\" signature"), "{said}");
+}
