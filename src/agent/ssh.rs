@@ -2,7 +2,7 @@
 //! `ssh-keygen -Y` and `git` use the vault's SSH-marked keys (set `SSH_AUTH_SOCK` to
 //! it).
 //!
-//! The socket is `ID.ssh.sock` beside the agent's own `ID.sock`, in the same private
+//! The socket is `ID.ssh` beside the agent's own `ID.sock`, in the same private
 //! directory, mode 0600; peers of another uid are refused (SO_PEERCRED), as on the main
 //! socket. It lists the keys marked for SSH and signs with them; requests to add or
 //! remove keys, or to lock the agent, are answered with failure, and so is anything
@@ -39,13 +39,14 @@ static BOUND: OnceLock<(PathBuf, (u64, u64))> = OnceLock::new();
 static OPEN: AtomicUsize = AtomicUsize::new(0);
 
 /// The SSH socket of the agent whose main socket is `main_socket` (`ID.sock` →
-/// `ID.ssh.sock`, in the same directory).
+/// `ID.ssh`, in the same directory). It does not end in `.sock`: `lock` takes every
+/// `*.sock` in the directory for an agent's own socket.
 pub fn socket_for(main_socket: &Path) -> PathBuf {
     let stem = main_socket
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_default();
-    main_socket.with_file_name(format!("{stem}.ssh.sock"))
+    main_socket.with_file_name(format!("{stem}.ssh"))
 }
 
 /// Binds the SSH socket beside the agent's main socket and serves it on a thread of
@@ -234,7 +235,7 @@ mod tests {
     fn the_ssh_socket_sits_beside_the_main_one() {
         assert_eq!(
             socket_for(Path::new("/run/user/1/keyvault/abcd.sock")),
-            PathBuf::from("/run/user/1/keyvault/abcd.ssh.sock")
+            PathBuf::from("/run/user/1/keyvault/abcd.ssh")
         );
     }
 }
