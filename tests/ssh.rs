@@ -173,6 +173,14 @@ fn ssh_add_lists_only_marked_keys_and_ssh_keygen_signs_through_the_agent() {
     expected.sort();
     assert_eq!(lines, expected, "ssh-add -L lists exactly the marked keys");
 
+    // Marks made while unlocked take effect at once.
+    u.env.ok(["ssh", "enable", "alice", "unmarked"]);
+    assert_eq!(text(&tool(&u, "ssh-add", &["-L"])).lines().count(), 3);
+    u.env.ok(["ssh", "disable", "alice", "unmarked"]);
+    assert_eq!(text(&tool(&u, "ssh-add", &["-L"])).lines().count(), 2);
+    let again = u.env.ok(["unlock"]);
+    assert!(again.contains(&u.socket.display().to_string()), "{again}");
+
     sign_and_verify(&u, &laptop, "laptop");
     // ssh-keygen asks for rsa-sha2-512 signatures.
     sign_and_verify(&u, &deploy, "deploy");

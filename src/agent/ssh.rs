@@ -171,8 +171,8 @@ fn serve(agent: &Agent, mut stream: UnixStream) {
     }
 }
 
-/// The answer to one message body (also what the fuzz target drives, without a vault).
-pub fn answer(agent: &Agent, body: &[u8], host: &mut Option<String>) -> Vec<u8> {
+/// The answer to one message body. `host` is what the connection was bound to.
+fn answer(agent: &Agent, body: &[u8], host: &mut Option<String>) -> Vec<u8> {
     let Ok(request) = wire::parse_request(body) else {
         return wire::status(wire::FAILURE);
     };

@@ -78,7 +78,7 @@ pub fn unlock(
             "idle_timeout_secs": options.idle_timeout.as_secs(),
             "max_lifetime_secs": options.max_lifetime.as_secs(),
             "memory_locked": started.memory_locked,
-            "ssh_socket": keyvault::agent::ssh::socket_for(&started.socket).display().to_string(),
+            "ssh_socket": super::ssh_cmds::socket_path(&started.socket),
         }))?;
     } else {
         out.text(&format!(
@@ -113,6 +113,9 @@ fn already_unlocked(
             path.display(),
             short(in_force)
         ))?;
+        if let Some(line) = super::ssh_cmds::socket_text(client.socket_path()) {
+            out.text(&line)?;
+        }
     }
     Ok(())
 }

@@ -160,6 +160,12 @@ fn served_text(keys: &[SshKey]) -> String {
     text
 }
 
+/// Where the SSH socket of the agent listening on `main_socket` is, if it has one.
+pub fn socket_path(main_socket: &Path) -> Option<String> {
+    let path = keyvault::agent::ssh::socket_for(main_socket);
+    path.exists().then(|| path.display().to_string())
+}
+
 /// The line `unlock` adds: where the SSH socket is, if the agent has one.
 pub fn socket_text(main_socket: &Path) -> Option<String> {
     let path = keyvault::agent::ssh::socket_for(main_socket);
