@@ -633,7 +633,7 @@ fn ssh_marks_refuse_bad_input_and_change_nothing() {
 }
 
 #[test]
-fn marks_survive_a_reopen_and_follow_the_key_not_its_name() {
+fn marks_survive_a_backup_and_follow_the_key_not_its_name() {
     let env = TestEnv::new();
     env.init();
     env.ok([
@@ -641,6 +641,18 @@ fn marks_survive_a_reopen_and_follow_the_key_not_its_name() {
     ]);
     let listed = env.json(["ssh", "list"]);
     assert_eq!(listed["ssh_keys"].as_array().unwrap().len(), 1);
+    // The marks travel with a backup.
+    let backup = env.root().join("backup.kvb");
+    env.ok(["backup", backup.to_str().unwrap()]);
+    let restored = env.root().join("restored");
+    env.ok([
+        "restore",
+        backup.to_str().unwrap(),
+        "--to",
+        restored.to_str().unwrap(),
+    ]);
+    let there = env.json(["--vault", restored.to_str().unwrap(), "ssh", "list"]);
+    assert_eq!(there["ssh_keys"], listed["ssh_keys"]);
     env.ok(["delete", "alice", "laptop"]);
     env.ok(["gen", "alice", "--type", "ed25519", "--name", "laptop"]);
     let listed = env.json(["ssh", "list"]);
