@@ -31,8 +31,8 @@ ssh_agent_pid=""
 trap '"$KV" lock >/dev/null 2>&1 || true; [[ -n "$ssh_agent_pid" ]] && kill "$ssh_agent_pid" 2>/dev/null; rm -rf "$work"' EXIT
 
 "$KV" init --kdf-memory 1 --kdf-iterations 1 --kdf-parallelism 1 --allow-weak-kdf >/dev/null 2>&1
-"$KV" gen bench laptop --type ed25519 --ssh >/dev/null
-"$KV" gen bench deploy --type rsa-3072 --ssh >/dev/null
+"$KV" gen bench --type ed25519 --name laptop --ssh >/dev/null
+"$KV" gen bench --type rsa-3072 --name deploy --ssh >/dev/null
 for k in laptop deploy; do
     "$KV" export bench "$k" --format openssh --out "$work/$k" >/dev/null
     "$KV" export bench "$k" --public --format openssh --out "$work/$k.pub" >/dev/null
