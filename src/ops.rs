@@ -18,6 +18,10 @@ use crate::vault::lifecycle::{AuditEntry, BackupReport, CompactReport};
 use crate::vault::types::{KeyInfo, RevocationInfo, RevokeOutcome, VaultStatus};
 use crate::vault::{ExportOptions, Vault};
 
+mod operations;
+
+pub use operations::{EnvelopeKey, Operations, Revoked};
+
 /// One operation on an unlocked vault.
 #[derive(Serialize, Deserialize)]
 pub enum Request {
@@ -259,10 +263,10 @@ impl Request {
     }
 }
 
-impl std::fmt::Debug for Request {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // Never print key material: name the operation only.
-        let name = match self {
+impl Request {
+    /// The operation's name (never its contents).
+    pub fn name(&self) -> &'static str {
+        match self {
             Request::Status => "Status",
             Request::Generate { .. } => "Generate",
             Request::Import { .. } => "Import",
@@ -288,8 +292,14 @@ impl std::fmt::Debug for Request {
             Request::SignDigest { .. } => "SignDigest",
             Request::VerifyDigest { .. } => "VerifyDigest",
             Request::ExportFailed { .. } => "ExportFailed",
-        };
-        f.write_str(name)
+        }
+    }
+}
+
+impl std::fmt::Debug for Request {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print key material: name the operation only.
+        f.write_str(self.name())
     }
 }
 
