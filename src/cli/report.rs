@@ -85,3 +85,38 @@ pub(super) fn table(f: &mut Formatter<'_>, header: &[String], rows: &[Vec<String
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use zeroize::Zeroizing;
+
+    use super::{Exported, KeyUsed, Report};
+
+    /// A report printed in field order (`SORTED_KEYS = false`) must declare its fields
+    /// in alphabetical order, or its document would change shape.
+    fn declared_in_sorted_order<R: Report>(report: &R) {
+        assert!(!R::SORTED_KEYS);
+        let direct = serde_json::to_string_pretty(report).unwrap();
+        let sorted = serde_json::to_value(report).unwrap();
+        assert_eq!(direct, serde_json::to_string_pretty(&sorted).unwrap());
+    }
+
+    #[test]
+    fn reports_printed_in_field_order_declare_their_fields_alphabetically() {
+        declared_in_sorted_order(&KeyUsed {
+            ciphertext: Some("c".into()),
+            name: "n",
+            plaintext: Some(Zeroizing::new("p".into())),
+            signature: Some("s".into()),
+            key_type: Some("fernet"),
+            user: "u",
+            version: 1,
+            written: Some("w".into()),
+        });
+        declared_in_sorted_order(&Exported {
+            material: Zeroizing::new("m".into()),
+            name: "n",
+            user: "u",
+        });
+    }
+}
