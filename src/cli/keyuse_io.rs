@@ -273,7 +273,7 @@ pub(super) fn read_rest(
     Ok(buf)
 }
 
-/// A message to sign or verify, read before the vault is opened (see [`decrypt`]): its
+/// A message to sign or verify, read before the vault is opened (see [`super::keyuse_cmds::decrypt`]): its
 /// SHA-256 digest always (RSA signs that), and the message itself while it is within
 /// what may be sent whole (Ed25519 signs the whole message).
 pub(super) struct ToSign {

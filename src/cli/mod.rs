@@ -5,8 +5,20 @@
 //! (`key_cmds`, `keyuse_cmds`, `revoke_cmds`, `lifecycle_cmds`, `agent_cmds`, `demo`).
 //! A command checks its arguments, runs its operations through a [`session::Session`]
 //! (the agent when one holds the vault, else the vault opened here; both are
-//! [`keyvault::ops::Operations`]), builds a report from `report.rs` and hands it to
+//! [`keyvault::ops::Operations`]), builds a report from `report/` and hands it to
 //! [`output::Out::emit`], which prints it as text or as JSON.
+//!
+//! Adding a command:
+//! 1. its clap variant in `args.rs`;
+//! 2. a function `fn name(out: &mut Out, cli: &Cli, …) -> CmdResult` in its family's
+//!    module (or a new `<family>_cmds.rs`): the checks that need no vault first, then
+//!    `Session::new(cli)?` and the [`keyvault::ops::Operations`] methods it needs (a new
+//!    vault operation is a `Request` and a `Response` variant, its arm in
+//!    `Vault::execute`, and one method on `Operations`);
+//! 3. its report in `report/<family>.rs`: a struct that derives `Serialize` (the JSON
+//!    document) and implements `Display` (the text) and `Report`, re-exported from
+//!    `report.rs`; the command ends with `out.emit(&report)?; Ok(SUCCESS)`;
+//! 4. one arm in [`run`] that calls the function.
 
 mod agent_cmds;
 pub mod args;

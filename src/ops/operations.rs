@@ -370,7 +370,7 @@ pub trait Operations {
 }
 
 /// A vault this process opened. `compact` and `revoke --purge` need the vault to
-/// itself: they go through [`execute_owned`], not through this.
+/// itself: they go through [`super::execute_owned`], not through this.
 impl Operations for Vault {
     fn execute(&mut self, request: Request) -> Result<Response> {
         Vault::execute(self, request)
