@@ -19,6 +19,10 @@ use crate::vault::ssh::{SshKey, SshMarkOutcome};
 use crate::vault::types::{KeyInfo, RevocationInfo, RevokeOutcome, VaultStatus};
 use crate::vault::{ExportOptions, Vault};
 
+mod operations;
+
+pub use operations::{EnvelopeKey, Operations, Revoked};
+
 /// One operation on an unlocked vault.
 #[derive(Serialize, Deserialize)]
 pub enum Request {
@@ -273,10 +277,10 @@ impl Request {
     }
 }
 
-impl std::fmt::Debug for Request {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // Never print key material: name the operation only.
-        let name = match self {
+impl Request {
+    /// The operation's name (never its contents).
+    pub fn name(&self) -> &'static str {
+        match self {
             Request::Status => "Status",
             Request::Generate { .. } => "Generate",
             Request::Import { .. } => "Import",
@@ -304,8 +308,14 @@ impl std::fmt::Debug for Request {
             Request::ExportFailed { .. } => "ExportFailed",
             Request::SshMark { .. } => "SshMark",
             Request::SshKeys => "SshKeys",
-        };
-        f.write_str(name)
+        }
+    }
+}
+
+impl std::fmt::Debug for Request {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print key material: name the operation only.
+        f.write_str(self.name())
     }
 }
 

@@ -19,6 +19,7 @@
 pub mod client;
 pub mod harden;
 pub mod launch;
+mod operations;
 pub mod protocol;
 pub mod registry;
 pub mod server;
