@@ -38,7 +38,15 @@ pub fn generate(
     vault::validate::key_name(name.unwrap_or(key_type.as_str()))?;
     let mut s = Session::new(cli)?;
     let key = s.generate(user, name, key_type)?;
-    ssh_cmds::emit_stored(out, &mut s, Stored { verb: "Stored", key }, ssh)
+    ssh_cmds::emit_stored(
+        out,
+        &mut s,
+        Stored {
+            verb: "Stored",
+            key,
+        },
+        ssh,
+    )
 }
 
 /// How `import` reads its key, besides the file.
