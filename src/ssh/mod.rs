@@ -1,5 +1,5 @@
 //! OpenSSH interoperability: the key formats `ssh` and `ssh-keygen` read and write
-//! ([`format`]), and the messages of the OpenSSH agent protocol ([`wire`]).
+//! ([`format`](mod@format)), and the messages of the OpenSSH agent protocol ([`wire`]).
 //!
 //! This module knows no vault, no socket and no command line: it turns key material
 //! into OpenSSH encodings and back, and bytes of the agent protocol into typed
