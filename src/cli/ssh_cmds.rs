@@ -53,7 +53,7 @@ pub fn decrypt(
     };
     let prompt = format!("Passphrase of the OpenSSH key {shown}: ");
     let Some(passphrase) = source.unlock_if_available(&prompt)? else {
-        return Err(Error::NoPassphrase(format!(
+        return Err(Error::NoKeyPassphrase(format!(
             "the OpenSSH key {shown} is protected by a passphrase and there is no terminal to ask it on; pass --key-passphrase-file FILE or set {ENV_KEY_PASSPHRASE}"
         )));
     };
@@ -104,11 +104,7 @@ pub fn run(out: &mut Out, cli: &Cli, command: &SshCommand) -> CmdResult {
                 return Err(Error::VaultNotFound(path).into());
             }
             let Some(client) = AgentClient::connect(&path)? else {
-                return Err(Error::NoPassphrase(format!(
-                    "the vault at {} is locked: no agent serves its keys to ssh; run `keyvault unlock` first",
-                    path.display()
-                ))
-                .into());
+                return Err(Error::Locked(path).into());
             };
             let Some(ssh_socket) = socket_path(client.socket_path()) else {
                 return Err(Error::NotLocked(format!(
