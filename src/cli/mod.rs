@@ -586,6 +586,11 @@ pub fn run(cli: Cli) -> std::result::Result<ExitCode, RunError> {
             clap_complete::generate(*shell, &mut cmd, "keyvault", &mut buf);
             out.bytes(&buf)?;
         }
+        Command::Man => {
+            let mut buf = Vec::new();
+            clap_mangen::Man::new(visible_commands()).render(&mut buf)?;
+            out.bytes(&buf)?;
+        }
     }
     out.flush()?;
     Ok(0)

@@ -399,25 +399,31 @@ fn the_agent_kept_descriptors_of_unlocks_caller_open() {
     let env = with_vault();
     // A pipe whose write end `unlock` inherits (no close-on-exec), as a shell's
     // `$(keyvault unlock)` or a parent waiting for EOF would hand it.
-    let mut fds = [0; 2];
-    // SAFETY: pipe(2) fills the two-element array it is given.
-    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
-    let (read_end, write_end) = (fds[0], fds[1]);
+    // It is made close-on-exec and handed to `unlock` alone, in its pre_exec, so that
+    // the commands other tests spawn meanwhile never hold it.
+    let (read_end, write_end) =
+        rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).expect("make a pipe");
     let mut cmd = env.bare_std();
     cmd.env("KEYVAULT_PASSPHRASE_FILE", env.passphrase_file())
         .args(["--json", "unlock"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
+    // SAFETY: runs in the forked child before exec; fcntl(2), which clears the write
+    // end's close-on-exec flag in this child only, is async-signal-safe.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || {
+            rustix::io::fcntl_setfd(&write_end, rustix::io::FdFlags::empty())?;
+            Ok(())
+        });
+    }
     let out = cmd.output().expect("unlock");
+    // The command owns the pre_exec closure and with it our write end.
+    drop(cmd);
     assert_success(&out, "unlock");
     let pid = parse_json(&out.stdout, "unlock")["agent_pid"]
         .as_i64()
         .expect("agent_pid") as i32;
-    // SAFETY: closing our own write end; the read end becomes a File we own.
-    let mut reader = unsafe {
-        libc::close(write_end);
-        <fs::File as std::os::fd::FromRawFd>::from_raw_fd(read_end)
-    };
+    let mut reader = fs::File::from(read_end);
     let (tx, rx) = std::sync::mpsc::channel();
     thread::spawn(move || {
         let mut buf = Vec::new();

@@ -224,9 +224,7 @@ fn run_measured(cmd: std::process::Command) -> (std::process::Output, Option<u64
     // setsid(2), which is async-signal-safe: no controlling terminal, as for every test.
     unsafe {
         timed.pre_exec(|| {
-            if libc::setsid() == -1 {
-                return Err(std::io::Error::last_os_error());
-            }
+            rustix::process::setsid()?;
             Ok(())
         });
     }
@@ -554,22 +552,7 @@ fn mistakes_are_caught_before_the_passphrase_is_asked_for() {
 
 /// Runs the binary with stdout on a pseudo-terminal (stdin and stderr as usual).
 fn on_a_terminal(env: &TestEnv, args: &[&str]) -> std::process::Output {
-    use std::os::fd::FromRawFd as _;
-    let (mut master, mut slave) = (0, 0);
-    // SAFETY: openpty fills in two new descriptors; the name, termios and winsize
-    // arguments may be null.
-    let rc = unsafe {
-        libc::openpty(
-            &mut master,
-            &mut slave,
-            std::ptr::null_mut(),
-            std::ptr::null(),
-            std::ptr::null(),
-        )
-    };
-    assert_eq!(rc, 0, "openpty");
-    // SAFETY: both descriptors were just opened and are owned here alone.
-    let (master, slave) = unsafe { (fs::File::from_raw_fd(master), fs::File::from_raw_fd(slave)) };
+    let (master, slave) = util::open_pty();
     let mut cmd = env.bare_std();
     cmd.env("KEYVAULT_PASSPHRASE_FILE", env.passphrase_file());
     cmd.args(args)
@@ -794,51 +777,28 @@ fn a_weak_new_passphrase_or_a_readable_passphrase_file_warns_and_is_never_refuse
 #[test]
 fn echo_is_off_before_the_passphrase_prompt_shows() {
     use std::io::{Read as _, Write as _};
-    use std::os::fd::{AsRawFd as _, FromRawFd as _};
     use std::os::unix::process::CommandExt as _;
     let env = TestEnv::new();
-    let (mut master_fd, mut slave_fd) = (0, 0);
-    // SAFETY: openpty fills in two new descriptors; the other arguments may be null.
-    let rc = unsafe {
-        libc::openpty(
-            &mut master_fd,
-            &mut slave_fd,
-            std::ptr::null_mut(),
-            std::ptr::null(),
-            std::ptr::null(),
-        )
-    };
-    assert_eq!(rc, 0, "openpty");
-    // SAFETY: both descriptors were just opened and are owned here alone.
-    let (mut master, slave) = unsafe {
-        (
-            fs::File::from_raw_fd(master_fd),
-            fs::File::from_raw_fd(slave_fd),
-        )
-    };
+    let (mut master, slave) = util::open_pty();
     let mut cmd = env.bare_std();
     cmd.arg("init").args(util::FAST_KDF);
     cmd.stdin(slave.try_clone().unwrap())
         .stdout(slave.try_clone().unwrap())
         .stderr(slave.try_clone().unwrap());
-    let tty = slave.as_raw_fd();
-    // SAFETY: runs in the child after its setsid (the earlier pre_exec) and before exec;
-    // ioctl is async-signal-safe.
+    // SAFETY: runs in the child after its setsid (the earlier pre_exec) and before exec,
+    // when its stdin is the terminal; ioctl is async-signal-safe.
     unsafe {
-        cmd.pre_exec(move || {
-            if libc::ioctl(tty, libc::TIOCSCTTY, 0) == -1 {
-                return Err(std::io::Error::last_os_error());
-            }
+        cmd.pre_exec(|| {
+            rustix::process::ioctl_tiocsctty(std::io::stdin())?;
             Ok(())
         });
     }
     let mut child = cmd.spawn().unwrap();
     let echoing = || {
-        // SAFETY: an all-zero termios is valid for tcgetattr to fill in.
-        let mut t: libc::termios = unsafe { std::mem::zeroed() };
-        // SAFETY: the slave descriptor is open; t is a valid pointer.
-        assert_eq!(unsafe { libc::tcgetattr(slave.as_raw_fd(), &mut t) }, 0);
-        t.c_lflag & libc::ECHO != 0
+        rustix::termios::tcgetattr(&slave)
+            .expect("tcgetattr")
+            .local_modes
+            .contains(rustix::termios::LocalModes::ECHO)
     };
     let mut seen = Vec::new();
     let wait_for = |master: &mut fs::File, text: &str, seen: &mut Vec<u8>| {
@@ -874,8 +834,7 @@ fn echo_is_off_before_the_passphrase_prompt_shows() {
     assert!(echoing(), "the terminal's echo was not put back");
     let mut rest = [0u8; 4096];
     // The output so far (without blocking: the child is gone).
-    // SAFETY: the master descriptor is open; O_NONBLOCK only changes how reads wait.
-    unsafe { libc::fcntl(master.as_raw_fd(), libc::F_SETFL, libc::O_NONBLOCK) };
+    rustix::io::ioctl_fionbio(&master, true).expect("make the terminal non-blocking");
     if let Ok(n) = master.read(&mut rest) {
         seen.extend_from_slice(&rest[..n]);
     }

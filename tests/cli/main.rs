@@ -8,11 +8,13 @@
 mod util;
 
 mod bad_input;
+mod cmd;
 mod default_kdf;
 mod demo;
 mod import_export;
 mod io_contract;
 mod keyuse;
 mod keyuse_bad_input;
+mod man;
 mod revocation;
 mod user_story;

@@ -269,7 +269,7 @@ fn every_file_is_private_even_under_umask_000() {
         // SAFETY: umask(2) in the forked child before exec; async-signal-safe.
         unsafe {
             cmd.pre_exec(|| {
-                libc::umask(0);
+                rustix::process::umask(rustix::fs::Mode::empty());
                 Ok(())
             });
         }

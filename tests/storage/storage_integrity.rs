@@ -8,7 +8,6 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs;
 use std::io::Write;
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Output, Stdio};
@@ -1172,8 +1171,7 @@ impl Drop for Flocked {
     fn drop(&mut self) {
         // Unlocked explicitly: a process that other tests fork meanwhile shares the
         // open file (until it execs), and closing ours alone would leave it locked.
-        // SAFETY: flock on a descriptor we own; no memory is involved.
-        unsafe { libc::flock(self.file.as_raw_fd(), libc::LOCK_UN) };
+        let _ = rustix::fs::flock(&self.file, rustix::fs::FlockOperation::Unlock);
     }
 }
 
@@ -1183,9 +1181,8 @@ fn flock(path: &Path) -> Flocked {
         .write(true)
         .open(path)
         .expect("open a file to lock");
-    // SAFETY: flock on a descriptor we own; no memory is involved.
-    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-    assert_eq!(rc, 0, "flock {}", path.display());
+    rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive)
+        .unwrap_or_else(|e| panic!("flock {}: {e}", path.display()));
     Flocked { file }
 }
 
@@ -1474,8 +1471,7 @@ impl Drop for TmpfsMount {
 
 /// Mounts a tmpfs of `size` at `dir`, or says why not (not root, no mount allowed).
 fn mount_tmpfs(dir: &Path, size: &str) -> Result<TmpfsMount, String> {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
+    if !rustix::process::geteuid().is_root() {
         return Err("not root".into());
     }
     fs::create_dir_all(dir).map_err(|e| e.to_string())?;
@@ -1597,7 +1593,7 @@ fn fill(mnt: &Path) -> PathBuf {
                 Ok(0) => break,
                 Ok(_) => {}
                 Err(e) => {
-                    assert_eq!(e.raw_os_error(), Some(libc::ENOSPC), "filling: {e}");
+                    assert_eq!(e.raw_os_error(), Some(rustix::io::Errno::NOSPC.raw_os_error()), "filling: {e}");
                     break;
                 }
             }

@@ -144,6 +144,21 @@ impl TestEnv {
         self.write_private("passphrase", format!("{PASSPHRASE}\n").as_bytes())
     }
 
+    /// The private environment of this test: `HOME`, the XDG dirs, `TMPDIR` and
+    /// `KEYVAULT_PATH`, all under its temp dir.
+    pub fn vars(&self) -> [(&'static str, PathBuf); 8] {
+        [
+            ("HOME", self.home()),
+            ("XDG_DATA_HOME", self.data_home()),
+            ("XDG_CONFIG_HOME", self.root().join("config")),
+            ("XDG_CACHE_HOME", self.root().join("cache")),
+            ("XDG_STATE_HOME", self.root().join("state")),
+            ("XDG_RUNTIME_DIR", self.runtime_dir()),
+            ("TMPDIR", self.tmp()),
+            ("KEYVAULT_PATH", self.vault()),
+        ]
+    }
+
     /// The binary with this test's private environment and no passphrase at all; it
     /// runs in a new session, without a controlling terminal.
     pub fn bare(&self) -> Command {
@@ -164,22 +179,12 @@ impl TestEnv {
                 cmd.env_remove(var);
             }
         }
-        cmd.env("HOME", self.home())
-            .env("XDG_DATA_HOME", self.data_home())
-            .env("XDG_CONFIG_HOME", self.root().join("config"))
-            .env("XDG_CACHE_HOME", self.root().join("cache"))
-            .env("XDG_STATE_HOME", self.root().join("state"))
-            .env("XDG_RUNTIME_DIR", self.runtime_dir())
-            .env("TMPDIR", self.tmp())
-            .env("KEYVAULT_PATH", self.vault())
-            .current_dir(self.root());
+        cmd.envs(self.vars()).current_dir(self.root());
         // SAFETY: the closure runs in the forked child before exec and calls only
         // setsid(2), which is async-signal-safe.
         unsafe {
             cmd.pre_exec(|| {
-                if libc::setsid() == -1 {
-                    return Err(std::io::Error::last_os_error());
-                }
+                rustix::process::setsid()?;
                 Ok(())
             });
         }
@@ -443,6 +448,26 @@ pub fn spki_pem(key: &rsa::PrivateKey) -> String {
         .expect("encode SPKI")
 }
 
+/// A new pseudo-terminal: its master and its slave, both close-on-exec, so that the
+/// commands other tests spawn meanwhile never inherit them; a child gets the slave as
+/// one of its standard streams, or by clearing the flag in its own `pre_exec`.
+pub fn open_pty() -> (fs::File, fs::File) {
+    use rustix::fs::{Mode, OFlags};
+    use rustix::pty::{OpenptFlags, grantpt, openpt, ptsname, unlockpt};
+    let master = openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY | OpenptFlags::CLOEXEC)
+        .expect("open a pseudo-terminal");
+    grantpt(&master).expect("grantpt");
+    unlockpt(&master).expect("unlockpt");
+    let name = ptsname(&master, Vec::new()).expect("ptsname");
+    let slave = rustix::fs::open(
+        name.as_c_str(),
+        OFlags::RDWR | OFlags::NOCTTY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .expect("open the pseudo-terminal's slave");
+    (fs::File::from(master), fs::File::from(slave))
+}
+
 /// What a command run on a terminal did: its exit status, and everything it wrote on
 /// the terminal (prompts; never the answers, which it reads with echo off).
 #[derive(Debug)]
@@ -464,30 +489,16 @@ pub fn run_on_terminal(
     mut answer: impl FnMut(&str) -> Option<String>,
 ) -> OnTerminal {
     use std::io::Read;
-    use std::os::fd::FromRawFd;
     use std::time::Instant;
-    let (mut master, mut slave) = (0, 0);
-    // SAFETY: openpty(3) fills the two descriptors it is given; the other arguments may
-    // be null.
-    let opened = unsafe {
-        libc::openpty(
-            &mut master,
-            &mut slave,
-            std::ptr::null_mut(),
-            std::ptr::null(),
-            std::ptr::null(),
-        )
-    };
-    assert_eq!(opened, 0, "openpty");
-    // SAFETY: in the child, after `bare_std`'s setsid(2), ioctl(2) makes the terminal
-    // (inherited: openpty's descriptors are not close-on-exec) the controlling one;
-    // both calls are async-signal-safe.
+    let (mut terminal, slave) = open_pty();
+    // SAFETY: runs in the forked child, after `bare_std`'s setsid(2) and before exec:
+    // ioctl(2) makes the terminal the controlling one, and fcntl(2) keeps the slave open
+    // across exec in this child alone (it is close-on-exec, so that commands other tests
+    // spawn meanwhile never inherit it); both are async-signal-safe.
     unsafe {
         cmd.pre_exec(move || {
-            if libc::ioctl(slave, libc::TIOCSCTTY as _, 0) == -1 {
-                return Err(std::io::Error::last_os_error());
-            }
-            libc::close(master);
+            rustix::process::ioctl_tiocsctty(&slave)?;
+            rustix::io::fcntl_setfd(&slave, rustix::io::FdFlags::empty())?;
             Ok(())
         });
     }
@@ -497,11 +508,9 @@ pub fn run_on_terminal(
         .stderr(std::process::Stdio::null())
         .spawn()
         .expect("spawn on a terminal");
-    // SAFETY: both descriptors are ours; the slave is the child's now.
-    let mut terminal = unsafe {
-        libc::close(slave);
-        fs::File::from_raw_fd(master)
-    };
+    // The command owns the pre_exec closure and with it this process's slave: the
+    // child's is the only one left.
+    drop(cmd);
     let mut writer = terminal.try_clone().expect("clone the terminal");
     let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
     std::thread::spawn(move || {

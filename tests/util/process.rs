@@ -35,7 +35,7 @@ impl Finished {
 
     /// Whether SIGKILL ended it.
     pub fn killed(&self) -> bool {
-        self.status.signal() == Some(libc::SIGKILL)
+        self.status.signal() == Some(rustix::process::Signal::KILL.as_raw())
     }
 
     /// Whether it panicked: exit 101 or a panic message (a backtrace) on stderr.
@@ -134,8 +134,9 @@ pub fn run_limited(cmd: &mut Command, limit: Duration) -> Finished {
 
 /// Sends SIGKILL to `pid`; true if the signal was delivered.
 pub fn sigkill(pid: i32) -> bool {
-    // SAFETY: kill(2) with a pid and a signal number; no memory is involved.
-    unsafe { libc::kill(pid, libc::SIGKILL) == 0 }
+    rustix::process::Pid::from_raw(pid).is_some_and(|pid| {
+        rustix::process::kill_process(pid, rustix::process::Signal::KILL).is_ok()
+    })
 }
 
 /// Whether a process is gone: no longer there, or a zombie all of whose threads have

@@ -123,15 +123,12 @@ pub fn open_store(env: &TestEnv) -> Store {
 /// Waits until nothing holds the lock of the test's vault database (sled takes an
 /// exclusive `flock` on its `db` file), so the next command does not find it in use.
 pub fn wait_until_closed(env: &TestEnv) {
-    use std::os::fd::AsRawFd;
+    use rustix::fs::{FlockOperation, flock};
     let deadline = Instant::now() + Duration::from_secs(5);
     let file = fs::File::open(env.db_dir().join("db")).expect("open the db file");
     loop {
-        // SAFETY: flock on a descriptor we own; no memory is involved.
-        let locked = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-        if locked == 0 {
-            // SAFETY: as above.
-            unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_UN) };
+        if flock(&file, FlockOperation::NonBlockingLockExclusive).is_ok() {
+            let _ = flock(&file, FlockOperation::Unlock);
             return;
         }
         assert!(
