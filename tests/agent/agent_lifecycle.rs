@@ -13,8 +13,8 @@ use std::thread;
 use std::time::Duration;
 
 use crate::util;
-use crate::util::{FAST_KDF, TestEnv, assert_error, assert_success, parse_json};
 use crate::util::process::{process_gone, wait_gone};
+use crate::util::{FAST_KDF, TestEnv, assert_error, assert_success, parse_json};
 
 /// An environment with a vault holding one fernet key for bob.
 fn with_vault() -> TestEnv {

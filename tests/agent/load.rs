@@ -10,7 +10,6 @@
 //! And one-shot: two processes opening the same vault at once (no agent) each succeed
 //! or get a clear "in use" error (exit 8), never corruption.
 
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
@@ -22,19 +21,19 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::util::{PASSPHRASE, TestEnv, assert_success};
 use crate::util::process::{
     Finished, env_number, finish, lock_and_wait, proc_status_kib, run_limited, socket_of, spawn,
     unlock_with,
 };
+use crate::util::rng::Rng;
+use crate::util::vault::{AgentGuard, open_store, wait_until_closed, with_pass};
+use crate::util::{PASSPHRASE, TestEnv, assert_success};
 use keyvault::agent::protocol::{
     AgentRequest, AgentResponse, MAX_RESPONSE_BYTES, read_message, write_message,
 };
 use keyvault::keytype::KeyType;
 use keyvault::ops::{Request, Response};
 use keyvault::vault::ExportOptions;
-use crate::util::rng::Rng;
-use crate::util::vault::{AgentGuard, open_store, wait_until_closed, with_pass};
 
 /// Concurrent clients.
 const CLIENTS: usize = 16;

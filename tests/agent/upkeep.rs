@@ -2,7 +2,6 @@
 //! its own, once nobody has used it for a moment (the bound on the vault
 //! directory's size; `agent::upkeep`). Driven through the real binary and agent.
 
-
 use std::time::{Duration, Instant};
 
 use crate::util::{PASSPHRASE, TestEnv};

@@ -5,7 +5,6 @@
 //! same keys, revocations and status, and no file appears next to it). Each case runs
 //! twice: as text and with `--json` (which must then print a JSON error document).
 
-
 use std::collections::BTreeSet;
 use std::ffi::OsString;
 use std::fs;

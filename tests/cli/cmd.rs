@@ -35,10 +35,7 @@ fn case_files_fail_as_they_say_and_change_nothing() {
     cases.case("tests/cmd/*.toml");
     cases.run();
 
-    assert!(
-        env.snapshot() == before,
-        "a case file changed the vault"
-    );
+    assert!(env.snapshot() == before, "a case file changed the vault");
     assert_eq!(
         entries(env.root()),
         files_before,

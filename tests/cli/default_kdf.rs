@@ -1,7 +1,6 @@
 //! The one test that runs `init` with the default KDF parameters (Argon2id m=64 MiB,
 //! t=3, p=4); every other test uses fast ones.
 
-
 use crate::util::TestEnv;
 
 #[test]

@@ -1,6 +1,5 @@
 //! `keyvault demo`: the prototype's scenario on a temporary vault it removes.
 
-
 use crate::util::{TestEnv, assert_success, parse_json};
 
 const PROTOTYPE: [&str; 6] = [

@@ -1,6 +1,5 @@
 //! Import and export: the encodings keyvault takes and gives, and `export --out`.
 
-
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 

@@ -462,10 +462,7 @@ fn mistakes_are_caught_before_the_passphrase_is_asked_for() {
     let existing = p(&env, "msg");
     let garbage = env.write_private("garbage.pem", b"not a key\n");
     let short = env.write_private("short.key", b"c2hvcnQ=\n");
-    let weak = env.write_private(
-        "weak.pem",
-        util::pkcs8_pem(&util::rsa_key(1024)).as_bytes(),
-    );
+    let weak = env.write_private("weak.pem", util::pkcs8_pem(&util::rsa_key(1024)).as_bytes());
     let encrypted = env.write_private(
         "enc.pem",
         b"-----BEGIN ENCRYPTED PRIVATE KEY-----\nMAA=\n-----END ENCRYPTED PRIVATE KEY-----\n",

@@ -31,15 +31,26 @@ fn man_page_renders_and_names_every_subcommand() {
     assert_success(&out, "keyvault man");
     assert!(out.stderr.is_empty(), "man wrote on stderr");
     let page = String::from_utf8(out.stdout).expect("the page is UTF-8");
-    for section in [".TH keyvault 1", ".SH NAME", ".SH SYNOPSIS", ".SH SUBCOMMANDS"] {
-        assert!(page.contains(section), "the page has no {section:?}:\n{page}");
+    for section in [
+        ".TH keyvault 1",
+        ".SH NAME",
+        ".SH SYNOPSIS",
+        ".SH SUBCOMMANDS",
+    ] {
+        assert!(
+            page.contains(section),
+            "the page has no {section:?}:\n{page}"
+        );
     }
     // roff escapes the hyphen of `keyvault-gen(1)`.
     let missing: Vec<&String> = subcommands
         .iter()
         .filter(|s| !page.contains(&format!("keyvault\\-{}", s.replace('-', "\\-"))))
         .collect();
-    assert!(missing.is_empty(), "the page does not name {missing:?}:\n{page}");
+    assert!(
+        missing.is_empty(),
+        "the page does not name {missing:?}:\n{page}"
+    );
     assert!(
         !page.contains("keyvault\\-agent"),
         "the page names the hidden agent command"

@@ -1,7 +1,6 @@
 //! Revocation as README says: it destroys every key of the user, records time and
 //! reason (also for a user with no keys), and a second revocation reports the first.
 
-
 use crate::util::{TestEnv, assert_error};
 
 #[test]

@@ -3,7 +3,6 @@
 //! (`KEYVAULT_PASSPHRASE_FILE`, `--passphrase-file`, `KEYVAULT_PASSPHRASE`) and of
 //! output (text, `--json`).
 
-
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::Output;
@@ -177,8 +176,8 @@ fn user_story(how: How) {
     }
     assert!(
         s.vault.join("header").is_file(),
-        "no vault at {:?}",
-        s.vault
+        "no vault at {}",
+        s.vault.display()
     );
 
     // gen: fernet by default, named "fernet"; never prints the secret.

@@ -7,8 +7,8 @@ use std::fs;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::util;
-use crate::util::{TestEnv, assert_error};
 use crate::util::python::{file_in, py, py_ok};
+use crate::util::{TestEnv, assert_error};
 
 /// A message with a newline, a NUL and bytes that are not UTF-8.
 const MESSAGE: &[u8] = b"interop \x00\xff\xfe message\nsecond line\n";

@@ -6,7 +6,9 @@ use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_S
 use sha2::Digest as _;
 
 use crate::util;
-use crate::util::{PASSPHRASE, TestEnv, contains_bytes, files_under, pkcs8_der, pkcs8_pem, rsa_key};
+use crate::util::{
+    PASSPHRASE, TestEnv, contains_bytes, files_under, pkcs8_der, pkcs8_pem, rsa_key,
+};
 
 const USER: &str = "User123";
 const REVOKED_USER: &str = "Revoked-Zebra-User";

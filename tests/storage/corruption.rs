@@ -21,14 +21,14 @@ use base64::Engine as _;
 use serde_json::Value;
 
 use crate::util;
-use crate::util::{PASSPHRASE, TestEnv, copy_dir, files_under};
 use crate::util::process::{Finished, env_number, run_limited};
+use crate::util::rng::Rng;
+use crate::util::vault::{edit_store, tree_entries, wait_until_closed};
+use crate::util::{PASSPHRASE, TestEnv, copy_dir, files_under};
 use keyvault::keytype::KeyType;
 use keyvault::store::migrate::CURRENT_FORMAT;
 use keyvault::store::{Batch, Tree};
 use keyvault::vault::Vault;
-use crate::util::rng::Rng;
-use crate::util::vault::{edit_store, tree_entries, wait_until_closed};
 
 /// No command may run longer than this on a damaged vault (they take well under a
 /// second).

@@ -27,13 +27,13 @@ use base64::Engine as _;
 use serde_json::Value;
 
 use crate::util;
-use crate::util::{PASSPHRASE, TestEnv};
 use crate::util::process::{
     Finished, env_number, finish, lock_and_wait, run_limited, sigkill, spawn, unlock_with,
     wait_gone,
 };
 use crate::util::rng::Rng;
 use crate::util::vault::{AgentGuard, with_pass};
+use crate::util::{PASSPHRASE, TestEnv};
 
 /// Kills per run, split between the two tests.
 const DEFAULT_KILLS: u64 = 200;
@@ -348,7 +348,7 @@ impl Model {
                 self.keys.remove(&op.key().expect("a key op"));
             }
             Op::Revoke { user } => self.revoke(user),
-            Op::Passwd { new } => self.passphrase = new.clone(),
+            Op::Passwd { new } => self.passphrase.clone_from(new),
         }
         Ok(())
     }
@@ -401,7 +401,7 @@ impl Model {
                 match listed.get(&id) {
                     Some((_, fps)) if fps[..] == key.fingerprints[..] => false,
                     Some((_, fps)) if fps.len() == n + 1 && fps[..n] == key.fingerprints[..] => {
-                        key.fingerprints = fps.clone();
+                        key.fingerprints.clone_from(fps);
                         key.exports.push(None);
                         true
                     }
@@ -814,7 +814,7 @@ impl<'a> Harness<'a> {
             }
             self.check_report(&good);
             if now_new {
-                self.model.passphrase = new.clone();
+                self.model.passphrase.clone_from(new);
             }
             applied = Some(now_new);
         } else {

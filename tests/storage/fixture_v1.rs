@@ -2,7 +2,6 @@
 //! current keyvault and gives back exactly the keys and revocation it was made with; a
 //! vault claiming a newer format is refused.
 
-
 use std::fs;
 use std::path::PathBuf;
 
@@ -165,7 +164,7 @@ fn the_v1_fixture_opens_and_gives_back_its_keys() {
         .iter()
         .map(|d| (d["name"].as_str().unwrap(), d["type"].as_str().unwrap()))
         .collect();
-    destroyed.sort();
+    destroyed.sort_unstable();
     assert_eq!(destroyed, vec![("backup", "fernet"), ("fernet", "fernet")]);
     assert_eq!(
         FIXTURE.run(&env, &["is-revoked", "bob"]).status.code(),

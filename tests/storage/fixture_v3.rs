@@ -4,7 +4,6 @@
 //! A copy whose format record was set back (after a revocation or the newest audit
 //! entries were removed) is refused as tampering and left as it is.
 
-
 use std::fs;
 use std::path::PathBuf;
 
@@ -181,7 +180,7 @@ fn pre_v4_backups(env: &TestEnv) -> Vec<PathBuf> {
         .map(|e| e.unwrap().path())
         .filter(|p| {
             let name = p.file_name().unwrap().to_string_lossy().into_owned();
-            name.starts_with("vault.pre-v4-backup-") && name.ends_with(".kvb")
+            name.starts_with("vault.pre-v4-backup-") && p.extension().is_some_and(|e| e == "kvb")
         })
         .collect();
     found.sort();

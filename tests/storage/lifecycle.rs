@@ -7,11 +7,11 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt;
 
 use crate::util;
-use crate::util::{TestEnv, assert_error, assert_success, contains_bytes, pem_body};
 use crate::util::vault::{
     KeyRef, NEW_PASSPHRASE, agent_state, at, audit_of, exports_of, hidden_siblings, json_at,
     occurrences, ok_at, run_at, sealed_values_added_by, unlock, windows_of, with_pass,
 };
+use crate::util::{TestEnv, assert_error, assert_success, contains_bytes, pem_body};
 use serde_json::Value;
 
 /// The keys of the round-trip vault: one of each kind of type (one RSA key only, to

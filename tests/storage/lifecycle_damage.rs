@@ -8,10 +8,10 @@ use std::fs;
 use std::process::Output;
 
 use crate::util;
-use crate::util::{TestEnv, assert_error, copy_dir, error_problems};
-use keyvault::store::{Batch, Store, Tree};
 use crate::util::rng::Rng;
 use crate::util::vault::{audit_of, edit_store, hidden_siblings, tree_entries};
+use crate::util::{TestEnv, assert_error, copy_dir, error_problems};
+use keyvault::store::{Batch, Store, Tree};
 
 /// A vault with a few keys, a revoked user and some audit entries, and its backup.
 fn vault_and_backup() -> (TestEnv, Vec<u8>) {
@@ -99,7 +99,7 @@ fn every_flipped_bit_of_a_backup_is_detected_and_restores_nothing() {
             positions.push(p);
         }
     }
-    positions.sort();
+    positions.sort_unstable();
     positions.dedup();
     let mut problems = Vec::new();
     for &pos in &positions {
@@ -154,7 +154,7 @@ fn every_truncation_of_a_backup_is_detected_and_restores_nothing() {
             lengths.push(l);
         }
     }
-    lengths.sort();
+    lengths.sort_unstable();
     let mut problems = Vec::new();
     for &l in &lengths {
         problems.extend(damaged_backup_problems(

@@ -3,7 +3,6 @@
 //! SIGKILL at a random moment leaves a vault that opens with one of the two passphrases,
 //! and no half-restored directory under the target's name.
 
-
 use std::collections::BTreeMap;
 use std::fs;
 use std::process::Stdio;
@@ -11,9 +10,12 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::util::{PASSPHRASE, TestEnv, assert_error, assert_success, copy_dir};
 use crate::util::rng::Rng;
-use crate::util::vault::{hidden_siblings, json_at, occurrences, ok_at, run_at, sealed_values_added_by, unlock, windows_of, with_pass};
+use crate::util::vault::{
+    hidden_siblings, json_at, occurrences, ok_at, run_at, sealed_values_added_by, unlock,
+    windows_of, with_pass,
+};
+use crate::util::{PASSPHRASE, TestEnv, assert_error, assert_success, copy_dir};
 
 const WRITERS: usize = 4;
 
@@ -143,7 +145,7 @@ fn a_backup_taken_while_four_clients_write_is_a_consistent_prefix() {
     }
     for w in 0..WRITERS {
         let mut got = present.remove(&w).unwrap_or_default();
-        got.sort();
+        got.sort_unstable();
         let k = got.len();
         assert_eq!(
             got,

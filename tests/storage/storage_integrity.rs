@@ -14,6 +14,10 @@ use std::process::{Child, Output, Stdio};
 use std::time::Instant;
 
 use crate::util;
+use crate::util::vault::{
+    AgentGuard, NEW_PASSPHRASE, agent_state, at, audit_of, edit_store, json_at, ok_at, run_at,
+    tree_entries, unlock, with_pass,
+};
 use crate::util::{
     FAST_KDF, PASSPHRASE, TestEnv, assert_error, assert_success, contains_bytes, copy_dir,
     error_problems, files_under, parse_json,
@@ -23,10 +27,6 @@ use keyvault::crypto::seal::MasterKey;
 use keyvault::store::records::Header;
 use keyvault::store::{Batch, Tree};
 use keyvault::vault::header::HeaderFile;
-use crate::util::vault::{
-    AgentGuard, NEW_PASSPHRASE, agent_state, at, audit_of, edit_store, json_at, ok_at, run_at,
-    tree_entries, unlock, with_pass,
-};
 use serde_json::Value;
 
 // ---------------------------------------------------------------------------------------
@@ -1593,7 +1593,11 @@ fn fill(mnt: &Path) -> PathBuf {
                 Ok(0) => break,
                 Ok(_) => {}
                 Err(e) => {
-                    assert_eq!(e.raw_os_error(), Some(rustix::io::Errno::NOSPC.raw_os_error()), "filling: {e}");
+                    assert_eq!(
+                        e.raw_os_error(),
+                        Some(rustix::io::Errno::NOSPC.raw_os_error()),
+                        "filling: {e}"
+                    );
                     break;
                 }
             }

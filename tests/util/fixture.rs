@@ -200,7 +200,7 @@ impl Fixture {
             .iter()
             .map(|d| (d["name"].as_str().unwrap(), d["type"].as_str().unwrap()))
             .collect();
-        destroyed.sort();
+        destroyed.sort_unstable();
         assert_eq!(destroyed, vec![("backup", "fernet"), ("fernet", "fernet")]);
         let out = self.run(env, &["is-revoked", "bob"]);
         assert_eq!(out.status.code(), Some(0));

@@ -303,7 +303,10 @@ pub struct Snapshot {
 }
 
 fn describe<S: AsRef<OsStr>>(args: &[S]) -> String {
-    let parts: Vec<String> = args.iter().map(|a| format!("{:?}", a.as_ref())).collect();
+    let parts: Vec<String> = args
+        .iter()
+        .map(|a| format!("{:?}", a.as_ref().to_string_lossy()))
+        .collect();
     format!("keyvault {}", parts.join(" "))
 }
 
