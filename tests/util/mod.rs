@@ -12,6 +12,14 @@
 //! - [`vault`]: commands on another vault, raw store edits, an agent guard;
 //! - [`rng`]: a seeded generator for randomised runs;
 //! - [`python`]: the interop tests' Python and its helper script.
+//!
+//! A new test file joins the crate of its theme (`tests/cli`, `tests/agent`,
+//! `tests/storage`, `tests/interop`): `tests/<crate>/<name>.rs`, declared with
+//! `mod <name>;` in that crate's `main.rs`, importing what it needs with
+//! `use crate::util::{TestEnv, assert_error};` (or `crate::util::process::…`, …). A
+//! test that changes process-wide state (environment variables, umask, signal
+//! dispositions, the current directory, rlimits) does so in a child process only: the
+//! other tests of its crate run on threads of the same process.
 
 // Each test crate uses a different subset of these helpers.
 #![allow(dead_code)]
