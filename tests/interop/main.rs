@@ -7,4 +7,5 @@ mod util;
 
 mod ed25519_jwk;
 mod fernet_tokens;
+mod python_bindings;
 mod rsa_keys;

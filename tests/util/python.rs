@@ -28,11 +28,28 @@ pub const PYTHON_ENV: &str = "KEYVAULT_TEST_PYTHON";
 /// No helper call should take this long; a hang fails the test.
 const TIMEOUT: Duration = Duration::from_secs(120);
 
+/// A virtualenv the tests make under the target dir from a pinned requirements file.
+pub struct Venv {
+    /// Its directory's name under the target dir (`interop-venv`, `python-venv`).
+    pub name: &'static str,
+    /// The pinned requirements, relative to the repository root.
+    pub requirements: &'static str,
+    /// A Python statement that must run in the finished venv (the imports it is for).
+    pub check: &'static str,
+}
+
+/// The interop tests' venv: Python's `cryptography` and `jwcrypto`.
+pub const INTEROP: Venv = Venv {
+    name: "interop-venv",
+    requirements: "tests/interop/requirements.txt",
+    check: "import cryptography, jwcrypto",
+};
+
 /// The interpreter with the interop requirements installed; panics (failing the test)
 /// with the reason if there is none.
 pub fn python() -> PathBuf {
     static PYTHON: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    match PYTHON.get_or_init(provision) {
+    match PYTHON.get_or_init(interop_python) {
         Ok(p) => p.clone(),
         Err(e) => panic!(
             "the interop tests need Python 3 with the packages of tests/interop/requirements.txt \
@@ -43,43 +60,58 @@ pub fn python() -> PathBuf {
     }
 }
 
+/// The repository's root.
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
 /// The source tree's `tests/interop` directory.
 pub fn interop_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop")
+    repo().join("tests/interop")
 }
 
 /// The directory `cargo` builds into (`target/`, or `CARGO_TARGET_DIR`).
-fn target_dir() -> PathBuf {
+pub fn target_dir() -> PathBuf {
     let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
     tmp.parent().unwrap_or(tmp).to_path_buf()
 }
 
-/// The venv the tests make (and bench/keyuse.sh reuses).
+/// The interop venv (which bench/keyuse.sh reuses).
 pub fn venv_dir() -> PathBuf {
-    target_dir().join("interop-venv")
+    target_dir().join(INTEROP.name)
 }
 
-fn provision() -> Result<PathBuf, String> {
+fn interop_python() -> Result<PathBuf, String> {
     if let Some(given) = std::env::var_os(PYTHON_ENV).filter(|v| !v.is_empty()) {
         let python = PathBuf::from(given);
-        check_imports(&python).map_err(|e| format!("{PYTHON_ENV}={}: {e}", python.display()))?;
+        check_imports(&python, INTEROP.check)
+            .map_err(|e| format!("{PYTHON_ENV}={}: {e}", python.display()))?;
         return Ok(python);
     }
-    let requirements_path = interop_dir().join("requirements.txt");
+    Ok(provision(&INTEROP)?.join("bin/python"))
+}
+
+/// Makes `venv` (once: later tests, test binaries and runs reuse it) and returns its
+/// directory. It is made under an exclusive `flock(2)` on `target/<name>.lock`, so test
+/// binaries running at once make it once, and a killed run never leaves a lock behind.
+/// `.ready` (holding the requirements it was made from) is written last: a venv without
+/// it, or made from other requirements, is made again.
+pub fn provision(venv: &Venv) -> Result<PathBuf, String> {
+    let requirements_path = repo().join(venv.requirements);
     let requirements = fs::read_to_string(&requirements_path)
         .map_err(|e| format!("cannot read {}: {e}", requirements_path.display()))?;
-    let venv = venv_dir();
-    let python = venv.join("bin/python");
-    let ready = venv.join(".ready");
+    let target = target_dir();
+    let dir = target.join(venv.name);
+    let python = dir.join("bin/python");
+    let ready = dir.join(".ready");
     let is_ready =
         || fs::read_to_string(&ready).is_ok_and(|r| r == requirements) && python.exists();
     if is_ready() {
-        return Ok(python);
+        return Ok(dir);
     }
 
-    let target = target_dir();
     fs::create_dir_all(&target).map_err(|e| format!("cannot create {}: {e}", target.display()))?;
-    let lock_path = target.join("interop-venv.lock");
+    let lock_path = target.join(format!("{}.lock", venv.name));
     let lock = fs::OpenOptions::new()
         .create(true)
         .truncate(false)
@@ -90,67 +122,69 @@ fn provision() -> Result<PathBuf, String> {
         .map_err(|e| format!("cannot lock {}: {e}", lock_path.display()))?;
     // Another process may have made it while this one waited for the lock.
     if is_ready() {
-        return Ok(python);
+        return Ok(dir);
     }
-    let log_path = target.join("interop-venv.log");
-    let result = build_venv(&venv, &requirements_path, &log_path);
-    if let Err(e) = result {
-        let log = fs::read_to_string(&log_path).unwrap_or_default();
-        let tail: Vec<&str> = log.lines().rev().take(25).collect();
-        let tail: Vec<&str> = tail.into_iter().rev().collect();
+    let log_path = target.join(format!("{}.log", venv.name));
+    if let Err(e) = build_venv(&dir, venv, &log_path) {
         return Err(format!(
             "{e}\nlast lines of {}:\n{}",
             log_path.display(),
-            tail.join("\n")
+            tail(&log_path, 25)
         ));
     }
-    check_imports(&python)?;
+    check_imports(&python, venv.check)?;
     // Written last, and atomically: a venv without it is half made and is made again.
-    let ready_tmp = venv.join(".ready.tmp");
+    let ready_tmp = dir.join(".ready.tmp");
     fs::write(&ready_tmp, &requirements)
         .and_then(|()| fs::rename(&ready_tmp, &ready))
         .map_err(|e| format!("cannot write {}: {e}", ready.display()))?;
     drop(lock);
-    Ok(python)
+    Ok(dir)
 }
 
-fn build_venv(venv: &Path, requirements: &Path, log_path: &Path) -> Result<(), String> {
-    if venv.exists() {
-        fs::remove_dir_all(venv)
-            .map_err(|e| format!("cannot remove the half-made {}: {e}", venv.display()))?;
+fn build_venv(dir: &Path, venv: &Venv, log_path: &Path) -> Result<(), String> {
+    if dir.exists() {
+        fs::remove_dir_all(dir)
+            .map_err(|e| format!("cannot remove the half-made {}: {e}", dir.display()))?;
     }
     let mut log = fs::File::create(log_path)
         .map_err(|e| format!("cannot create {}: {e}", log_path.display()))?;
     let mut make = Command::new("python3");
-    make.args(["-m", "venv"]).arg(venv);
+    make.args(["-m", "venv"]).arg(dir);
     run_step(
         &mut log,
         make,
-        "python3 -m venv target/interop-venv",
+        &format!("python3 -m venv target/{}", venv.name),
         "is Python 3 installed and on PATH? on Debian/Ubuntu the venv module is the python3-venv package",
     )?;
-    let mut pip = Command::new(venv.join("bin/python"));
+    let mut pip = Command::new(dir.join("bin/python"));
     pip.args([
         "-m",
         "pip",
         "install",
         "--disable-pip-version-check",
         "--no-input",
-        // Wheels only: building `cryptography` from source needs a Rust and an OpenSSL
-        // toolchain and many minutes; better to fail at once and say so.
+        // Wheels only: building `cryptography` or maturin from source needs a Rust and
+        // an OpenSSL toolchain and many minutes; better to fail at once and say so.
         "--only-binary=:all:",
         "-r",
     ])
-    .arg(requirements);
+    .arg(repo().join(venv.requirements));
     run_step(
         &mut log,
         pip,
-        "pip install -r tests/interop/requirements.txt",
+        &format!("pip install -r {}", venv.requirements),
         "does this machine reach PyPI?",
     )
 }
 
-fn run_step(log: &mut fs::File, mut cmd: Command, what: &str, hint: &str) -> Result<(), String> {
+/// Runs one provisioning step, its output appended to `log`.
+pub fn run_step(
+    log: &mut fs::File,
+    mut cmd: Command,
+    what: &str,
+    hint: &str,
+) -> Result<(), String> {
     let _ = writeln!(log, "$ {cmd:?}");
     let out = cmd
         .stdin(Stdio::null())
@@ -168,15 +202,22 @@ fn run_step(log: &mut fs::File, mut cmd: Command, what: &str, hint: &str) -> Res
     }
 }
 
-fn check_imports(python: &Path) -> Result<(), String> {
+/// The last `lines` lines of a log file.
+pub fn tail(path: &Path, lines: usize) -> String {
+    let text = fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+fn check_imports(python: &Path, check: &str) -> Result<(), String> {
     let out = Command::new(python)
-        .args(["-I", "-c", "import cryptography, jwcrypto"])
+        .args(["-I", "-c", check])
         .stdin(Stdio::null())
         .output()
         .map_err(|e| format!("cannot run {}: {e}", python.display()))?;
     if !out.status.success() {
         return Err(format!(
-            "{} cannot import cryptography and jwcrypto: {}",
+            "{} cannot run `{check}`: {}",
             python.display(),
             String::from_utf8_lossy(&out.stderr).trim()
         ));

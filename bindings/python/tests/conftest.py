@@ -3,7 +3,7 @@
 Every test runs with its own HOME, XDG directories, TMPDIR and KEYVAULT_PATH under
 pytest's tmp_path (so it never touches the real user's vault or agents), no passphrase
 in the environment, and a vault made with fast KDF parameters. Tests of the agent path
-start the real agent with the real binary: `KEYVAULT_BIN` names it (tests/python_bindings.rs
+start the real agent with the real binary: `KEYVAULT_BIN` names it (tests/interop/python_bindings.rs
 sets it), else `keyvault` on PATH.
 """
 
