@@ -5,8 +5,20 @@
 
 use std::path::PathBuf;
 
+use serde::{Deserialize, Serialize};
+
+use crate::crypto::kdf::KdfParams;
+use crate::crypto::sign::RsaScheme;
+use crate::keytype::KeyType;
+
 /// Everything that can go wrong in keyvault.
-#[derive(Debug, thiserror::Error)]
+///
+/// The library says what happened, with the facts as typed fields; it never names a
+/// flag or a command of the `keyvault` binary, which adds that advice itself. Errors
+/// cross the agent's socket as this same value (serde), so a command answered by the
+/// agent reports exactly what it would have reported alone.
+#[derive(Debug, thiserror::Error, Serialize, Deserialize)]
+#[non_exhaustive]
 pub enum Error {
     /// Bad arguments or bad input data (exit 2).
     #[error("{0}")]
@@ -73,10 +85,92 @@ pub enum Error {
     #[error("{0}")]
     AlreadyExists(String),
 
-    /// KDF parameters below the floor without `--allow-weak-kdf`, or a key too weak to
-    /// import (exit 6).
+    /// A key too weak to import or use (exit 6).
     #[error("{0}")]
     TooWeak(String),
+
+    /// KDF parameters below OWASP's floor, and weak parameters were not allowed (exit 6).
+    #[error("KDF parameters {params} are below the floor (m=19 MiB, t=2, p=1)")]
+    WeakKdf {
+        /// The parameters asked for.
+        params: KdfParams,
+    },
+
+    /// The user already has a key of that name; keys are never overwritten (exit 6).
+    #[error("{user} already has a key named {name:?}")]
+    KeyExists {
+        /// The user id.
+        user: String,
+        /// The key name.
+        name: String,
+    },
+
+    /// A version of an AEAD key has used up its 2^32 random nonces and encrypts no more
+    /// (exit 6): a new version (a rotation) continues.
+    #[error(
+        "version {version} of {user}/{name} has made 2^32 encryptions, the limit for random 96-bit nonces (NIST SP 800-38D)"
+    )]
+    NonceLimit {
+        /// The user id.
+        user: String,
+        /// The key name.
+        name: String,
+        /// The version at its limit.
+        version: u32,
+    },
+
+    /// Key material whose encoding could not be read (exit 2).
+    #[error("cannot read the {family} key: {problem}")]
+    UnreadableKey {
+        /// Which kind of key was expected.
+        family: KeyFamily,
+        /// What is wrong with the input.
+        problem: String,
+    },
+
+    /// A public key was given where the key type needs its private key (exit 2).
+    #[error("{}", public_key_given(*.key_type, *.form))]
+    PublicKeyGiven {
+        /// The key type asked for.
+        key_type: KeyType,
+        /// How the public key came.
+        form: PublicKeyForm,
+    },
+
+    /// The private part of a public-only key was asked for (exit 2).
+    #[error("this key is public-only: it has no private part to export")]
+    NoPrivatePart,
+
+    /// An RSA key whose modulus has another size than its key type says (exit 2).
+    #[error("the RSA key has a {found}-bit modulus but type {key_type} expects {expected} bits")]
+    RsaSizeMismatch {
+        /// The key type asked for.
+        key_type: KeyType,
+        /// The modulus size of that type, in bits.
+        expected: usize,
+        /// The modulus size of the key given, in bits.
+        found: usize,
+    },
+
+    /// An RSA signature scheme was asked for a key type that has only one (exit 2).
+    #[error(
+        "the signature scheme {} applies to RSA keys; {key_type} keys have one signature scheme",
+        .scheme.as_str()
+    )]
+    SchemeNotApplicable {
+        /// The scheme asked for.
+        scheme: RsaScheme,
+        /// The key's type.
+        key_type: KeyType,
+    },
+
+    /// A maximum token age was given for a key type whose ciphertexts carry no time
+    /// (exit 2): only Fernet tokens do.
+    #[error("a maximum age applies to fernet tokens only, not to {key_type} ciphertexts")]
+    TtlNotApplicable {
+        /// The key's type.
+        key_type: KeyType,
+    },
 
     /// A record, header, backup or ciphertext failed to authenticate or decode (exit 7).
     #[error("integrity failure: {0}")]
@@ -132,7 +226,11 @@ pub enum Error {
     /// Writing the command's own output failed (exit 8; a reader that went away — a
     /// broken pipe — is no error, and the binary ends quietly).
     #[error("cannot write the output: {0}")]
-    Output(#[source] std::io::Error),
+    Output(
+        #[source]
+        #[serde(with = "io_text")]
+        std::io::Error,
+    ),
 
     /// An I/O error with what we were doing (exit 8).
     #[error("{context}: {source}")]
@@ -141,6 +239,7 @@ pub enum Error {
         context: String,
         /// The underlying error.
         #[source]
+        #[serde(with = "io_text")]
         source: std::io::Error,
     },
 
@@ -195,6 +294,71 @@ pub enum Error {
         /// Ours.
         client: u32,
     },
+}
+
+/// The kinds of asymmetric key whose encodings keyvault reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum KeyFamily {
+    /// RSA keys of any size.
+    Rsa,
+    /// Ed25519 keys.
+    Ed25519,
+}
+
+impl std::fmt::Display for KeyFamily {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            KeyFamily::Rsa => "RSA",
+            KeyFamily::Ed25519 => "ed25519",
+        })
+    }
+}
+
+/// How a public key came where a private one was expected.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PublicKeyForm {
+    /// 32 raw bytes (hex or base64): an Ed25519 public key without any encoding.
+    RawEd25519,
+    /// A `PUBLIC KEY` (SubjectPublicKeyInfo) or PKCS#1 public key, as PEM or DER.
+    Encoded,
+    /// An RSASSA-PSS SubjectPublicKeyInfo, which verifies PSS signatures only.
+    RsaPss,
+    /// A JWK without its private member `d`.
+    Jwk,
+}
+
+fn public_key_given(key_type: KeyType, form: PublicKeyForm) -> String {
+    match form {
+        PublicKeyForm::RawEd25519 => "the input is 32 raw bytes (hex or base64), an Ed25519 public key; a private key must come as PKCS#8".to_string(),
+        PublicKeyForm::Encoded => {
+            let encodings = if key_type.is_rsa() {
+                "PKCS#8 or PKCS#1"
+            } else {
+                "PKCS#8"
+            };
+            format!("expected a private key for type {key_type} ({encodings}), found a public key")
+        }
+        PublicKeyForm::RsaPss => {
+            format!("expected a private key for type {key_type}, found an RSASSA-PSS public key")
+        }
+        PublicKeyForm::Jwk => {
+            format!("expected a private key for type {key_type}, found a public JWK (no \"d\")")
+        }
+    }
+}
+
+/// I/O errors cross the agent's socket as their text: the peer needs to show them, not
+/// to act on their kind.
+mod io_text {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(e: &std::io::Error, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&e.to_string())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<std::io::Error, D::Error> {
+        Ok(std::io::Error::other(String::deserialize(d)?))
+    }
 }
 
 thread_local! {
@@ -280,7 +444,13 @@ impl Error {
     /// place where errors become exit codes.
     pub fn exit_code(&self) -> Exit {
         match self {
-            Error::Usage(_) => Exit::Usage,
+            Error::Usage(_)
+            | Error::UnreadableKey { .. }
+            | Error::PublicKeyGiven { .. }
+            | Error::NoPrivatePart
+            | Error::RsaSizeMismatch { .. }
+            | Error::SchemeNotApplicable { .. }
+            | Error::TtlNotApplicable { .. } => Exit::Usage,
             Error::WrongPassphrase(_) => Exit::WrongPassphrase,
             Error::NoPassphrase(_) => Exit::NoPassphrase,
             Error::VaultNotFound(_)
@@ -288,9 +458,12 @@ impl Error {
             | Error::KeyNotFound { .. }
             | Error::VersionNotFound { .. }
             | Error::FileNotFound(_) => Exit::NotFound,
-            Error::UserRevoked { .. } | Error::AlreadyExists(_) | Error::TooWeak(_) => {
-                Exit::Refused
-            }
+            Error::UserRevoked { .. }
+            | Error::AlreadyExists(_)
+            | Error::KeyExists { .. }
+            | Error::TooWeak(_)
+            | Error::WeakKdf { .. }
+            | Error::NonceLimit { .. } => Exit::Refused,
             Error::Integrity(_) | Error::Expired(_) | Error::Rollback { .. } => Exit::Integrity,
             Error::Remote { code, .. } => *code,
             Error::NewerFormat { .. }
@@ -305,51 +478,6 @@ impl Error {
             | Error::Io { .. }
             | Error::Storage(_)
             | Error::Internal(_) => Exit::Other,
-        }
-    }
-
-    /// A second line telling the user what to do, where one helps.
-    pub fn hint(&self) -> Option<String> {
-        self.static_hint()
-            .map(str::to_string)
-            .or_else(|| match self {
-                Error::Remote { hint, .. } => hint.clone(),
-                Error::UserNotFound { similar, .. } if !similar.is_empty() => {
-                    let ids: Vec<String> = similar.iter().map(|id| format!("{id:?}")).collect();
-                    Some(format!("the vault holds {}", ids.join(", ")))
-                }
-                _ => None,
-            })
-    }
-
-    fn static_hint(&self) -> Option<&'static str> {
-        match self {
-            Error::ProtocolMismatch { .. } => Some(
-                "run `keyvault lock`, then `keyvault unlock` to start an agent of this version",
-            ),
-            Error::NoPassphrase(_) => Some(
-                "pass one with --passphrase-file FILE, KEYVAULT_PASSPHRASE_FILE or KEYVAULT_PASSPHRASE, or run from a terminal",
-            ),
-            Error::VaultNotFound(_) => {
-                Some("create one with `keyvault init`, or point --vault / KEYVAULT_PATH at it")
-            }
-            Error::VaultInUse(_) => {
-                Some("wait for the other keyvault process to finish, or use the running agent")
-            }
-            Error::WrongPassphrase(_) => Some("check the passphrase and try again"),
-            Error::AgentDir { .. } => Some(
-                "remove that directory, or set XDG_RUNTIME_DIR to a private directory of yours; commands still work without an agent",
-            ),
-            Error::AgentStopped { .. } => Some(
-                "run the command again: without the agent it opens the vault itself; `keyvault unlock` starts an agent for the vault now there",
-            ),
-            Error::PurgeFailed(_) => Some(
-                "run `keyvault compact` once the cause is fixed, so that the destroyed keys' sealed records leave the vault's files",
-            ),
-            Error::Rollback { .. } => Some(
-                "if you put this copy back on purpose, run one command with --accept-rollback (it is recorded in the audit log)",
-            ),
-            _ => None,
         }
     }
 

@@ -21,6 +21,7 @@ use keyvault::crypto::envelope::{self, EnvelopeHeader};
 use keyvault::crypto::sign::RsaScheme;
 use keyvault::keytype::{KeyType, KeyUse};
 use keyvault::ops::{Request, Response};
+use keyvault::vault::keyuse::NearLimit;
 use keyvault::{Error, Result};
 
 use super::checks::{check_lookup, check_new_file, refuse_binary_to_terminal};
@@ -293,9 +294,9 @@ fn key_type_of(session: &mut Session, user: &str, name: &str) -> Result<KeyType>
     }
 }
 
-fn warn(warning: &Option<String>) {
+fn warn(warning: &Option<NearLimit>) {
     if let Some(w) = warning {
-        eprintln!("warning: {w}");
+        eprintln!("warning: {}", super::advice::near_limit(w));
     }
 }
 
@@ -304,7 +305,7 @@ fn envelope_key(
     user: &str,
     name: &str,
     header: Option<Vec<u8>>,
-) -> Result<(EnvelopeHeader, Zeroizing<[u8; 32]>, Option<String>)> {
+) -> Result<(EnvelopeHeader, Zeroizing<[u8; 32]>, Option<NearLimit>)> {
     let Response::EnvelopeKey {
         header,
         key,

@@ -1,6 +1,7 @@
 //! The command layer: turns parsed arguments into vault requests and renders the
 //! results. It never touches the store or raw key bytes beyond passing them through.
 
+pub mod advice;
 mod agent_cmds;
 pub mod args;
 mod checks;

@@ -29,7 +29,7 @@ use zeroize::Zeroizing;
 
 use super::ed25519_keys;
 use super::keys::{self, KeyMaterial, Parsed};
-use crate::error::{Error, Result};
+use crate::error::{Error, PublicKeyForm, Result};
 use crate::keytype::KeyType;
 
 /// Whether `input` looks like a JSON object (its first non-blank byte is `{`), so that
@@ -144,9 +144,7 @@ pub fn export(
         return Ok(w.finish());
     }
     if !public && material.secret.is_empty() {
-        return Err(Error::Usage(
-            "this key is public-only: it has no private part to export; use --public".into(),
-        ));
+        return Err(Error::NoPrivatePart);
     }
     let spki = material
         .public
@@ -306,9 +304,10 @@ fn import_ed25519(jwk: &JwkIn, allow_public_only: bool) -> Result<KeyMaterial> {
     })?;
     let Some(d) = jwk.d.as_ref() else {
         if !allow_public_only {
-            return Err(usage(
-                "expected a private key for type ed25519, found a public JWK (no \"d\"); pass --public to import a public-only key",
-            ));
+            return Err(Error::PublicKeyGiven {
+                key_type: KeyType::Ed25519,
+                form: PublicKeyForm::Jwk,
+            });
         }
         let public = ed25519_dalek::VerifyingKey::from_bytes(&x)
             .map_err(|_| usage("the JWK's \"x\" is not an Ed25519 public key"))?;
@@ -441,7 +440,7 @@ mod tests {
         assert_eq!(back.secret.as_slice(), m.secret.as_slice());
         assert!(matches!(
             import(KeyType::Ed25519, &public, false),
-            Err(Error::Usage(_))
+            Err(e) if e.exit_code() == crate::error::Exit::Usage
         ));
         let only = import(KeyType::Ed25519, &public, true).unwrap();
         assert!(only.secret.is_empty());
@@ -475,11 +474,11 @@ mod tests {
         assert_eq!(only.public, m.public);
         assert!(matches!(
             import(KeyType::Rsa2048, &public, false),
-            Err(Error::Usage(_))
+            Err(e) if e.exit_code() == crate::error::Exit::Usage
         ));
-        // Size mismatch: a usage error naming the right type.
+        // Size mismatch: a usage error with the key's real size.
         match import(KeyType::Rsa3072, &out, false) {
-            Err(Error::Usage(msg)) => assert!(msg.contains("rsa-2048"), "{msg}"),
+            Err(Error::RsaSizeMismatch { found: 2048, .. }) => {}
             other => panic!("{:?}", other.err()),
         }
         // The same key through keys::import (JSON detected) and the PEM it exports.
@@ -509,7 +508,7 @@ mod tests {
         let bytes = serde_json::to_vec(&wrong_d).unwrap();
         assert!(matches!(
             import(KeyType::Rsa2048, &bytes, false),
-            Err(Error::Usage(_))
+            Err(e) if e.exit_code() == crate::error::Exit::Usage
         ));
         let mut no_primes = v.clone();
         for name in ["p", "q", "dp", "dq", "qi"] {
@@ -518,14 +517,14 @@ mod tests {
         let bytes = serde_json::to_vec(&no_primes).unwrap();
         assert!(matches!(
             import(KeyType::Rsa2048, &bytes, false),
-            Err(Error::Usage(_))
+            Err(e) if e.exit_code() == crate::error::Exit::Usage
         ));
         let mut oth = v.clone();
         oth["oth"] = serde_json::json!([]);
         let bytes = serde_json::to_vec(&oth).unwrap();
         assert!(matches!(
             import(KeyType::Rsa2048, &bytes, false),
-            Err(Error::Usage(_))
+            Err(e) if e.exit_code() == crate::error::Exit::Usage
         ));
     }
 
@@ -544,7 +543,9 @@ mod tests {
             assert_eq!(v["kid"], keys::fingerprint(kt, &m));
             let back = keys::import(kt, &out, false).unwrap();
             assert_eq!(back.secret.as_slice(), m.secret.as_slice());
-            assert!(matches!(export(kt, &m, true), Err(Error::Usage(_))));
+            assert!(
+                matches!(export(kt, &m, true), Err(e) if e.exit_code() == crate::error::Exit::Usage)
+            );
         }
         let short = br#"{"kty":"oct","k":"AAAAAAAAAAAAAAAAAAAAAA"}"#;
         match import(KeyType::Aes256Gcm, short, false) {
@@ -577,7 +578,7 @@ mod tests {
         let oct = export(KeyType::Fernet, &fernet, false).unwrap();
         assert!(matches!(
             import(KeyType::Ed25519, &oct, false),
-            Err(Error::Usage(_))
+            Err(e) if e.exit_code() == crate::error::Exit::Usage
         ));
     }
 
@@ -597,7 +598,7 @@ mod tests {
             br#"[1,2]"#,
         ] {
             assert!(
-                matches!(import(KeyType::Fernet, bad, false), Err(Error::Usage(_))),
+                matches!(import(KeyType::Fernet, bad, false), Err(e) if e.exit_code() == crate::error::Exit::Usage),
                 "{}",
                 String::from_utf8_lossy(bad)
             );
@@ -609,14 +610,14 @@ mod tests {
         let bytes = serde_json::to_vec(&wrong_x).unwrap();
         assert!(matches!(
             import(KeyType::Ed25519, &bytes, false),
-            Err(Error::Usage(_))
+            Err(e) if e.exit_code() == crate::error::Exit::Usage
         ));
         let mut short_d = v.clone();
         short_d["d"] = serde_json::Value::String("AAAA".into());
         let bytes = serde_json::to_vec(&short_d).unwrap();
         assert!(matches!(
             import(KeyType::Ed25519, &bytes, false),
-            Err(Error::Usage(_))
+            Err(e) if e.exit_code() == crate::error::Exit::Usage
         ));
     }
 

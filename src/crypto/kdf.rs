@@ -124,9 +124,7 @@ impl KdfParams {
     pub fn validate(&self, allow_weak: bool) -> Result<()> {
         self.check_bounds()?;
         if self.is_weak() && !allow_weak {
-            return Err(Error::TooWeak(format!(
-                "KDF parameters {self} are below the floor (m=19 MiB, t=2, p=1); pass --allow-weak-kdf to use them anyway"
-            )));
+            return Err(Error::WeakKdf { params: *self });
         }
         Ok(())
     }
@@ -200,7 +198,7 @@ mod tests {
             iterations: 1,
             parallelism: 1,
         };
-        assert!(matches!(weak.validate(false), Err(Error::TooWeak(_))));
+        assert!(matches!(weak.validate(false), Err(Error::WeakKdf { .. })));
         assert!(weak.validate(true).is_ok());
     }
 

@@ -19,7 +19,7 @@ use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
 use super::ed25519_keys;
-use crate::error::{Error, Result};
+use crate::error::{Error, KeyFamily, PublicKeyForm, Result};
 use crate::keytype::KeyType;
 
 /// The smallest RSA modulus we accept on import.
@@ -279,10 +279,9 @@ fn parse_rsa_der(der: &[u8]) -> Option<Parsed> {
 }
 
 fn parse_rsa(input: &[u8]) -> Result<Parsed> {
-    let bad = |what: &str| {
-        Error::Usage(format!(
-            "cannot read the RSA key: {what}; expected a PEM (PKCS#8 \"PRIVATE KEY\", PKCS#1 \"RSA PRIVATE KEY\", or \"PUBLIC KEY\" with --public), DER, base64 of DER, or a JWK"
-        ))
+    let bad = |what: &str| Error::UnreadableKey {
+        family: KeyFamily::Rsa,
+        problem: what.to_string(),
     };
     if let Ok(text) = std::str::from_utf8(input) {
         let trimmed = text.trim();
@@ -383,9 +382,11 @@ pub(crate) fn import_rsa_parsed(
         )));
     }
     if actual != bits {
-        return Err(Error::Usage(format!(
-            "the RSA key has a {actual}-bit modulus but type {key_type} expects {bits} bits; use --type rsa-{actual}"
-        )));
+        return Err(Error::RsaSizeMismatch {
+            key_type,
+            expected: bits,
+            found: actual,
+        });
     }
     match parsed {
         Parsed::Private(k) => {
@@ -395,9 +396,10 @@ pub(crate) fn import_rsa_parsed(
         }
         Parsed::Public(k) => {
             if !allow_public_only {
-                return Err(Error::Usage(format!(
-                    "expected a private key for type {key_type} (PKCS#8 or PKCS#1), found a public key; pass --public to import a public-only key"
-                )));
+                return Err(Error::PublicKeyGiven {
+                    key_type,
+                    form: PublicKeyForm::Encoded,
+                });
             }
             let der = k
                 .to_public_key_der()
@@ -409,9 +411,10 @@ pub(crate) fn import_rsa_parsed(
         }
         Parsed::PssPublic(_, spki) => {
             if !allow_public_only {
-                return Err(Error::Usage(format!(
-                    "expected a private key for type {key_type}, found an RSASSA-PSS public key; pass --public to import it (it then verifies PSS signatures only)"
-                )));
+                return Err(Error::PublicKeyGiven {
+                    key_type,
+                    form: PublicKeyForm::RsaPss,
+                });
             }
             Ok(KeyMaterial {
                 secret: Zeroizing::new(Vec::new()),
@@ -462,9 +465,7 @@ pub fn export(
     }
     if public || material.secret.is_empty() {
         if !public {
-            return Err(Error::Usage(
-                "this key is public-only: it has no private part to export; use --public".into(),
-            ));
+            return Err(Error::NoPrivatePart);
         }
         let der = material
             .public
@@ -574,15 +575,15 @@ mod tests {
         let short = STANDARD.encode([1u8; 16]);
         assert!(matches!(
             import(KeyType::Aes256Gcm, short.as_bytes(), false),
-            Err(Error::Usage(_))
+            Err(e) if e.exit_code() == crate::error::Exit::Usage
         ));
         assert!(matches!(
             import(KeyType::Fernet, b"not base64 !!", false),
-            Err(Error::Usage(_))
+            Err(e) if e.exit_code() == crate::error::Exit::Usage
         ));
         assert!(matches!(
             import(KeyType::Fernet, b"  \n", false),
-            Err(Error::Usage(_))
+            Err(e) if e.exit_code() == crate::error::Exit::Usage
         ));
     }
 
@@ -597,18 +598,18 @@ mod tests {
         assert!(public.starts_with(b"-----BEGIN PUBLIC KEY-----"));
         assert!(matches!(
             import(KeyType::Rsa2048, &public, false),
-            Err(Error::Usage(_))
+            Err(e) if e.exit_code() == crate::error::Exit::Usage
         ));
         let only = import(KeyType::Rsa2048, &public, true).unwrap();
         assert!(only.secret.is_empty());
         assert!(matches!(
             import(KeyType::Rsa3072, &pem, false),
-            Err(Error::Usage(_))
+            Err(e) if e.exit_code() == crate::error::Exit::Usage
         ));
         let truncated = &pem[..pem.len() / 2];
         assert!(matches!(
             import(KeyType::Rsa2048, truncated, false),
-            Err(Error::Usage(_))
+            Err(e) if e.exit_code() == crate::error::Exit::Usage
         ));
         let der = export(KeyType::Rsa2048, &m, false, ExportFormat::Der).unwrap();
         assert_eq!(

@@ -120,10 +120,7 @@ fn pss_salt_len(key: &rsa::PublicKey, signature: &[u8]) -> Option<usize> {
 
 fn check_scheme(key_type: KeyType, scheme: Option<RsaScheme>) -> Result<RsaScheme> {
     match scheme {
-        Some(s) if !key_type.is_rsa() => Err(Error::Usage(format!(
-            "--scheme {} applies to RSA keys; {key_type} keys have one signature scheme",
-            s.as_str()
-        ))),
+        Some(scheme) if !key_type.is_rsa() => Err(Error::SchemeNotApplicable { scheme, key_type }),
         s => Ok(s.unwrap_or_default()),
     }
 }
@@ -350,11 +347,11 @@ mod tests {
         let ed = generate(KeyType::Ed25519).unwrap();
         assert!(matches!(
             sign_digest(KeyType::Ed25519, &ed, None, &digest),
-            Err(Error::Usage(_))
+            Err(e) if e.exit_code() == crate::error::Exit::Usage
         ));
         assert!(matches!(
             sign_digest(KeyType::Rsa2048, &m, None, &digest[..31]),
-            Err(Error::Usage(_))
+            Err(e) if e.exit_code() == crate::error::Exit::Usage
         ));
     }
 
@@ -458,7 +455,7 @@ mod tests {
             // Public only, and kept as given (its parameters are its constraints).
             assert!(matches!(
                 import(KeyType::Rsa2048, input, false),
-                Err(Error::Usage(_))
+                Err(e) if e.exit_code() == crate::error::Exit::Usage
             ));
             let k = import(KeyType::Rsa2048, input, true).unwrap();
             assert_eq!(k.public.as_deref(), Some(spki.as_slice()));
@@ -492,12 +489,12 @@ mod tests {
                 b"msg",
                 &v15
             ),
-            Err(Error::Usage(_))
+            Err(e) if e.exit_code() == crate::error::Exit::Usage
         ));
         // It neither encrypts nor loses its parameters on export.
         assert!(matches!(
             crate::crypto::oaep::encrypt(KeyType::Rsa2048, &k, b"x"),
-            Err(Error::Usage(_))
+            Err(e) if e.exit_code() == crate::error::Exit::Usage
         ));
         let out = export(KeyType::Rsa2048, &k, true, ExportFormat::Pem).unwrap();
         assert_eq!(out.as_slice(), pem_lines(&b64).as_bytes());
@@ -509,7 +506,7 @@ mod tests {
         );
         assert!(matches!(
             export(KeyType::Rsa2048, &k, true, ExportFormat::Jwk),
-            Err(Error::Usage(_))
+            Err(e) if e.exit_code() == crate::error::Exit::Usage
         ));
         // Parameters asking for SHA-1 (or with none: SHA-1 by default) are refused.
         let sha1 = [0x2b, 0x0e, 0x03, 0x02, 0x1a];
@@ -560,12 +557,12 @@ mod tests {
         }
         assert!(matches!(
             verify(KeyType::Aes256Gcm, &f, None, b"x", b"sig"),
-            Err(Error::Usage(_))
+            Err(e) if e.exit_code() == crate::error::Exit::Usage
         ));
         let ed = generate(KeyType::Ed25519).unwrap();
         assert!(matches!(
             sign(KeyType::Ed25519, &ed, Some(RsaScheme::Pkcs1v15), b"x"),
-            Err(Error::Usage(_))
+            Err(e) if e.exit_code() == crate::error::Exit::Usage
         ));
         let p = python_rsa();
         let public_only = KeyMaterial {
@@ -574,7 +571,7 @@ mod tests {
         };
         assert!(matches!(
             sign(KeyType::Rsa2048, &public_only, None, b"x"),
-            Err(Error::Usage(_))
+            Err(e) if e.exit_code() == crate::error::Exit::Usage
         ));
         assert!(
             verify(
@@ -590,6 +587,8 @@ mod tests {
             "pkcs1v15".parse::<RsaScheme>().unwrap(),
             RsaScheme::Pkcs1v15
         );
-        assert!(matches!("pss2".parse::<RsaScheme>(), Err(Error::Usage(_))));
+        assert!(
+            matches!("pss2".parse::<RsaScheme>(), Err(e) if e.exit_code() == crate::error::Exit::Usage)
+        );
     }
 }

@@ -63,9 +63,10 @@ impl Vault {
 
     pub(super) fn refuse_existing(&self, user: &str, name: &str, db_key: &[u8]) -> Result<()> {
         if self.store.contains(Tree::Keys, db_key)? {
-            return Err(Error::AlreadyExists(format!(
-                "{user} already has a key named {name:?}; pick another --name, or rotate or delete it"
-            )));
+            return Err(Error::KeyExists {
+                user: user.to_string(),
+                name: name.to_string(),
+            });
         }
         Ok(())
     }

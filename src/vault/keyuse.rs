@@ -61,8 +61,32 @@ pub struct Used<T> {
     pub value: T,
     /// The version used.
     pub version: u32,
-    /// A warning to show the user.
-    pub warning: Option<String>,
+    /// Set when the version used nears its limit of uses.
+    pub warning: Option<NearLimit>,
+}
+
+/// A version of an AEAD key that nears the 2^32 encryptions its random 96-bit nonces
+/// allow: the user should rotate the key soon.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NearLimit {
+    /// The user id.
+    pub user: String,
+    /// The key name.
+    pub name: String,
+    /// The version near its limit.
+    pub version: u32,
+    /// The encryptions it has made.
+    pub used: u64,
+}
+
+impl std::fmt::Display for NearLimit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "version {} of {}/{} has made {} encryptions, near the limit of 2^32",
+            self.version, self.user, self.name, self.used
+        )
+    }
 }
 
 impl<T> std::fmt::Debug for Used<T> {
@@ -190,7 +214,7 @@ impl Vault {
         record: &KeyRecord,
         version: u32,
         operation: &'static str,
-    ) -> Result<Option<String>> {
+    ) -> Result<Option<NearLimit>> {
         if self.is_read_only() {
             // Nothing can be written. Fernet tokens and signatures need no count (uses
             // go unaudited, as the command line says); an AEAD key's encryptions must
@@ -213,10 +237,11 @@ impl Vault {
         });
         let aead = record.key_type.is_aead();
         if aead && counter.used >= AEAD_USE_LIMIT {
-            return Err(Error::TooWeak(format!(
-                "version {version} of {}/{} has made 2^32 encryptions, the limit for random 96-bit nonces (NIST SP 800-38D); run `keyvault rotate {} {}`",
-                record.user, record.name, record.user, record.name
-            )));
+            return Err(Error::NonceLimit {
+                user: record.user.clone(),
+                name: record.name.clone(),
+                version,
+            });
         }
         let used = counter.used + 1;
         if used > counter.reserved {
@@ -233,11 +258,11 @@ impl Vault {
             counter.reserved = reserved;
         }
         counter.used = used;
-        Ok((aead && used >= AEAD_WARN_AT).then(|| {
-            format!(
-                "version {version} of {}/{} has made {used} encryptions, near the limit of 2^32; run `keyvault rotate {} {}` soon",
-                record.user, record.name, record.user, record.name
-            )
+        Ok((aead && used >= AEAD_WARN_AT).then(|| NearLimit {
+            user: record.user.clone(),
+            name: record.name.clone(),
+            version,
+            used,
         }))
     }
 
@@ -394,7 +419,9 @@ impl Vault {
         let (_, record) = self.require_key(user, name)?;
         record.key_type.check_use(KeyUse::Decrypt)?;
         if ttl.is_some() && record.key_type != KeyType::Fernet {
-            return Err(Error::Usage("--ttl applies to fernet keys only".into()));
+            return Err(Error::TtlNotApplicable {
+                key_type: record.key_type,
+            });
         }
         let result = match record.key_type {
             KeyType::Fernet => {
@@ -641,15 +668,18 @@ mod tests {
         assert!(first.warning.is_none());
         set_count(&v, "u", "k", AEAD_WARN_AT);
         let near = v.envelope_key("u", "k", None).unwrap();
-        assert!(
-            near.warning
-                .as_deref()
-                .is_some_and(|w| w.contains("rotate"))
+        assert_eq!(
+            near.warning.map(|w| (w.version, w.used)),
+            Some((1, AEAD_WARN_AT + 1))
         );
         set_count(&v, "u", "k", AEAD_USE_LIMIT - 1);
         assert!(v.envelope_key("u", "k", None).is_ok());
         match v.envelope_key("u", "k", None) {
-            Err(Error::TooWeak(m)) => assert!(m.contains("keyvault rotate u k"), "{m}"),
+            Err(Error::NonceLimit {
+                user,
+                name,
+                version: 1,
+            }) => assert_eq!((user.as_str(), name.as_str()), ("u", "k")),
             other => panic!("expected a refusal, got {other:?}"),
         }
         // Rotating gives the key a fresh version with a fresh count.
