@@ -8,7 +8,6 @@
 #![deny(missing_docs)]
 
 pub mod agent;
-pub mod backup;
 pub mod crypto;
 pub mod error;
 pub mod keytype;
@@ -18,4 +17,5 @@ pub mod vault;
 
 pub use error::{Error, Result};
 pub use keytype::KeyType;
+pub use vault::backup;
 pub use vault::{ExportOptions, Vault};

@@ -99,7 +99,7 @@ fn start_stall_watchdog() {
     std::thread::spawn(|| {
         loop {
             std::thread::sleep(std::time::Duration::from_millis(500));
-            if keyvault::store::stalled_for().is_some_and(|d| d >= keyvault::store::STALL_LIMIT) {
+            if keyvault::vault::storage_stalled() {
                 eprintln!(
                     "error: integrity failure: the storage engine stopped making progress reading the vault's files (damaged?)"
                 );

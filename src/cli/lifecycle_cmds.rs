@@ -51,7 +51,7 @@ pub fn passwd(
     new_file: &Option<PathBuf>,
     kdf: &KdfArgs,
 ) -> CmdResult {
-    if !keyvault::store::layout::exists(&session.path) {
+    if !keyvault::Vault::exists(&session.path) {
         return Err(Error::VaultNotFound(session.path.clone()).into());
     }
     let change = kdf.change();
@@ -175,7 +175,7 @@ pub fn restore(
         .into());
     }
     if let Some(rf) = revocations_from
-        && !keyvault::store::layout::exists(rf)
+        && !keyvault::Vault::exists(rf)
     {
         return Err(Error::VaultNotFound(rf.to_path_buf()).into());
     }

@@ -69,7 +69,7 @@ impl Session {
     fn vault(&mut self) -> Result<&Vault> {
         if self.vault.is_none() {
             // Say "no vault" before asking for a passphrase that cannot help.
-            if !keyvault::store::layout::exists(&self.path) {
+            if !keyvault::Vault::exists(&self.path) {
                 return Err(Error::VaultNotFound(self.path.clone()));
             }
             let passphrase = self.source.unlock()?;
@@ -158,7 +158,7 @@ pub fn run(cli: Cli) -> std::result::Result<ExitCode, RunError> {
             let path = vault_path(&cli)?;
             let params = a.kdf.params();
             params.validate(a.kdf.allow_weak_kdf)?;
-            if keyvault::store::layout::exists(&path) {
+            if keyvault::Vault::exists(&path) {
                 return Err(Error::AlreadyExists(format!(
                     "a vault already exists at {}",
                     path.display()
@@ -182,7 +182,7 @@ pub fn run(cli: Cli) -> std::result::Result<ExitCode, RunError> {
             if out.json() {
                 out.doc(&json!({
                     "created": v.path().display().to_string(),
-                    "format_version": keyvault::store::migrate::CURRENT_FORMAT,
+                    "format_version": keyvault::vault::CURRENT_FORMAT,
                     "kdf": v.kdf_params(),
                     "warnings": passphrase::take_warnings(),
                 }))?;

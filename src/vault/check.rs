@@ -10,8 +10,8 @@ use serde::{Deserialize, Serialize};
 use crate::crypto::seal::Keyring;
 use crate::error::Result;
 use crate::store::Tree;
-use crate::store::migrate::{CURRENT_FORMAT, LAST_IN_DATABASE_FORMAT};
 use crate::store::records::{self, Header, KeyRecord, RevokedRecord, VersionState, meta_keys};
+use crate::vault::migrate::{CURRENT_FORMAT, LAST_IN_DATABASE_FORMAT};
 
 use super::{audit, epoch, key_db_key, ledger, open_record, user_hash, validate};
 

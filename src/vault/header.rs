@@ -26,8 +26,8 @@ use subtle::ConstantTimeEq;
 use crate::crypto::kdf::KdfParams;
 use crate::crypto::seal::Keyring;
 use crate::error::{Error, Result};
-use crate::store::migrate::CURRENT_FORMAT;
 use crate::store::records::{self, Header};
+use crate::vault::migrate::CURRENT_FORMAT;
 
 /// The magic bytes at the start of every header file.
 pub const MAGIC: &[u8; 8] = b"KVHEADER";

@@ -6,14 +6,14 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::backup::{self, BackupHeader};
+use super::backup::{self, BackupHeader};
 use crate::crypto::kdf::{KdfChange, SALT_LEN};
 use crate::crypto::random_bytes;
 use crate::crypto::seal::MasterKey;
 use crate::error::{Error, Result};
-use crate::store::migrate::CURRENT_FORMAT;
 use crate::store::records::Header;
 use crate::store::{Batch, Tree};
+use crate::vault::migrate::CURRENT_FORMAT;
 
 use super::check::{CheckReport, TreeRecords, check_records};
 use super::header::VaultHeader;

@@ -6,6 +6,7 @@
 
 mod add;
 pub(crate) mod audit;
+pub mod backup;
 pub mod check;
 mod commit;
 mod compact;
@@ -14,6 +15,7 @@ pub mod header;
 pub mod keyuse;
 pub(crate) mod ledger;
 pub mod lifecycle;
+pub(crate) mod migrate;
 mod open;
 mod restore;
 mod revocation;
@@ -35,10 +37,13 @@ use crate::store::layout::{HEADER_FILE, VaultLock};
 use crate::store::records::{self, KeyRecord, KeyVersionRecord, VersionState};
 use crate::store::{Batch, Store, Tree};
 
+pub use crate::store::format::CURRENT_FORMAT;
 pub use audit::AuditEvent;
 use audit::AuditHead;
 use header::VaultHeader;
-pub use open::{OpenOptions, peek_id, peek_kdf, peek_status};
+pub use open::{
+    OpenOptions, can_create_in, canonical_path, peek_id, peek_kdf, peek_status, storage_stalled,
+};
 use revocation::destroyed_key;
 use types::{KeyInfo, KeyTypeName, Timestamp, VaultStatus, VersionInfo};
 

@@ -14,9 +14,9 @@ use crate::crypto::random_bytes;
 use crate::crypto::seal::{Keyring, MasterKey};
 use crate::error::{Error, Result};
 use crate::store::layout::{self, HEADER_FILE, LOCK_WAIT, Layout, VaultLock};
-use crate::store::migrate::{self, CURRENT_FORMAT};
 use crate::store::records::{self, FailedUnlocks, Header, meta_keys};
 use crate::store::{Batch, Store, Tree};
+use crate::vault::migrate::{self, CURRENT_FORMAT};
 
 use super::audit::{AuditEvent, AuditHead};
 use super::header::{HeaderFile, VAULT_ID_LEN, VaultHeader};
@@ -36,6 +36,53 @@ pub struct OpenOptions {
 enum Secret<'a> {
     Passphrase(&'a [u8]),
     Master(MasterKey),
+}
+
+/// The absolute path of the vault directory `dir`, symbolic links resolved: the name
+/// that stays valid for a process that changes its working directory (the agent).
+pub fn canonical_path(dir: &Path) -> Result<std::path::PathBuf> {
+    layout::resolve(dir)
+}
+
+impl Vault {
+    /// Whether `dir` holds a vault, of any format: what a command checks before asking
+    /// for a passphrase that could not help.
+    pub fn exists(dir: &Path) -> bool {
+        layout::exists(dir)
+    }
+}
+
+/// Whether `dir` can receive a new vault: it does not exist, or it is a directory that
+/// holds nothing but what a killed `Vault::create` leaves behind (which creating
+/// replaces). keyvault never mixes its files with others.
+pub fn can_create_in(dir: &Path) -> Result<bool> {
+    let Ok(meta) = dir.metadata() else {
+        return Ok(true);
+    };
+    if !meta.is_dir() {
+        return Ok(false);
+    }
+    let read_error = |e| Error::io(format!("cannot read {}", dir.display()), e);
+    for entry in std::fs::read_dir(dir).map_err(read_error)? {
+        let entry = entry.map_err(read_error)?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        let ours = name == layout::LOCK_FILE
+            || (name == layout::DB_DIR && entry.path().is_dir())
+            || name.starts_with(layout::WORK_PREFIX);
+        if !ours {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// Whether calls into the storage engine have made no progress for so long that the
+/// engine is taken to be stuck on damaged files (it can spin instead of failing). A
+/// process that sees this ends itself: a stuck call is a read or an atomic write, so
+/// nothing is lost.
+pub fn storage_stalled() -> bool {
+    crate::store::stalled_for().is_some_and(|d| d >= crate::store::STALL_LIMIT)
 }
 
 /// Reads what can be known of a vault without its passphrase: its format version and
@@ -218,9 +265,9 @@ impl Vault {
 /// this path. Each only when it is provably keyvault's own and not in use.
 fn remove_leftovers(lock: &VaultLock) {
     lock.remove_leftovers();
-    crate::backup::remove_stale_temp_files(lock.dir());
+    super::backup::remove_stale_temp_files(lock.dir());
     if let Some(parent) = lock.dir().parent() {
-        crate::backup::remove_stale_temp_files(parent);
+        super::backup::remove_stale_temp_files(parent);
     }
     super::restore::remove_stale_siblings(lock.dir(), "restoring");
 }

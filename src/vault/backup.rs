@@ -391,7 +391,7 @@ pub fn open_backup(path: &Path, passphrase: &[u8]) -> Result<OpenedBackup> {
     let kek = vh.kdf.derive_kek(passphrase, &vh.salt)?;
     let master = MasterKey::unwrap(
         &kek,
-        &crate::vault::header_aad(&vh.kdf, &vh.salt)?,
+        &super::header_aad(&vh.kdf, &vh.salt)?,
         &vh.wrapped_master_key,
     )
     .ok_or_else(|| Error::WrongPassphrase(path.to_path_buf()))?;

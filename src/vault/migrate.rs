@@ -1,4 +1,7 @@
 //! The migration runner: brings a vault to the current format, one step at a time.
+//! It is part of the vault layer because its steps build the vault's own records (the
+//! audit head, the revocation ledger, the epoch); the store below only records which
+//! format a database holds (`store::format`).
 //!
 //! Each step lives in its own file under `migrations/` (compiled into the crate). Steps
 //! 1 to 3 change records inside the database: each adds its changes to a batch, the
@@ -19,6 +22,8 @@ use crate::store::layout::VaultLock;
 use crate::store::records::{Header, meta_keys};
 use crate::store::{Batch, Store, Tree};
 
+pub use crate::store::format::{CURRENT_FORMAT, LAST_IN_DATABASE_FORMAT, format_version};
+
 #[path = "../../migrations/0001_initial.rs"]
 mod m0001_initial;
 #[path = "../../migrations/0002_audit_chain_head.rs"]
@@ -30,17 +35,12 @@ mod m0004_vault_layout;
 
 pub use m0004_vault_layout::finish as finish_layout_migration;
 
-/// The format version this binary writes.
-pub const CURRENT_FORMAT: u32 = 4;
-
-/// The last format whose version and header live in the database.
-pub const LAST_IN_DATABASE_FORMAT: u32 = 3;
-
 /// One format step.
 pub struct Migration {
     /// The format version after this step.
     pub to_version: u32,
-    /// What the step changes.
+    /// What the step changes (read by people and by the tests' messages).
+    #[cfg_attr(not(test), allow(dead_code))]
     pub description: &'static str,
     /// Adds the step's changes to `ctx.batch`.
     pub apply: fn(&mut MigrationContext<'_>) -> Result<()>,
@@ -64,20 +64,6 @@ pub const MIGRATIONS: &[Migration] = &[
     m0002_audit_chain_head::MIGRATION,
     m0003_revocation_ledger::MIGRATION,
 ];
-
-/// The format version recorded in the database (0 for an empty database).
-pub fn format_version(store: &Store) -> Result<u32> {
-    match store.get(Tree::Meta, meta_keys::FORMAT)? {
-        None => Ok(0),
-        Some(bytes) => {
-            let arr: [u8; 4] = bytes
-                .as_slice()
-                .try_into()
-                .map_err(|_| Error::Integrity("the format version record is malformed".into()))?;
-            Ok(u32::from_be_bytes(arr))
-        }
-    }
-}
 
 /// Runs every pending step. `new_header` is given only when creating a vault, `keyring`
 /// when opening an existing one. Each step is one atomic batch together with its new
