@@ -16,7 +16,7 @@ use ed25519_dalek::pkcs8::{
 use ed25519_dalek::{SigningKey, VerifyingKey};
 use zeroize::Zeroizing;
 
-use super::keys::{KeyMaterial, decode_base64, pem_rfc7468_decode};
+use super::material::{KeyMaterial, decode_base64, pem_rfc7468_decode};
 use crate::error::{Error, KeyFamily, PublicKeyForm, Result};
 use crate::keytype::KeyType;
 

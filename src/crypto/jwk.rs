@@ -28,7 +28,8 @@ use serde::de::IgnoredAny;
 use zeroize::Zeroizing;
 
 use super::ed25519_keys;
-use super::keys::{self, KeyMaterial, Parsed};
+use super::material::{self, KeyMaterial};
+use super::rsa_keys::{self, Parsed};
 use crate::error::{Error, PublicKeyForm, Result};
 use crate::keytype::KeyType;
 
@@ -130,7 +131,7 @@ pub fn export(
     material: &KeyMaterial,
     public: bool,
 ) -> Result<Zeroizing<Vec<u8>>> {
-    let kid = keys::fingerprint(key_type, material);
+    let kid = material::fingerprint(key_type, material);
     let mut w = Writer::new();
     if !key_type.is_asymmetric() {
         if public {
@@ -349,7 +350,12 @@ fn import_rsa(
             public_exponent: uint("e", &e)?,
         })
         .map_err(|_| invalid())?;
-        return keys::import_rsa_parsed(key_type, bits, Parsed::Public(public), allow_public_only);
+        return rsa_keys::import_rsa_parsed(
+            key_type,
+            bits,
+            Parsed::Public(public),
+            allow_public_only,
+        );
     };
     if jwk.oth.is_some() {
         return Err(usage("multi-prime RSA keys (\"oth\") are not supported"));
@@ -378,7 +384,7 @@ fn import_rsa(
     };
     let private = rsa::PrivateKey::try_from(given.clone()).map_err(|_| invalid())?;
     let material =
-        keys::import_rsa_parsed(key_type, bits, Parsed::Private(Box::new(private)), false)?;
+        rsa_keys::import_rsa_parsed(key_type, bits, Parsed::Private(Box::new(private)), false)?;
     // The rsa crate recomputes dp, dq and qi: check the JWK's are those.
     let stored = rsa_private_fields(&material.secret)?;
     let same = [
@@ -404,7 +410,7 @@ fn import_rsa(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crypto::keys::{ExportFormat, generate};
+    use crate::crypto::keys::{self, ExportFormat, generate};
 
     fn json(bytes: &[u8]) -> serde_json::Value {
         assert_eq!(bytes.last(), Some(&b'\n'));
