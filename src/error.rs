@@ -176,6 +176,36 @@ pub enum Error {
     #[error("integrity failure: {0}")]
     Integrity(String),
 
+    /// An AEAD envelope that is not one, is damaged or cut short, or failed to
+    /// authenticate (exit 7).
+    #[error("integrity failure: {0}")]
+    BadEnvelope(EnvelopeProblem),
+
+    /// The stored material of a key version does not decode (exit 7).
+    #[error("integrity failure: the stored {}key does not decode", key_part_name(*.family, *.part))]
+    DamagedKey {
+        /// The kind of key, where the code that found it knows.
+        family: Option<KeyFamily>,
+        /// Which part.
+        part: KeyPart,
+    },
+
+    /// The record of an asymmetric key has no public key (exit 7).
+    #[error("integrity failure: the key record has no public key")]
+    MissingPublicKey,
+
+    /// A key record has no primary version (exit 7).
+    #[error("integrity failure: a key record has no primary version")]
+    NoPrimaryVersion,
+
+    /// A record found under an index entry is not the one the entry names: records were
+    /// moved between entries (exit 7).
+    #[error("integrity failure: a {kind} record does not match its index entry")]
+    IndexMismatch {
+        /// Which kind of record.
+        kind: RecordKind,
+    },
+
     /// A Fernet token that authenticated but is older than the TTL asked for (exit 7).
     #[error("{0}")]
     Expired(String),
@@ -347,6 +377,130 @@ fn public_key_given(key_type: KeyType, form: PublicKeyForm) -> String {
     }
 }
 
+/// Which part of a key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum KeyPart {
+    /// The private key (PKCS#8).
+    Private,
+    /// The public key (SPKI).
+    Public,
+}
+
+fn key_part_name(family: Option<KeyFamily>, part: KeyPart) -> String {
+    let family = match family {
+        None => "",
+        Some(KeyFamily::Rsa) => "RSA ",
+        Some(KeyFamily::Ed25519) => "Ed25519 ",
+    };
+    let part = match part {
+        KeyPart::Private => "private ",
+        KeyPart::Public => "public ",
+    };
+    format!("{family}{part}")
+}
+
+/// The kinds of record the vault indexes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RecordKind {
+    /// A user's key, with its versions.
+    Key,
+    /// A user's revocation.
+    Revocation,
+}
+
+impl std::fmt::Display for RecordKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            RecordKind::Key => "key",
+            RecordKind::Revocation => "revocation",
+        })
+    }
+}
+
+/// What is wrong with an AEAD envelope (see `crypto::envelope` for its layout).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EnvelopeProblem {
+    /// The input is empty.
+    Empty,
+    /// The input does not start with the envelope's magic.
+    NotAnEnvelope,
+    /// The header is shorter than a header: the envelope was cut short.
+    ShortHeader {
+        /// The bytes there are.
+        len: usize,
+        /// The length of a header.
+        header_len: usize,
+    },
+    /// A format version this keyvault does not know.
+    UnknownFormat(u8),
+    /// An algorithm byte this keyvault does not know.
+    UnknownAlgorithm(u8),
+    /// A chunk size of zero or over the limit.
+    ChunkSize(u32),
+    /// The envelope was made with a key of another type.
+    WrongKeyType {
+        /// The type the header names.
+        made_with: KeyType,
+        /// The type of the key asked to open it.
+        key_type: KeyType,
+    },
+    /// A chunk is missing or cut short.
+    Truncated {
+        /// The chunk's position.
+        chunk: u32,
+    },
+    /// A chunk failed to authenticate.
+    Forged {
+        /// The chunk's position.
+        chunk: u32,
+    },
+    /// More chunks than the nonce counter allows.
+    TooManyChunks,
+}
+
+impl std::fmt::Display for EnvelopeProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            EnvelopeProblem::Empty => {
+                f.write_str("the input is empty: expected a keyvault envelope")
+            }
+            EnvelopeProblem::NotAnEnvelope => {
+                f.write_str("the input is not a keyvault envelope (no KVE1 magic)")
+            }
+            EnvelopeProblem::ShortHeader { len, header_len } => write!(
+                f,
+                "the envelope is truncated: {len} bytes, shorter than its {header_len}-byte header"
+            ),
+            EnvelopeProblem::UnknownFormat(v) => write!(
+                f,
+                "the envelope has format version {v}, which this keyvault does not know"
+            ),
+            EnvelopeProblem::UnknownAlgorithm(a) => {
+                write!(f, "the envelope names an unknown algorithm {a}")
+            }
+            EnvelopeProblem::ChunkSize(n) => {
+                write!(f, "the envelope's chunk size {n} is out of range")
+            }
+            EnvelopeProblem::WrongKeyType {
+                made_with,
+                key_type,
+            } => write!(
+                f,
+                "the envelope names {made_with}, but the key is {key_type}: it is another key's envelope, or its header was altered"
+            ),
+            EnvelopeProblem::Truncated { chunk } => write!(
+                f,
+                "the envelope is truncated: chunk {chunk} is missing or cut short"
+            ),
+            EnvelopeProblem::Forged { chunk } => write!(
+                f,
+                "the envelope failed to authenticate at chunk {chunk}: wrong key version, or the data was altered, reordered or truncated"
+            ),
+            EnvelopeProblem::TooManyChunks => f.write_str("the envelope has more than 2^32 chunks"),
+        }
+    }
+}
+
 /// I/O errors cross the agent's socket as their text: the peer needs to show them, not
 /// to act on their kind.
 mod io_text {
@@ -464,7 +618,14 @@ impl Error {
             | Error::TooWeak(_)
             | Error::WeakKdf { .. }
             | Error::NonceLimit { .. } => Exit::Refused,
-            Error::Integrity(_) | Error::Expired(_) | Error::Rollback { .. } => Exit::Integrity,
+            Error::Integrity(_)
+            | Error::BadEnvelope(_)
+            | Error::DamagedKey { .. }
+            | Error::MissingPublicKey
+            | Error::NoPrimaryVersion
+            | Error::IndexMismatch { .. }
+            | Error::Expired(_)
+            | Error::Rollback { .. } => Exit::Integrity,
             Error::Remote { code, .. } => *code,
             Error::NewerFormat { .. }
             | Error::ProtocolMismatch { .. }

@@ -17,7 +17,7 @@ use ed25519_dalek::{SigningKey, VerifyingKey};
 use zeroize::Zeroizing;
 
 use super::material::{KeyMaterial, decode_base64, pem_rfc7468_decode};
-use crate::error::{Error, KeyFamily, PublicKeyForm, Result};
+use crate::error::{Error, KeyFamily, KeyPart, PublicKeyForm, Result};
 use crate::keytype::KeyType;
 
 /// Bytes of an Ed25519 seed (the private key) and of a public key.
@@ -69,8 +69,10 @@ pub fn signing_key(material: &KeyMaterial) -> Result<SigningKey> {
             "this ed25519 key is public-only: it has no private key to sign with".into(),
         ));
     }
-    SigningKey::from_pkcs8_der(&material.secret)
-        .map_err(|_| Error::Integrity("the stored Ed25519 private key does not decode".into()))
+    SigningKey::from_pkcs8_der(&material.secret).map_err(|_| Error::DamagedKey {
+        family: Some(KeyFamily::Ed25519),
+        part: KeyPart::Private,
+    })
 }
 
 /// The verifying key of stored material (its SPKI DER public part).
@@ -78,9 +80,11 @@ pub fn verifying_key(material: &KeyMaterial) -> Result<VerifyingKey> {
     let der = material
         .public
         .as_ref()
-        .ok_or_else(|| Error::Integrity("the key record has no public key".into()))?;
-    VerifyingKey::from_public_key_der(der)
-        .map_err(|_| Error::Integrity("the stored Ed25519 public key does not decode".into()))
+        .ok_or(Error::MissingPublicKey)?;
+    VerifyingKey::from_public_key_der(der).map_err(|_| Error::DamagedKey {
+        family: Some(KeyFamily::Ed25519),
+        part: KeyPart::Public,
+    })
 }
 
 /// The 32-byte seed of stored material, for JWK export.

@@ -49,7 +49,7 @@ use hkdf::Hkdf;
 use sha2::Sha256;
 use zeroize::Zeroizing;
 
-use crate::error::{Error, Result};
+use crate::error::{EnvelopeProblem, Error, Result};
 use crate::keytype::KeyType;
 
 /// The first bytes of every envelope.
@@ -147,25 +147,17 @@ impl EnvelopeHeader {
     /// error.
     pub fn from_bytes(b: &[u8; HEADER_LEN]) -> Result<Self> {
         if b[0..4] != MAGIC {
-            return Err(Error::Integrity(
-                "the input is not a keyvault envelope (no KVE1 magic)".into(),
-            ));
+            return Err(Error::BadEnvelope(EnvelopeProblem::NotAnEnvelope));
         }
         if b[4] != FORMAT_V1 {
-            return Err(Error::Integrity(format!(
-                "the envelope has format version {}, which this keyvault does not know",
-                b[4]
-            )));
+            return Err(Error::BadEnvelope(EnvelopeProblem::UnknownFormat(b[4])));
         }
-        let algorithm = AeadAlgorithm::from_id(b[5]).ok_or_else(|| {
-            Error::Integrity(format!("the envelope names an unknown algorithm {}", b[5]))
-        })?;
+        let algorithm = AeadAlgorithm::from_id(b[5])
+            .ok_or(Error::BadEnvelope(EnvelopeProblem::UnknownAlgorithm(b[5])))?;
         let u32_at = |i: usize| u32::from_be_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
         let chunk_size = u32_at(49);
         if chunk_size == 0 || chunk_size > MAX_CHUNK_SIZE {
-            return Err(Error::Integrity(format!(
-                "the envelope's chunk size {chunk_size} is out of range"
-            )));
+            return Err(Error::BadEnvelope(EnvelopeProblem::ChunkSize(chunk_size)));
         }
         let mut salt = [0u8; SALT_LEN];
         salt.copy_from_slice(&b[10..42]);
@@ -185,9 +177,10 @@ impl EnvelopeHeader {
     pub fn check_key_type(&self, key_type: KeyType) -> Result<()> {
         let made_with = self.algorithm.key_type();
         if made_with != key_type {
-            return Err(Error::Integrity(format!(
-                "the envelope names {made_with}, but the key is {key_type}: it is another key's envelope, or its header was altered"
-            )));
+            return Err(Error::BadEnvelope(EnvelopeProblem::WrongKeyType {
+                made_with,
+                key_type,
+            }));
         }
         Ok(())
     }
@@ -373,13 +366,12 @@ fn seal_chunks(
 pub fn read_header(reader: &mut impl Read) -> Result<EnvelopeHeader> {
     let mut b = [0u8; HEADER_LEN];
     match read_full(reader, &mut b)? {
-        0 => Err(Error::Integrity(
-            "the input is empty: expected a keyvault envelope".into(),
-        )),
+        0 => Err(Error::BadEnvelope(EnvelopeProblem::Empty)),
         HEADER_LEN => EnvelopeHeader::from_bytes(&b),
-        n => Err(Error::Integrity(format!(
-            "the envelope is truncated: {n} bytes, shorter than its {HEADER_LEN}-byte header"
-        ))),
+        len => Err(Error::BadEnvelope(EnvelopeProblem::ShortHeader {
+            len,
+            header_len: HEADER_LEN,
+        })),
     }
 }
 
@@ -416,18 +408,18 @@ pub fn decrypt_with_message_key(
         let last = filled <= segment;
         let len = filled.min(segment);
         if len < TAG_LEN {
-            return Err(Error::Integrity(format!(
-                "the envelope is truncated: chunk {counter} is missing or cut short"
-            )));
+            return Err(Error::BadEnvelope(EnvelopeProblem::Truncated {
+                chunk: counter,
+            }));
         }
         let (body, rest) = buf[..segment + 1].split_at_mut(len - TAG_LEN);
         let mut tag = [0u8; TAG_LEN];
         tag.copy_from_slice(&rest[..TAG_LEN]);
         let nonce = chunk_nonce(&header.nonce_prefix, counter, last);
         if !cipher.open(&nonce, &aad, body, &tag) {
-            return Err(Error::Integrity(format!(
-                "the envelope failed to authenticate at chunk {counter}: wrong key version, or the data was altered, reordered or truncated"
-            )));
+            return Err(Error::BadEnvelope(EnvelopeProblem::Forged {
+                chunk: counter,
+            }));
         }
         write(writer, body)?;
         total += body.len() as u64;
@@ -438,7 +430,7 @@ pub fn decrypt_with_message_key(
         filled = 1;
         counter = counter
             .checked_add(1)
-            .ok_or_else(|| Error::Integrity("the envelope has more than 2^32 chunks".into()))?;
+            .ok_or(Error::BadEnvelope(EnvelopeProblem::TooManyChunks))?;
     }
     writer.flush().map_err(Error::Output)?;
     Ok(total)
@@ -467,7 +459,7 @@ mod tests {
     }
 
     fn integrity(r: Result<Vec<u8>>) -> bool {
-        matches!(r, Err(Error::Integrity(_)))
+        matches!(r, Err(e) if e.exit_code() == crate::error::Exit::Integrity)
     }
 
     #[test]
@@ -504,7 +496,7 @@ mod tests {
         assert!(h.check_key_type(KeyType::ChaCha20Poly1305).is_ok());
         assert!(matches!(
             h.check_key_type(KeyType::Aes256Gcm),
-            Err(Error::Integrity(_))
+            Err(e) if e.exit_code() == crate::error::Exit::Integrity
         ));
         // Fresh salt and nonce prefix every time.
         let again = seal(
@@ -653,7 +645,7 @@ mod tests {
         let mut out = Vec::new();
         assert!(matches!(
             decrypt_stream(&h, &key, &mut r, &mut out),
-            Err(Error::Integrity(_))
+            Err(e) if e.exit_code() == crate::error::Exit::Integrity
         ));
         assert_eq!(out, b"good", "only the authenticated first chunk");
     }

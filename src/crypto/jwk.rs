@@ -30,7 +30,7 @@ use zeroize::Zeroizing;
 use super::ed25519_keys;
 use super::material::{self, KeyMaterial};
 use super::rsa_keys::{self, Parsed};
-use crate::error::{Error, PublicKeyForm, Result};
+use crate::error::{Error, KeyFamily, KeyPart, PublicKeyForm, Result};
 use crate::keytype::KeyType;
 
 /// Whether `input` looks like a JSON object (its first non-blank byte is `{`), so that
@@ -112,14 +112,20 @@ impl Writer {
 
 /// The PKCS#1 fields of a stored RSA private key (PKCS#8 DER).
 fn rsa_private_fields(pkcs8: &[u8]) -> Result<RsaPrivateKeyRef<'_>> {
-    let bad = || Error::Integrity("the stored RSA private key does not decode".into());
+    let bad = || Error::DamagedKey {
+        family: Some(KeyFamily::Rsa),
+        part: KeyPart::Private,
+    };
     let info = PrivateKeyInfoRef::from_der(pkcs8).map_err(|_| bad())?;
     RsaPrivateKeyRef::try_from(info.private_key).map_err(|_| bad())
 }
 
 /// The PKCS#1 fields of a stored RSA public key (SPKI DER).
 fn rsa_public_fields(spki: &[u8]) -> Result<RsaPublicKeyRef<'_>> {
-    let bad = || Error::Integrity("the stored RSA public key does not decode".into());
+    let bad = || Error::DamagedKey {
+        family: Some(KeyFamily::Rsa),
+        part: KeyPart::Public,
+    };
     let info = SubjectPublicKeyInfoRef::from_der(spki).map_err(|_| bad())?;
     let bits = info.subject_public_key.as_bytes().ok_or_else(bad)?;
     RsaPublicKeyRef::from_der(bits).map_err(|_| bad())
@@ -150,7 +156,7 @@ pub fn export(
     let spki = material
         .public
         .as_deref()
-        .ok_or_else(|| Error::Integrity("the key record has no public key".into()))?;
+        .ok_or(Error::MissingPublicKey)?;
     if key_type == KeyType::Ed25519 {
         let verifying = ed25519_keys::verifying_key(material)?;
         w.text("kty", "OKP");

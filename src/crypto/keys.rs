@@ -20,7 +20,7 @@ use super::material::{decode_base64, pem_encode};
 pub(crate) use super::rsa_keys::rsa_public_spki;
 pub use super::rsa_keys::{MIN_RSA_BITS, PssConstraints};
 use super::rsa_keys::{import_rsa, is_pss_only, rsa_material};
-use crate::error::{Error, Result};
+use crate::error::{Error, KeyPart, Result};
 use crate::keytype::KeyType;
 
 /// How exported material is encoded.
@@ -179,7 +179,7 @@ pub fn export(
         let der = material
             .public
             .as_ref()
-            .ok_or_else(|| Error::Integrity("the key record has no public key".into()))?;
+            .ok_or(Error::MissingPublicKey)?;
         return Ok(match format {
             ExportFormat::Jwk => super::jwk::export(key_type, material, true)?,
             ExportFormat::Der => Zeroizing::new(der.clone()),
@@ -193,9 +193,11 @@ pub fn export(
             // As imported: its parameters are what restricts it to PSS.
             ExportFormat::Pem if is_pss_only(material) => pem_encode("PUBLIC KEY", der),
             ExportFormat::Pem => {
-                let key = rsa::PublicKey::from_public_key_der(der).map_err(|_| {
-                    Error::Integrity("the stored public key does not decode".into())
-                })?;
+                let key =
+                    rsa::PublicKey::from_public_key_der(der).map_err(|_| Error::DamagedKey {
+                        family: None,
+                        part: KeyPart::Public,
+                    })?;
                 let pem = key
                     .to_public_key_pem(LineEnding::LF)
                     .map_err(|e| Error::Internal(format!("PEM encoding failed: {e}")))?;
@@ -214,8 +216,12 @@ pub fn export(
             pem_encode("PRIVATE KEY", &material.secret)
         }
         ExportFormat::Pem => {
-            let key = rsa::PrivateKey::from_pkcs8_der(&material.secret)
-                .map_err(|_| Error::Integrity("the stored private key does not decode".into()))?;
+            let key = rsa::PrivateKey::from_pkcs8_der(&material.secret).map_err(|_| {
+                Error::DamagedKey {
+                    family: None,
+                    part: KeyPart::Private,
+                }
+            })?;
             let pem = key
                 .to_pkcs8_pem(LineEnding::LF)
                 .map_err(|e| Error::Internal(format!("PEM encoding failed: {e}")))?;

@@ -12,7 +12,7 @@ use rsa::traits::PublicKeyParts;
 use zeroize::Zeroizing;
 
 use super::material::{KeyMaterial, decode_base64, pem_rfc7468_decode};
-use crate::error::{Error, KeyFamily, PublicKeyForm, Result};
+use crate::error::{Error, KeyFamily, KeyPart, PublicKeyForm, Result};
 use crate::keytype::KeyType;
 
 /// The smallest RSA modulus we accept on import.
@@ -102,9 +102,10 @@ pub(crate) fn rsa_public_spki(der: &[u8]) -> Result<(rsa::PublicKey, Option<PssC
     }
     match parse_pss_spki(der) {
         Some(Ok((k, c))) => Ok((k, Some(c))),
-        _ => Err(Error::Integrity(
-            "the stored RSA public key does not decode".into(),
-        )),
+        _ => Err(Error::DamagedKey {
+            family: Some(KeyFamily::Rsa),
+            part: KeyPart::Public,
+        }),
     }
 }
 

@@ -26,7 +26,7 @@ use sha2::Sha256;
 
 use super::ed25519_keys;
 use super::keys::{KeyMaterial, PssConstraints};
-use crate::error::{Error, Result};
+use crate::error::{Error, KeyFamily, KeyPart, Result};
 use crate::keytype::{KeyType, KeyUse};
 
 /// The RSA signature scheme.
@@ -70,8 +70,10 @@ pub(crate) fn rsa_private(key_type: KeyType, material: &KeyMaterial) -> Result<r
             "this {key_type} key is public-only: it has no private key"
         )));
     }
-    rsa::PrivateKey::from_pkcs8_der(&material.secret)
-        .map_err(|_| Error::Integrity("the stored RSA private key does not decode".into()))
+    rsa::PrivateKey::from_pkcs8_der(&material.secret).map_err(|_| Error::DamagedKey {
+        family: Some(KeyFamily::Rsa),
+        part: KeyPart::Private,
+    })
 }
 
 /// The RSA public key of stored material, for encryption: an RSASSA-PSS key (which
@@ -92,7 +94,7 @@ fn rsa_public_constrained(
     let der = material
         .public
         .as_ref()
-        .ok_or_else(|| Error::Integrity("the key record has no public key".into()))?;
+        .ok_or(Error::MissingPublicKey)?;
     super::keys::rsa_public_spki(der)
 }
 

@@ -31,7 +31,7 @@ use zeroize::Zeroizing;
 use crate::crypto::kdf::KdfParams;
 use crate::crypto::keys::{self, ExportFormat, KeyMaterial};
 use crate::crypto::seal::{Keyring, record_aad};
-use crate::error::{Error, Result};
+use crate::error::{Error, RecordKind, Result};
 use crate::keytype::KeyType;
 use crate::store::layout::{HEADER_FILE, VaultLock};
 use crate::store::records::{self, KeyRecord, KeyVersionRecord, VersionState};
@@ -235,9 +235,9 @@ impl Vault {
         };
         let record: KeyRecord = self.open_record(Tree::Keys, &db_key, &sealed)?;
         if record.user != user || record.name != name {
-            return Err(Error::Integrity(
-                "a key record does not match its index entry".into(),
-            ));
+            return Err(Error::IndexMismatch {
+                kind: RecordKind::Key,
+            });
         }
         self.refuse_key_of_revoked(user)?;
         Ok(Some((db_key, record)))
@@ -346,9 +346,9 @@ impl Vault {
             // The record authenticated with its database key as associated data, so it
             // was sealed there with the master key; `check` also recomputes the index.
             if record.user != user {
-                return Err(Error::Integrity(
-                    "a key record does not match its index entry".into(),
-                ));
+                return Err(Error::IndexMismatch {
+                    kind: RecordKind::Key,
+                });
             }
             out.push((db_key, record));
         }
@@ -611,7 +611,7 @@ fn select_version(record: &KeyRecord, version: Option<u32>) -> Result<&KeyVersio
             .versions
             .iter()
             .find(|x| x.state == VersionState::Primary)
-            .ok_or_else(|| Error::Integrity("a key record has no primary version".into())),
+            .ok_or(Error::NoPrimaryVersion),
     }
 }
 
