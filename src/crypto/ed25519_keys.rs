@@ -77,10 +77,7 @@ pub fn signing_key(material: &KeyMaterial) -> Result<SigningKey> {
 
 /// The verifying key of stored material (its SPKI DER public part).
 pub fn verifying_key(material: &KeyMaterial) -> Result<VerifyingKey> {
-    let der = material
-        .public
-        .as_ref()
-        .ok_or(Error::MissingPublicKey)?;
+    let der = material.public.as_ref().ok_or(Error::MissingPublicKey)?;
     VerifyingKey::from_public_key_der(der).map_err(|_| Error::DamagedKey {
         family: Some(KeyFamily::Ed25519),
         part: KeyPart::Public,

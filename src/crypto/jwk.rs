@@ -153,10 +153,7 @@ pub fn export(
     if !public && material.secret.is_empty() {
         return Err(Error::NoPrivatePart);
     }
-    let spki = material
-        .public
-        .as_deref()
-        .ok_or(Error::MissingPublicKey)?;
+    let spki = material.public.as_deref().ok_or(Error::MissingPublicKey)?;
     if key_type == KeyType::Ed25519 {
         let verifying = ed25519_keys::verifying_key(material)?;
         w.text("kty", "OKP");

@@ -176,10 +176,7 @@ pub fn export(
         if !public {
             return Err(Error::NoPrivatePart);
         }
-        let der = material
-            .public
-            .as_ref()
-            .ok_or(Error::MissingPublicKey)?;
+        let der = material.public.as_ref().ok_or(Error::MissingPublicKey)?;
         return Ok(match format {
             ExportFormat::Jwk => super::jwk::export(key_type, material, true)?,
             ExportFormat::Der => Zeroizing::new(der.clone()),

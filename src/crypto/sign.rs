@@ -91,10 +91,7 @@ pub(crate) fn rsa_public(material: &KeyMaterial) -> Result<rsa::PublicKey> {
 fn rsa_public_constrained(
     material: &KeyMaterial,
 ) -> Result<(rsa::PublicKey, Option<PssConstraints>)> {
-    let der = material
-        .public
-        .as_ref()
-        .ok_or(Error::MissingPublicKey)?;
+    let der = material.public.as_ref().ok_or(Error::MissingPublicKey)?;
     super::keys::rsa_public_spki(der)
 }
 
