@@ -378,7 +378,29 @@ impl Vault {
     }
 
     /// Encrypts a message with a Fernet key (a standard token) or an RSA key (OAEP-SHA256)
-    /// under the primary version. AEAD keys stream through [`Vault::envelope_key`].
+    /// under the primary version. AEAD keys stream through [`Vault::envelope_key`]. The
+    /// answer says which version encrypted, and warns when that version nears its limit
+    /// of uses.
+    ///
+    /// ```
+    /// use keyvault::{KeyType, Vault};
+    /// use keyvault::crypto::kdf::KdfParams;
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// // Fast, weak KDF parameters, for the example only: real vaults keep the default.
+    /// let kdf = KdfParams { memory_kib: 64, iterations: 1, parallelism: 1 };
+    /// let vault = Vault::create(&dir.path().join("vault"), b"passphrase", kdf, true)?;
+    /// vault.generate("bob", None, KeyType::Fernet)?;
+    /// let used = vault.encrypt_message("bob", "fernet", b"attack at dawn")?;
+    /// assert_eq!(used.version, 1);
+    /// // A Fernet token is text, readable by Python's `cryptography.fernet`.
+    /// assert!(used.value.starts_with(b"gAAAAA"));
+    /// let (_, plaintext) = vault.decrypt_message("bob", "fernet", &used.value, None)?;
+    /// assert_eq!(plaintext.as_slice(), b"attack at dawn");
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn encrypt_message(
         &self,
         user: &str,

@@ -134,7 +134,29 @@ pub fn peek_kdf(path: &Path) -> Result<KdfParams> {
 }
 
 impl Vault {
-    /// Creates a vault at `path` (which must not hold one) protected by `passphrase`.
+    /// Creates a vault at `path` (which must not hold one) protected by `passphrase`,
+    /// whose key is derived with `kdf`. Parameters below OWASP's floor are refused
+    /// ([`Error::WeakKdf`]) unless `allow_weak_kdf`. The vault returned is open.
+    ///
+    /// ```
+    /// use keyvault::Vault;
+    /// use keyvault::crypto::kdf::KdfParams;
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let dir = tempfile::tempdir()?;
+    /// let path = dir.path().join("vault");
+    /// // Fast, weak KDF parameters, for the example only: real vaults keep the default.
+    /// let kdf = KdfParams { memory_kib: 64, iterations: 1, parallelism: 1 };
+    /// let vault = Vault::create(&path, b"passphrase", kdf, true)?;
+    /// assert!(Vault::exists(&path));
+    /// // Below the floor without allowing it: refused, and nothing is made.
+    /// let other = dir.path().join("other");
+    /// assert!(Vault::create(&other, b"passphrase", kdf, false).is_err());
+    /// assert!(!Vault::exists(&other));
+    /// # drop(vault);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn create(
         path: &Path,
         passphrase: &[u8],
@@ -193,7 +215,28 @@ impl Vault {
         created
     }
 
-    /// Opens and unlocks the vault at `path`.
+    /// Opens and unlocks the vault at `path` with its passphrase, migrating a vault of
+    /// an older format first (after writing a backup beside it). One process at a time
+    /// holds a vault open ([`Error::VaultInUse`] otherwise); a wrong passphrase is
+    /// [`Error::WrongPassphrase`].
+    ///
+    /// ```
+    /// use keyvault::{Error, Vault};
+    /// use keyvault::crypto::kdf::KdfParams;
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let dir = tempfile::tempdir()?;
+    /// let path = dir.path().join("vault");
+    /// // Fast, weak KDF parameters, for the example only: real vaults keep the default.
+    /// let kdf = KdfParams { memory_kib: 64, iterations: 1, parallelism: 1 };
+    /// drop(Vault::create(&path, b"passphrase", kdf, true)?);
+    ///
+    /// assert!(matches!(Vault::open(&path, b"wrong"), Err(Error::WrongPassphrase(_))));
+    /// let vault = Vault::open(&path, b"passphrase")?;
+    /// assert_eq!(vault.list(None)?.len(), 0);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn open(path: &Path, passphrase: &[u8]) -> Result<Vault> {
         Self::open_with(path, passphrase, OpenOptions::default())
     }
