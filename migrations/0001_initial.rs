@@ -12,7 +12,8 @@ use crate::store::records::{self, meta_keys};
 
 use super::{Migration, MigrationContext};
 
-/// The step.
+/// The step to format 1, the runner's first: it writes the header and format records of a
+/// new vault.
 pub const MIGRATION: Migration = Migration {
     to_version: 1,
     description: "initial layout: meta header with KDF parameters and wrapped master key; empty keys, revoked and audit trees",

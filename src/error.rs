@@ -77,7 +77,7 @@ pub enum Error {
     UserRevoked {
         /// The user id.
         user: String,
-        /// When (RFC 3339).
+        /// When the revocation was made (RFC 3339).
         revoked_at: String,
     },
 
@@ -247,7 +247,7 @@ pub enum Error {
     Rollback {
         /// The vault path.
         path: PathBuf,
-        /// The vault's epoch.
+        /// The vault's epoch, which every change raises.
         found: u64,
         /// The highest epoch seen on this machine.
         remembered: u64,
@@ -267,7 +267,7 @@ pub enum Error {
     Io {
         /// What was being done.
         context: String,
-        /// The underlying error.
+        /// The operating system's error.
         #[source]
         #[serde(with = "io_text")]
         source: std::io::Error,
@@ -284,7 +284,7 @@ pub enum Error {
     /// An error reported by the agent, with the exit code it mapped it to.
     #[error("{message}")]
     Remote {
-        /// The exit code.
+        /// The exit code the agent mapped the error to.
         code: Exit,
         /// The message (never secret).
         message: String,
@@ -296,7 +296,7 @@ pub enum Error {
     /// made it first, or it is open to others.
     #[error("cannot use {path} for the agent's socket: {problem}")]
     AgentDir {
-        /// The directory.
+        /// The directory that cannot be used.
         path: PathBuf,
         /// What is wrong with it.
         problem: String,
@@ -308,7 +308,7 @@ pub enum Error {
     AgentStopped {
         /// The vault path the agent held.
         path: PathBuf,
-        /// Why.
+        /// What the agent found at the vault path (moved, deleted, replaced).
         reason: String,
     },
 
@@ -319,9 +319,9 @@ pub enum Error {
     /// The running agent speaks another protocol version (exit 8).
     #[error("the running agent speaks protocol version {agent}, this keyvault speaks {client}")]
     ProtocolMismatch {
-        /// The agent's version.
+        /// The protocol version the agent speaks.
         agent: u32,
-        /// Ours.
+        /// The protocol version this program speaks.
         client: u32,
     },
 }
@@ -547,9 +547,9 @@ pub enum Exit {
     Negative = 1,
     /// Bad flags, arguments or input data.
     Usage = 2,
-    /// Wrong passphrase.
+    /// The passphrase did not unlock the vault.
     WrongPassphrase = 3,
-    /// No passphrase available.
+    /// No passphrase could be read: no file, no variable, no terminal.
     NoPassphrase = 4,
     /// Not found: vault, user, key, version, file.
     NotFound = 5,

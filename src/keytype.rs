@@ -25,13 +25,13 @@ pub enum KeyType {
 /// What a key is asked to do, to check the key type can do it (see [`KeyType::check_use`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum KeyUse {
-    /// Encrypt a message.
+    /// Encrypting a message (AEAD, Fernet and RSA-OAEP keys).
     Encrypt,
-    /// Decrypt a message.
+    /// Decrypting a message (the keys that encrypt).
     Decrypt,
-    /// Sign a message.
+    /// Signing a message (RSA and Ed25519 keys).
     Sign,
-    /// Verify a signature.
+    /// Verifying a signature (the keys that sign, public-only ones too).
     Verify,
 }
 

@@ -42,11 +42,11 @@ const SECRET_ENV: [&str; 6] = [
     "KEYVAULT_REVOCATIONS_PASSPHRASE_FILE",
 ];
 
-/// What `unlock` reports.
+/// What the agent acknowledged once its socket was bound.
 pub struct Started {
-    /// The agent's pid.
+    /// The agent's process id (0 if its acknowledgement did not carry one).
     pub pid: u32,
-    /// Its socket.
+    /// The path of the socket it listens on.
     pub socket: PathBuf,
     /// Whether the key memory is locked in RAM (mlock).
     pub memory_locked: bool,

@@ -10,7 +10,7 @@ use crate::error::{Error, Result};
 pub struct KdfParams {
     /// Memory cost in KiB.
     pub memory_kib: u32,
-    /// Number of passes.
+    /// Argon2id passes over the memory (t).
     pub iterations: u32,
     /// Degree of parallelism (lanes).
     pub parallelism: u32,
@@ -25,9 +25,9 @@ pub struct KdfChange {
     pub base: Option<KdfParams>,
     /// Memory cost in KiB.
     pub memory_kib: Option<u32>,
-    /// Number of passes.
+    /// Argon2id passes over the memory (t), if given.
     pub iterations: Option<u32>,
-    /// Degree of parallelism.
+    /// Argon2id lanes (p), if given.
     pub parallelism: Option<u32>,
 }
 

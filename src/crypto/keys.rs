@@ -28,7 +28,7 @@ use crate::keytype::KeyType;
 pub enum ExportFormat {
     /// PEM text (PKCS#8 for private keys, SPKI for public keys).
     Pem,
-    /// Binary DER.
+    /// Raw DER (PKCS#8 or SPKI; the raw 32 bytes of a symmetric key).
     Der,
     /// Base64 text (url-safe for Fernet keys, as Python's Fernet takes them).
     Base64,

@@ -138,12 +138,12 @@ impl MacKey {
 pub struct MacStream(HmacSha256);
 
 impl MacStream {
-    /// Adds bytes.
+    /// Feeds `bytes` to the MAC, in the order they are written.
     pub fn update(&mut self, bytes: &[u8]) {
         self.0.update(bytes);
     }
 
-    /// The MAC.
+    /// The HMAC-SHA256 over everything fed to it.
     pub fn finish(self) -> [u8; 32] {
         self.0.finalize().into_bytes().into()
     }
@@ -159,7 +159,7 @@ pub struct MasterKey(Zeroizing<[u8; 32]>);
 
 /// The subkeys derived from the master key, one per purpose.
 pub struct Keyring {
-    /// Seals every record.
+    /// Seals every record of the database (format 4 and later).
     pub records: SealKey,
     /// Computes database keys from user ids and key names.
     pub index: MacKey,

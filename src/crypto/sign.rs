@@ -35,7 +35,7 @@ pub enum RsaScheme {
     /// RSASSA-PSS with SHA-256, MGF1-SHA256 and a 32-byte salt (the default).
     #[default]
     Pss,
-    /// RSASSA-PKCS1-v1_5 with SHA-256.
+    /// RSASSA-PKCS1-v1_5 with SHA-256 (deterministic; for verifiers that know no PSS).
     Pkcs1v15,
 }
 

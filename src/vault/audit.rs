@@ -23,7 +23,7 @@ pub struct AuditEvent {
 }
 
 impl AuditEvent {
-    /// A successful `operation`.
+    /// An entry for `operation` (a command's name), with outcome `ok` until told otherwise.
     pub fn new(operation: &'static str) -> Self {
         AuditEvent {
             operation,
@@ -34,13 +34,13 @@ impl AuditEvent {
         }
     }
 
-    /// The user concerned.
+    /// Names the user the operation concerned.
     pub fn user(mut self, user: &str) -> Self {
         self.user = Some(user.to_string());
         self
     }
 
-    /// The key concerned.
+    /// Names the key the operation concerned.
     pub fn key(mut self, key: &str) -> Self {
         self.key = Some(key.to_string());
         self
@@ -51,7 +51,7 @@ impl AuditEvent {
         self.outcome = outcome.to_string();
     }
 
-    /// Non-secret details.
+    /// Adds details, which the log keeps in the clear: never a secret.
     pub fn detail(mut self, detail: String) -> Self {
         self.detail = Some(detail);
         self
@@ -201,7 +201,7 @@ impl AuditHead {
 pub struct ChainBreak {
     /// The position (from 1) of the first entry that does not fit.
     pub position: u64,
-    /// What is wrong.
+    /// What is wrong, for a person to read.
     pub message: String,
 }
 

@@ -310,7 +310,7 @@ fn write_records(
 
 /// A backup read and verified: its header, master key and records.
 pub struct OpenedBackup {
-    /// The header.
+    /// The header, with what unlocking the backup needs.
     pub header: BackupHeader,
     /// The master key, unwrapped with the passphrase.
     pub master: MasterKey,

@@ -15,27 +15,27 @@ use crate::vault::migrate::{CURRENT_FORMAT, LAST_IN_DATABASE_FORMAT};
 
 use super::{audit, epoch, key_db_key, ledger, open_record, user_hash, validate};
 
-/// One problem found.
+/// One problem `check` found, with where it found it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Problem {
-    /// The tree.
+    /// The tree the damaged record is in (`meta`, `keys`, `revoked`, `audit`).
     pub tree: String,
     /// The record's position in the tree, from 1, in key order.
     pub position: u64,
-    /// What is wrong.
+    /// What is wrong, for a person to read.
     pub message: String,
 }
 
-/// What `check` found.
+/// What `check` found: the records it read and the problems among them.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CheckReport {
     /// The format version recorded.
     pub format_version: u32,
-    /// Key records checked.
+    /// Key records read and authenticated.
     pub keys: u64,
-    /// Revocation records checked.
+    /// Revocation records read and authenticated.
     pub revoked: u64,
-    /// Audit entries checked.
+    /// Audit entries whose chain was verified.
     pub audit_entries: u64,
     /// Every problem; empty when all is well.
     pub problems: Vec<Problem>,

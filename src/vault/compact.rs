@@ -24,9 +24,9 @@ use super::{AuditEvent, Vault};
 pub struct CompactReport {
     /// Size of the database files before, in bytes.
     pub bytes_before: u64,
-    /// After.
+    /// Size of the database files after, in bytes.
     pub bytes_after: u64,
-    /// Records copied.
+    /// Records copied into the new files.
     pub records: u64,
 }
 

@@ -57,9 +57,9 @@ struct Counter {
 /// its limit.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Used<T> {
-    /// The result.
+    /// The result: a ciphertext, a signature, or an envelope's key.
     pub value: T,
-    /// The version used.
+    /// The key version used (the primary one).
     pub version: u32,
     /// Set when the version used nears its limit of uses.
     pub warning: Option<NearLimit>,

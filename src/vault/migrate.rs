@@ -35,7 +35,7 @@ mod m0004_vault_layout;
 
 pub use m0004_vault_layout::finish as finish_layout_migration;
 
-/// One format step.
+/// One format step inside the database, applied as one atomic batch.
 pub struct Migration {
     /// The format version after this step.
     pub to_version: u32,
@@ -52,7 +52,7 @@ pub struct MigrationContext<'a> {
     pub store: &'a Store,
     /// The header of a vault being created (only for the initial step).
     pub new_header: Option<&'a Header>,
-    /// The vault's subkeys.
+    /// The vault's subkeys, to read and seal records (none when creating).
     pub keyring: Option<&'a Keyring>,
     /// The changes of this step.
     pub batch: Batch,

@@ -50,7 +50,8 @@ use types::{KeyInfo, KeyTypeName, Timestamp, VaultStatus, VersionInfo};
 /// Length of a user's index prefix in the keys tree.
 const USER_HASH_LEN: usize = 32;
 
-/// An unlocked vault.
+/// An unlocked vault: the open store, the master key's subkeys and the vault's lock, held
+/// until dropped.
 pub struct Vault {
     store: Store,
     /// Boxed so that it never moves: the agent locks its pages in RAM.
@@ -187,7 +188,7 @@ impl Vault {
         self.lock.replace_file(HEADER_FILE, &bytes)
     }
 
-    /// Counts and facts.
+    /// Counts and facts: path, format, users, keys, revoked users, KDF.
     pub fn status(&self) -> Result<VaultStatus> {
         status_of(&self.store, self.path(), self.header().format)
     }
@@ -414,7 +415,7 @@ impl Vault {
         self.record_use(event)
     }
 
-    /// Describes one key.
+    /// Describes one key: its type, versions and fingerprints (never its material).
     pub fn key_info(&self, user: &str, name: &str) -> Result<KeyInfo> {
         let user = &self.resolve_user(user)?;
         let (db_key, record) = self.require_key(user, name)?;

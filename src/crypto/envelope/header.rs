@@ -12,9 +12,9 @@ use crate::keytype::KeyType;
 /// The AEAD of an envelope.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AeadAlgorithm {
-    /// AES-256-GCM.
+    /// AES-256-GCM, for `aes256-gcm` keys (algorithm byte 0x01).
     Aes256Gcm,
-    /// ChaCha20-Poly1305 (RFC 8439).
+    /// ChaCha20-Poly1305 (RFC 8439), for `chacha20-poly1305` keys (algorithm byte 0x02).
     ChaCha20Poly1305,
 }
 
@@ -57,7 +57,7 @@ impl AeadAlgorithm {
 /// The parsed header of an envelope.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EnvelopeHeader {
-    /// The AEAD.
+    /// The AEAD, which must match the type of the key that opens the envelope.
     pub algorithm: AeadAlgorithm,
     /// The version of the key that made the envelope: fetch that version to decrypt.
     pub key_version: u32,
