@@ -14,7 +14,7 @@ use super::{Migration, MigrationContext};
 
 /// The step to format 1, the runner's first: it writes the header and format records of a
 /// new vault.
-pub const MIGRATION: Migration = Migration {
+pub(crate) const MIGRATION: Migration = Migration {
     to_version: 1,
     description: "initial layout: meta header with KDF parameters and wrapped master key; empty keys, revoked and audit trees",
     apply,

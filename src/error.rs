@@ -506,11 +506,11 @@ impl std::fmt::Display for EnvelopeProblem {
 mod io_text {
     use serde::{Deserialize, Deserializer, Serializer};
 
-    pub fn serialize<S: Serializer>(e: &std::io::Error, s: S) -> Result<S::Ok, S::Error> {
+    pub(super) fn serialize<S: Serializer>(e: &std::io::Error, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&e.to_string())
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<std::io::Error, D::Error> {
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<std::io::Error, D::Error> {
         Ok(std::io::Error::other(String::deserialize(d)?))
     }
 }
@@ -575,7 +575,7 @@ impl Exit {
 
     /// The exit for a status number from elsewhere (an older agent's answer, a child's
     /// acknowledgement): anything not in the table is [`Exit::Other`], never success.
-    pub fn from_number(n: i64) -> Exit {
+    pub(crate) fn from_number(n: i64) -> Exit {
         match n {
             1 => Exit::Negative,
             2 => Exit::Usage,

@@ -21,7 +21,7 @@ use crate::error::{Error, KeyFamily, KeyPart, PublicKeyForm, Result};
 use crate::keytype::KeyType;
 
 /// Bytes of an Ed25519 seed (the private key) and of a public key.
-pub const KEY_LEN: usize = 32;
+pub(crate) const KEY_LEN: usize = 32;
 /// Bytes of an Ed25519 signature.
 pub const SIGNATURE_LEN: usize = 64;
 
@@ -33,7 +33,7 @@ pub fn generate() -> Result<KeyMaterial> {
 }
 
 /// The stored material of the key pair with this seed.
-pub fn material_from_seed(seed: &[u8; KEY_LEN]) -> Result<KeyMaterial> {
+pub(crate) fn material_from_seed(seed: &[u8; KEY_LEN]) -> Result<KeyMaterial> {
     let signing = SigningKey::from_bytes(seed);
     let pkcs8 = KeypairBytes {
         secret_key: *seed,
@@ -48,7 +48,7 @@ pub fn material_from_seed(seed: &[u8; KEY_LEN]) -> Result<KeyMaterial> {
 }
 
 /// The stored material of a public-only key.
-pub fn material_from_public(public: &VerifyingKey) -> Result<KeyMaterial> {
+pub(crate) fn material_from_public(public: &VerifyingKey) -> Result<KeyMaterial> {
     Ok(KeyMaterial {
         secret: Zeroizing::new(Vec::new()),
         public: Some(spki_der(public)?),
@@ -63,7 +63,7 @@ fn spki_der(public: &VerifyingKey) -> Result<Vec<u8>> {
 }
 
 /// The signing key of stored material (its PKCS#8 DER secret).
-pub fn signing_key(material: &KeyMaterial) -> Result<SigningKey> {
+pub(crate) fn signing_key(material: &KeyMaterial) -> Result<SigningKey> {
     if material.secret.is_empty() {
         return Err(Error::Usage(
             "this ed25519 key is public-only: it has no private key to sign with".into(),
@@ -76,7 +76,7 @@ pub fn signing_key(material: &KeyMaterial) -> Result<SigningKey> {
 }
 
 /// The verifying key of stored material (its SPKI DER public part).
-pub fn verifying_key(material: &KeyMaterial) -> Result<VerifyingKey> {
+pub(crate) fn verifying_key(material: &KeyMaterial) -> Result<VerifyingKey> {
     let der = material.public.as_ref().ok_or(Error::MissingPublicKey)?;
     VerifyingKey::from_public_key_der(der).map_err(|_| Error::DamagedKey {
         family: Some(KeyFamily::Ed25519),
@@ -90,7 +90,7 @@ pub fn seed(material: &KeyMaterial) -> Result<Zeroizing<[u8; KEY_LEN]>> {
 }
 
 /// Checks a public key users give us: a small-order point verifies forged signatures.
-pub fn check_public(public: &VerifyingKey) -> Result<()> {
+pub(crate) fn check_public(public: &VerifyingKey) -> Result<()> {
     if public.is_weak() {
         return Err(Error::TooWeak(
             "the Ed25519 public key is a small-order point: it would accept forged signatures"

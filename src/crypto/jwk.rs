@@ -35,7 +35,7 @@ use crate::keytype::KeyType;
 
 /// Whether `input` looks like a JSON object (its first non-blank byte is `{`), so that
 /// import reads it as a JWK.
-pub fn looks_like_jwk(input: &[u8]) -> bool {
+pub(crate) fn looks_like_jwk(input: &[u8]) -> bool {
     input
         .iter()
         .find(|b| !b.is_ascii_whitespace())

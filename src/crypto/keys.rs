@@ -4,7 +4,7 @@
 //! key as PKCS#8 DER and the public key as SPKI DER (a public-only key has no private
 //! part). Import reads PEM, DER, base64 of DER (32 raw bytes for symmetric keys) and JWK
 //! ([`super::jwk`]). This module dispatches on the key type; the encodings all share
-//! are in [`super::material`], RSA specifics in [`super::rsa_keys`], Ed25519 specifics
+//! are in `crypto::material`, RSA specifics in `crypto::rsa_keys`, Ed25519 specifics
 //! in [`super::ed25519_keys`]. Those modules never call back into this one.
 
 use base64::Engine as _;
@@ -39,7 +39,7 @@ pub enum ExportFormat {
 impl ExportFormat {
     /// The default format for a key type: base64 for symmetric keys, PEM for RSA and
     /// Ed25519.
-    pub fn default_for(key_type: KeyType) -> Self {
+    pub(crate) fn default_for(key_type: KeyType) -> Self {
         if key_type.is_asymmetric() {
             ExportFormat::Pem
         } else {

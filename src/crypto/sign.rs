@@ -173,7 +173,7 @@ pub fn verify(
 }
 
 /// The length of the digest [`sign_digest`] and [`verify_digest`] take (SHA-256).
-pub const DIGEST_LEN: usize = 32;
+pub(crate) const DIGEST_LEN: usize = 32;
 
 fn digest_signer(key_type: KeyType, digest: &[u8]) -> Result<()> {
     if !key_type.is_rsa() {

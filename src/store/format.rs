@@ -10,7 +10,7 @@ use crate::store::{Store, Tree};
 pub const CURRENT_FORMAT: u32 = 4;
 
 /// The last format whose version and header live in the database.
-pub const LAST_IN_DATABASE_FORMAT: u32 = 3;
+pub(crate) const LAST_IN_DATABASE_FORMAT: u32 = 3;
 
 /// The format version recorded in the database (0 for an empty database).
 pub fn format_version(store: &Store) -> Result<u32> {

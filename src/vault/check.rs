@@ -62,11 +62,11 @@ impl CheckReport {
 }
 
 /// The records of every tree, in key order.
-pub type TreeRecords = Vec<(Vec<u8>, Vec<u8>)>;
+pub(crate) type TreeRecords = Vec<(Vec<u8>, Vec<u8>)>;
 
 /// Checks the records of a vault (or of a backup) of `format` against its keyring and
 /// header (the keyring of that format: see `MasterKey::keyring_for_format`).
-pub fn check_records(
+pub(crate) fn check_records(
     keyring: &Keyring,
     header: &Header,
     format: u32,

@@ -28,12 +28,12 @@ use super::types::{KeyInfo, Timestamp};
 use super::{AuditEvent, Vault, key_info};
 
 /// Encryptions an AEAD key version may make: 2^32 (NIST SP 800-38D, random nonces).
-pub const AEAD_USE_LIMIT: u64 = 1 << 32;
+pub(crate) const AEAD_USE_LIMIT: u64 = 1 << 32;
 /// From this many encryptions on, an AEAD key version warns: rotate soon.
-pub const AEAD_WARN_AT: u64 = AEAD_USE_LIMIT - (1 << 28);
+pub(crate) const AEAD_WARN_AT: u64 = AEAD_USE_LIMIT - (1 << 28);
 
 /// In-memory use counts and the reservation block size.
-pub struct UseCounters {
+pub(crate) struct UseCounters {
     map: Mutex<HashMap<(Vec<u8>, u32), Counter>>,
     block: AtomicU64,
 }
@@ -159,7 +159,7 @@ impl Vault {
     /// Writes the exact use counts of this process over its reservations (when the
     /// agent locks), so that counts survive an orderly stop exactly; only a crash
     /// overcounts.
-    pub fn release_use_reservations(&self) -> Result<()> {
+    pub(crate) fn release_use_reservations(&self) -> Result<()> {
         let mut map = self.uses.map.lock().unwrap_or_else(|p| p.into_inner());
         let pending: Vec<((Vec<u8>, u32), Counter)> = map
             .iter()

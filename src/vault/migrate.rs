@@ -22,7 +22,7 @@ use crate::store::layout::VaultLock;
 use crate::store::records::{Header, meta_keys};
 use crate::store::{Batch, Store, Tree};
 
-pub use crate::store::format::{CURRENT_FORMAT, LAST_IN_DATABASE_FORMAT, format_version};
+pub(crate) use crate::store::format::{CURRENT_FORMAT, LAST_IN_DATABASE_FORMAT, format_version};
 
 #[path = "../../migrations/0001_initial.rs"]
 mod m0001_initial;
@@ -36,7 +36,7 @@ mod m0004_vault_layout;
 pub use m0004_vault_layout::finish as finish_layout_migration;
 
 /// One format step inside the database, applied as one atomic batch.
-pub struct Migration {
+pub(crate) struct Migration {
     /// The format version after this step.
     pub to_version: u32,
     /// What the step changes (read by people and by the tests' messages).
@@ -47,7 +47,7 @@ pub struct Migration {
 }
 
 /// What a step can read and where it writes.
-pub struct MigrationContext<'a> {
+pub(crate) struct MigrationContext<'a> {
     /// The database being migrated (read it; write only through `batch`).
     pub store: &'a Store,
     /// The header of a vault being created (only for the initial step).
@@ -59,7 +59,7 @@ pub struct MigrationContext<'a> {
 }
 
 /// Every step inside the database, in order (step 4, the layout, follows them).
-pub const MIGRATIONS: &[Migration] = &[
+pub(crate) const MIGRATIONS: &[Migration] = &[
     m0001_initial::MIGRATION,
     m0002_audit_chain_head::MIGRATION,
     m0003_revocation_ledger::MIGRATION,
@@ -69,7 +69,7 @@ pub const MIGRATIONS: &[Migration] = &[
 /// when opening an existing one. Each step is one atomic batch together with its new
 /// format version. Returns the steps that ran. (Opening an older vault writes a backup
 /// next to it first: see `Vault::open`.)
-pub fn run_pending(
+pub(crate) fn run_pending(
     store: &Store,
     new_header: Option<&Header>,
     keyring: Option<&Keyring>,
@@ -111,7 +111,7 @@ pub fn run_pending(
 
 /// Refuses to run the step to `to_version` over data that holds what a later format
 /// adds: the meta-tree records named in `later`.
-pub fn refuse_newer_data(store: &Store, to_version: u32, later: &[&[u8]]) -> Result<()> {
+pub(crate) fn refuse_newer_data(store: &Store, to_version: u32, later: &[&[u8]]) -> Result<()> {
     for key in later {
         if store.contains(Tree::Meta, key)? {
             return Err(Error::Integrity(format!(
@@ -128,7 +128,7 @@ pub fn refuse_newer_data(store: &Store, to_version: u32, later: &[&[u8]]) -> Res
 /// that holds what a format after its recorded one adds: an audit head below format 2,
 /// a revocation ledger below format 3, an epoch, or records sealed under the format-4
 /// key. Each step checks again as it runs.
-pub fn refuse_relabelled(store: &Store, master: &MasterKey) -> Result<()> {
+pub(crate) fn refuse_relabelled(store: &Store, master: &MasterKey) -> Result<()> {
     let format = format_version(store)?;
     let mut later: Vec<&[u8]> = vec![crate::vault::epoch::EPOCH_KEY];
     if format < 3 {
@@ -160,7 +160,7 @@ pub fn refuse_relabelled(store: &Store, master: &MasterKey) -> Result<()> {
 /// itself, to the current format and layout: the steps inside the database first, then
 /// the layout step. `header` is its header record and `master` its master key. The
 /// caller holds the vault's lock and has written a backup beside the vault.
-pub fn migrate_to_current(
+pub(crate) fn migrate_to_current(
     lock: &VaultLock,
     store: Store,
     header: Header,

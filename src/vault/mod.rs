@@ -167,7 +167,7 @@ impl Vault {
     }
 
     /// The vault's id in hex: the same for every copy of the vault's directory.
-    pub fn id_hex(&self) -> String {
+    pub(crate) fn id_hex(&self) -> String {
         self.header().id_hex()
     }
 
@@ -309,7 +309,7 @@ impl Vault {
     /// vault already holds that breaks today's rules (stored before them: not NFC,
     /// invisible characters) is still found by its exact spelling, so that nothing
     /// in an older vault becomes unreachable; a new id must follow the rules.
-    pub fn resolve_user(&self, user: &str) -> Result<String> {
+    pub(crate) fn resolve_user(&self, user: &str) -> Result<String> {
         match validate::new_user_id(user) {
             Ok(nfc) => {
                 if nfc != user && !self.user_known(&nfc)? && self.user_known(user)? {
@@ -390,7 +390,7 @@ impl Vault {
     /// Records in the audit log that material [`Vault::export`] handed out could not be
     /// written where it was going (a full disk, a closed pipe): the export entry says
     /// the key left the vault; this one, that it reached nothing.
-    pub fn record_export_failure(
+    pub(crate) fn record_export_failure(
         &self,
         user: &str,
         name: &str,
@@ -525,11 +525,6 @@ impl Vault {
         )?;
         self.forget_uses(&db_key);
         Ok(key_info(&record))
-    }
-
-    /// The audit events recorded so far, oldest first, after checking the chain.
-    pub fn audit_log(&self) -> Result<Vec<records::AuditRecord>> {
-        audit::read_all(&self.store, &self.keyring)
     }
 }
 

@@ -273,7 +273,7 @@ impl Vault {
 
     /// Opens the vault at `path` with its master key (from [`Vault::unlock_master_key`])
     /// for an unlock session, and records the unlock in the audit log.
-    pub fn open_with_master_key(
+    pub(crate) fn open_with_master_key(
         path: &Path,
         master: MasterKey,
         options: OpenOptions,
@@ -294,7 +294,7 @@ impl Vault {
     }
 
     /// The address range of the in-memory subkeys, for `mlock` by the agent.
-    pub fn key_memory_range(&self) -> (usize, usize) {
+    pub(crate) fn key_memory_range(&self) -> (usize, usize) {
         (
             std::ptr::addr_of!(*self.keyring) as usize,
             std::mem::size_of::<Keyring>(),

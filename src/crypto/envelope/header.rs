@@ -20,7 +20,7 @@ pub enum AeadAlgorithm {
 
 impl AeadAlgorithm {
     /// The algorithm of an AEAD key type; other types are a usage error with a hint.
-    pub fn for_key_type(key_type: KeyType) -> Result<Self> {
+    pub(crate) fn for_key_type(key_type: KeyType) -> Result<Self> {
         match key_type {
             KeyType::Aes256Gcm => Ok(AeadAlgorithm::Aes256Gcm),
             KeyType::ChaCha20Poly1305 => Ok(AeadAlgorithm::ChaCha20Poly1305),
@@ -114,7 +114,7 @@ impl EnvelopeHeader {
 
     /// Checks the envelope was made with a key of `key_type`; if not, an integrity
     /// error: the envelope is another key's, or its algorithm byte was altered.
-    pub fn check_key_type(&self, key_type: KeyType) -> Result<()> {
+    pub(crate) fn check_key_type(&self, key_type: KeyType) -> Result<()> {
         let made_with = self.algorithm.key_type();
         if made_with != key_type {
             return Err(Error::BadEnvelope(EnvelopeProblem::WrongKeyType {

@@ -41,21 +41,21 @@
 //! a temporary file and renames it only on success.
 
 /// The first bytes of every envelope.
-pub const MAGIC: [u8; 4] = *b"KVE1";
+pub(crate) const MAGIC: [u8; 4] = *b"KVE1";
 /// The format version this code writes and reads.
-pub const FORMAT_V1: u8 = 1;
+pub(crate) const FORMAT_V1: u8 = 1;
 /// Bytes of the header.
 pub const HEADER_LEN: usize = 53;
 /// Bytes of the salt in the header.
-pub const SALT_LEN: usize = 32;
+pub(crate) const SALT_LEN: usize = 32;
 /// Bytes of the nonce prefix in the header.
-pub const NONCE_PREFIX_LEN: usize = 7;
+pub(crate) const NONCE_PREFIX_LEN: usize = 7;
 /// Bytes of every chunk's tag.
-pub const TAG_LEN: usize = 16;
+pub(crate) const TAG_LEN: usize = 16;
 /// Plaintext bytes per chunk written.
-pub const CHUNK_SIZE: u32 = 64 * 1024;
+pub(crate) const CHUNK_SIZE: u32 = 64 * 1024;
 /// The largest chunk size accepted when reading (bounds the memory a header can ask for).
-pub const MAX_CHUNK_SIZE: u32 = 1024 * 1024;
+pub(crate) const MAX_CHUNK_SIZE: u32 = 1024 * 1024;
 
 mod header;
 mod stream;

@@ -44,7 +44,7 @@ use sha2::Sha256;
 use crate::error::{Error, Result};
 
 /// Bytes of a Fernet key.
-pub const KEY_LEN: usize = 32;
+pub(crate) const KEY_LEN: usize = 32;
 
 /// The version byte of every token.
 const VERSION: u8 = 0x80;
