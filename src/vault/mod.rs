@@ -17,6 +17,7 @@ pub(crate) mod ledger;
 pub mod lifecycle;
 pub(crate) mod migrate;
 mod open;
+mod peek;
 mod restore;
 mod revocation;
 pub mod types;
@@ -41,9 +42,8 @@ pub use crate::store::format::CURRENT_FORMAT;
 pub use audit::AuditEvent;
 use audit::AuditHead;
 use header::VaultHeader;
-pub use open::{
-    OpenOptions, can_create_in, canonical_path, peek_id, peek_kdf, peek_status, storage_stalled,
-};
+pub use open::OpenOptions;
+pub use peek::{can_create_in, canonical_path, peek_id, peek_kdf, peek_status, storage_stalled};
 use revocation::destroyed_key;
 use types::{KeyInfo, KeyTypeName, Timestamp, VaultStatus, VersionInfo};
 
