@@ -81,9 +81,7 @@ pub(crate) fn rsa_private(key_type: KeyType, material: &KeyMaterial) -> Result<r
 pub(crate) fn rsa_public(material: &KeyMaterial) -> Result<rsa::PublicKey> {
     match rsa_public_constrained(material)? {
         (key, None) => Ok(key),
-        (_, Some(_)) => Err(Error::Usage(
-            "this key is an RSASSA-PSS public key: it verifies PSS signatures only".into(),
-        )),
+        (_, Some(_)) => Err(Error::PssOnlyKey),
     }
 }
 
@@ -226,9 +224,7 @@ pub fn verify_digest(
     }
     let (key, constraints) = rsa_public_constrained(material)?;
     if constraints.is_some() && scheme != RsaScheme::Pss {
-        return Err(Error::Usage(
-            "this key is an RSASSA-PSS public key: it verifies PSS signatures only".into(),
-        ));
+        return Err(Error::PssOnlyKey);
     }
     Ok(match scheme {
         RsaScheme::Pss => {
@@ -551,7 +547,10 @@ mod tests {
     fn wrong_key_type_scheme_or_public_only_is_usage() {
         let f = generate(KeyType::Fernet).unwrap();
         match sign(KeyType::Fernet, &f, None, b"x") {
-            Err(Error::Usage(m)) => assert!(m.contains("use an rsa or ed25519 key"), "{m}"),
+            Err(e @ Error::UnsupportedUse { .. }) => {
+                let m = e.to_string();
+                assert!(m.contains("use an rsa or ed25519 key"), "{m}")
+            }
             other => panic!("{other:?}"),
         }
         assert!(matches!(

@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::keytype::KeyType;
+use crate::keytype::{KeyType, KeyUse};
 
 /// The kinds of asymmetric key whose encodings keyvault reads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -178,5 +178,15 @@ impl std::fmt::Display for EnvelopeProblem {
             ),
             EnvelopeProblem::TooManyChunks => f.write_str("the envelope has more than 2^32 chunks"),
         }
+    }
+}
+
+/// The key types that can do `wanted`, in words.
+pub(super) fn use_instead(wanted: KeyUse) -> &'static str {
+    match wanted {
+        KeyUse::Encrypt | KeyUse::Decrypt => {
+            "use a fernet or aead (aes256-gcm, chacha20-poly1305) key to encrypt"
+        }
+        KeyUse::Sign | KeyUse::Verify => "use an rsa or ed25519 key to sign",
     }
 }

@@ -9,12 +9,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::crypto::kdf::KdfParams;
 use crate::crypto::sign::RsaScheme;
-use crate::keytype::KeyType;
+use crate::keytype::{KeyType, KeyUse};
 
 mod details;
 
 pub use details::{EnvelopeProblem, KeyFamily, KeyPart, PublicKeyForm, RecordKind};
-use details::{key_part_name, public_key_given};
+use details::{key_part_name, public_key_given, use_instead};
 
 /// Everything that can go wrong in keyvault.
 ///
@@ -141,6 +141,26 @@ pub enum Error {
         /// How the public key came.
         form: PublicKeyForm,
     },
+
+    /// Keys of this type cannot do what was asked (exit 2): an Ed25519 key encrypts
+    /// nothing, a symmetric key signs nothing.
+    #[error(
+        "{key_type} keys cannot {}: {key_type} keys {}; {}",
+        .wanted.as_str(),
+        .key_type.uses_in_words(),
+        use_instead(*.wanted)
+    )]
+    UnsupportedUse {
+        /// The key's type.
+        key_type: KeyType,
+        /// What it was asked to do.
+        wanted: KeyUse,
+    },
+
+    /// An RSASSA-PSS public key was asked to do what such a key does not: anything but
+    /// verify PSS signatures (exit 2).
+    #[error("this key is an RSASSA-PSS public key: it verifies PSS signatures only")]
+    PssOnlyKey,
 
     /// The private part of a public-only key was asked for (exit 2).
     #[error("this key is public-only: it has no private part to export")]
@@ -432,6 +452,8 @@ impl Error {
             | Error::UnreadableKey { .. }
             | Error::PublicKeyGiven { .. }
             | Error::NoPrivatePart
+            | Error::UnsupportedUse { .. }
+            | Error::PssOnlyKey
             | Error::RsaSizeMismatch { .. }
             | Error::SchemeNotApplicable { .. }
             | Error::TtlNotApplicable { .. } => Exit::Usage,
