@@ -21,6 +21,7 @@ mod peek;
 mod restore;
 mod revocation;
 pub mod types;
+mod uses;
 pub mod validate;
 
 use std::path::{Path, PathBuf};
@@ -67,7 +68,7 @@ pub struct Vault {
     /// Whether commits skip waiting for durability (bulk loads).
     deferred_flush: AtomicBool,
     /// Use counts of key versions.
-    uses: keyuse::UseCounters,
+    uses: uses::UseCounters,
     /// The revocation ledger as verified at open (changed only under the writer lock),
     /// or why it does not match the revoked users.
     revocations: Mutex<std::result::Result<ledger::Ledger, String>>,
