@@ -12,7 +12,7 @@
 //! This is our own implementation on RustCrypto's `aes`, `hmac` and `sha2` (the `fernet`
 //! crate, now a test-only dependency, checks it both ways): it decodes and authenticates
 //! a token once instead of once per key version, works in place, and decrypts CBC blocks
-//! in parallel, which the throughput target (twice Python's) needs.
+//! in parallel, which keyvault's throughput goal (twice Python's) needs.
 //!
 //! Encryption cannot be parallelised the same way: each CBC block needs the one before,
 //! so AES-128-CBC runs at the latency of the AES rounds (about 0.75 ms per MiB here), and
