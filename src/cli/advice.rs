@@ -60,6 +60,7 @@ pub fn hint(e: &Error) -> Option<String> {
         Error::VaultNotFound(_) => {
             "create one with `keyvault init`, or point --vault / KEYVAULT_PATH at it"
         }
+        Error::Locked(_) => "run `keyvault unlock` first",
         Error::VaultInUse(_) => {
             "wait for the other keyvault process to finish, or use the running agent"
         }

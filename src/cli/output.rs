@@ -1,12 +1,25 @@
-//! Rendering results as text or as one JSON document.
+//! Writing to stdout: each command's report, rendered once, as text or as one JSON
+//! document. Command code builds a report value and hands it to [`Out::emit`]; it never
+//! asks which of the two was wanted (the reports themselves are in `report.rs`).
 
+use std::fmt;
 use std::io::{self, Write};
 
 use serde::Serialize;
 
-use keyvault::vault::lifecycle::CompactReport;
-use keyvault::vault::types::{KeyInfo, RevocationInfo, RevokeOutcome, VaultStatus};
 pub use keyvault::vault::validate::escape;
+
+/// What a command prints when it succeeds: text through [`fmt::Display`], the `--json`
+/// document through [`Serialize`].
+pub trait Report: Serialize + fmt::Display {
+    /// Whether the document's object keys come out in alphabetical order, nested ones
+    /// too, rather than in field order. Most documents have always been printed this
+    /// way (serde_json sorts the keys of a JSON value), and scripts may read them as
+    /// text: a report keeps the order its document has. A report that carries secret
+    /// material sets this to `false` and declares its fields in alphabetical order, so
+    /// the material is never copied into an intermediate JSON value.
+    const SORTED_KEYS: bool = true;
+}
 
 /// Writes to stdout; a closed pipe (e.g. `| head`) ends the program quietly.
 pub struct Out {
@@ -23,14 +36,29 @@ impl Out {
         }
     }
 
-    /// Whether `--json` was given.
+    /// Whether `--json` was given: for what to read or refuse, never for how to render
+    /// (that is [`Out::emit`]'s business).
     pub fn json(&self) -> bool {
         self.json
     }
 
-    /// Writes text.
-    pub fn text(&mut self, s: &str) -> io::Result<()> {
-        self.stdout.write_all(s.as_bytes())
+    /// Prints a command's report: its JSON document with `--json`, else its text.
+    pub fn emit<R: Report>(&mut self, report: &R) -> io::Result<()> {
+        match (self.json, R::SORTED_KEYS) {
+            (true, true) => self.doc(&serde_json::to_value(report).map_err(io::Error::other)?),
+            (true, false) => self.doc(report),
+            (false, _) => self.text(&report.to_string()),
+        }
+    }
+
+    /// Prints output that may be binary (exported key material): raw as text output,
+    /// or with `--json` the report `doc` makes of it.
+    pub fn raw<R: Report>(&mut self, bytes: &[u8], doc: impl FnOnce() -> R) -> io::Result<()> {
+        if self.json {
+            self.emit(&doc())
+        } else {
+            self.bytes(bytes)
+        }
     }
 
     /// Writes raw bytes.
@@ -39,8 +67,17 @@ impl Out {
         self.stdout.flush()
     }
 
+    /// Flushes stdout.
+    pub fn flush(&mut self) -> io::Result<()> {
+        self.stdout.flush()
+    }
+
+    fn text(&mut self, s: &str) -> io::Result<()> {
+        self.stdout.write_all(s.as_bytes())
+    }
+
     /// Writes one JSON document and a newline.
-    pub fn doc<T: Serialize>(&mut self, value: &T) -> io::Result<()> {
+    fn doc<T: Serialize + ?Sized>(&mut self, value: &T) -> io::Result<()> {
         // Serialized first, so that a closed pipe surfaces as `BrokenPipe` (quiet), not
         // as a JSON error.
         let mut text = serde_json::to_vec_pretty(value).map_err(io::Error::other)?;
@@ -48,175 +85,4 @@ impl Out {
         self.stdout.write_all(&text)?;
         self.stdout.flush()
     }
-
-    /// Flushes stdout.
-    pub fn flush(&mut self) -> io::Result<()> {
-        self.stdout.flush()
-    }
-}
-
-/// The lines describing a key that was stored.
-pub fn stored_key(verb: &str, k: &KeyInfo) -> String {
-    let mut s = format!(
-        "{verb} {} key {:?} for {}\nid:          {}\nversion:     {}\nfingerprint: {}\n",
-        k.key_type.0,
-        k.name,
-        escape(&k.user),
-        k.id,
-        k.primary_version,
-        k.fingerprint
-    );
-    if k.public_only {
-        s.push_str("public only: yes\n");
-    }
-    s
-}
-
-/// A table of keys.
-pub fn key_table(keys: &[KeyInfo]) -> String {
-    if keys.is_empty() {
-        return "no keys\n".to_string();
-    }
-    let rows: Vec<[String; 7]> = keys
-        .iter()
-        .map(|k| {
-            [
-                escape(&k.user).into_owned(),
-                escape(&k.name).into_owned(),
-                if k.public_only {
-                    format!("{} (public)", k.key_type.0)
-                } else {
-                    k.key_type.0.to_string()
-                },
-                k.versions
-                    .iter()
-                    .map(|v| v.version.to_string())
-                    .collect::<Vec<_>>()
-                    .join(","),
-                k.versions
-                    .iter()
-                    .map(|v| v.uses.to_string())
-                    .collect::<Vec<_>>()
-                    .join(","),
-                k.created.to_string(),
-                k.fingerprint.clone(),
-            ]
-        })
-        .collect();
-    let header = [
-        "USER",
-        "NAME",
-        "TYPE",
-        "VERSIONS",
-        "USES",
-        "CREATED",
-        "FINGERPRINT",
-    ];
-    let mut widths = header.map(str::len);
-    for row in &rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
-    let mut out = String::new();
-    let mut line = |cells: &[&str]| {
-        let mut l = String::new();
-        for (i, (cell, w)) in cells.iter().zip(widths).enumerate() {
-            if i + 1 == cells.len() {
-                l.push_str(cell);
-            } else {
-                l.push_str(&format!("{cell:<w$}  "));
-            }
-        }
-        out.push_str(l.trim_end());
-        out.push('\n');
-    };
-    line(&header);
-    for row in &rows {
-        let cells: Vec<&str> = row.iter().map(String::as_str).collect();
-        line(&cells);
-    }
-    out
-}
-
-/// The receipt of a revocation.
-pub fn receipt(outcome: &RevokeOutcome) -> String {
-    let r = &outcome.receipt;
-    let mut s = if outcome.already_revoked {
-        format!(
-            "{} was already revoked at {}\n",
-            escape(&r.user),
-            r.revoked_at
-        )
-    } else {
-        format!("Revoked {} at {}\n", escape(&r.user), r.revoked_at)
-    };
-    if let Some(reason) = &r.reason {
-        s.push_str(&format!("reason: {}\n", escape(reason)));
-    }
-    s.push_str(&format!("destroyed keys: {}\n", r.destroyed.len()));
-    for d in &r.destroyed {
-        let versions: Vec<String> = d.versions.iter().map(u32::to_string).collect();
-        s.push_str(&format!(
-            "  {}  {}  {}  versions {}  {}\n",
-            d.id,
-            escape(&d.name),
-            d.key_type.0,
-            versions.join(","),
-            d.fingerprint
-        ));
-    }
-    s
-}
-
-/// The list of revoked users.
-pub fn revocations(list: &[RevocationInfo]) -> String {
-    if list.is_empty() {
-        return "no revoked users\n".to_string();
-    }
-    let mut s = String::new();
-    for r in list {
-        s.push_str(&format!(
-            "{}  {}  {}\n",
-            escape(&r.user),
-            r.revoked_at,
-            escape(r.reason.as_deref().unwrap_or("-"))
-        ));
-    }
-    s
-}
-
-/// The status lines.
-pub fn status(state: &str, st: &VaultStatus) -> String {
-    let mut s = format!(
-        "state:          {state}\nvault:          {}\nformat version: {}\n",
-        st.path, st.format_version
-    );
-    if let Some(kdf) = &st.kdf {
-        s.push_str(&format!("kdf:            Argon2id {kdf}\n"));
-    }
-    s.push_str(&format!(
-        "users:          {}\nkeys:           {}\nrevoked users:  {}\n",
-        st.users, st.keys, st.revoked_users
-    ));
-    s
-}
-
-/// The line after a compaction.
-pub fn compacted(r: &CompactReport) -> String {
-    format!(
-        "Compacted the vault: {} records, {} bytes before, {} bytes after\n",
-        r.records, r.bytes_before, r.bytes_after
-    )
-}
-
-/// `1 version`, `2 versions`.
-pub fn count(n: usize, one: &str, many: &str) -> String {
-    format!("{n} {}", if n == 1 { one } else { many })
-}
-
-/// The versions of a key, e.g. `1,2,3 (primary 3)`.
-pub fn version_list(k: &KeyInfo) -> String {
-    let list: Vec<String> = k.versions.iter().map(|v| v.version.to_string()).collect();
-    format!("{} (primary {})", list.join(","), k.primary_version)
 }

@@ -35,6 +35,8 @@ pub enum PublicKeyForm {
     RsaPss,
     /// A JWK without its private member `d`.
     Jwk,
+    /// An OpenSSH public key line (`ssh-ed25519 AAAA…`).
+    OpensshLine,
 }
 
 pub(super) fn public_key_given(key_type: KeyType, form: PublicKeyForm) -> String {
@@ -53,6 +55,9 @@ pub(super) fn public_key_given(key_type: KeyType, form: PublicKeyForm) -> String
         }
         PublicKeyForm::Jwk => {
             format!("expected a private key for type {key_type}, found a public JWK (no \"d\")")
+        }
+        PublicKeyForm::OpensshLine => {
+            format!("expected a private key for type {key_type}, found an OpenSSH public key")
         }
     }
 }

@@ -32,6 +32,15 @@ pub enum Error {
     /// The passphrase did not unlock the vault (exit 3).
     #[error("wrong passphrase for the vault at {0}")]
     WrongPassphrase(PathBuf),
+    /// The vault is locked and the operation needs its agent (no passphrase can help).
+    #[error("the vault at {0} is locked: no agent holds its keys")]
+    Locked(PathBuf),
+    /// A key file being imported is protected by a passphrase and none is available.
+    #[error("{0}")]
+    NoKeyPassphrase(String),
+    /// The passphrase of a key file being imported is wrong.
+    #[error("wrong passphrase for the key file {0}")]
+    WrongKeyPassphrase(String),
 
     /// No passphrase could be obtained (exit 4).
     #[error("{0}")]
@@ -457,8 +466,10 @@ impl Error {
             | Error::RsaSizeMismatch { .. }
             | Error::SchemeNotApplicable { .. }
             | Error::TtlNotApplicable { .. } => Exit::Usage,
-            Error::WrongPassphrase(_) => Exit::WrongPassphrase,
-            Error::NoPassphrase(_) => Exit::NoPassphrase,
+            Error::WrongPassphrase(_) | Error::WrongKeyPassphrase(_) => Exit::WrongPassphrase,
+            Error::NoPassphrase(_) | Error::Locked(_) | Error::NoKeyPassphrase(_) => {
+                Exit::NoPassphrase
+            }
             Error::VaultNotFound(_)
             | Error::UserNotFound { .. }
             | Error::KeyNotFound { .. }
