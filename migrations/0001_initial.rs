@@ -12,8 +12,9 @@ use crate::store::records::{self, meta_keys};
 
 use super::{Migration, MigrationContext};
 
-/// The step.
-pub const MIGRATION: Migration = Migration {
+/// The step to format 1, the runner's first: it writes the header and format records of a
+/// new vault.
+pub(crate) const MIGRATION: Migration = Migration {
     to_version: 1,
     description: "initial layout: meta header with KDF parameters and wrapped master key; empty keys, revoked and audit trees",
     apply,

@@ -15,8 +15,8 @@ use crate::vault::audit::{self, HEAD_KEY};
 
 use super::{Migration, MigrationContext};
 
-/// The step.
-pub const MIGRATION: Migration = Migration {
+/// The step from format 1 to 2, as the runner lists it.
+pub(crate) const MIGRATION: Migration = Migration {
     to_version: 2,
     description: "seal the audit chain head in the meta tree, so truncating the log is detected",
     apply,

@@ -15,8 +15,8 @@ use crate::vault::ledger::Ledger;
 
 use super::{Migration, MigrationContext};
 
-/// The step.
-pub const MIGRATION: Migration = Migration {
+/// The step from format 2 to 3, as the runner lists it.
+pub(crate) const MIGRATION: Migration = Migration {
     to_version: 3,
     description: "seal a ledger of the revoked users in the meta tree, so removing a revocation is detected",
     apply,

@@ -43,7 +43,7 @@ use crate::vault::epoch;
 use crate::vault::header::{VAULT_ID_LEN, VaultHeader};
 
 /// The format after this step.
-pub const TO_VERSION: u32 = 4;
+pub(crate) const TO_VERSION: u32 = 4;
 
 /// Meta records of format 3 that format 4 keeps as they are (unsealed).
 const KEPT_UNSEALED: [&[u8]; 1] = [meta_keys::FAILED_UNLOCKS];

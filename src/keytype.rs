@@ -23,15 +23,15 @@ pub enum KeyType {
 }
 
 /// What a key is asked to do, to check the key type can do it (see [`KeyType::check_use`]).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum KeyUse {
-    /// Encrypt a message.
+    /// Encrypting a message (AEAD, Fernet and RSA-OAEP keys).
     Encrypt,
-    /// Decrypt a message.
+    /// Decrypting a message (the keys that encrypt).
     Decrypt,
-    /// Sign a message.
+    /// Signing a message (RSA and Ed25519 keys).
     Sign,
-    /// Verify a signature.
+    /// Verifying a signature (the keys that sign, public-only ones too).
     Verify,
 }
 
@@ -102,21 +102,19 @@ impl KeyType {
         if self.supports(what) {
             return Ok(());
         }
-        let hint = match what {
-            KeyUse::Encrypt | KeyUse::Decrypt => {
-                "use a fernet or aead (aes256-gcm, chacha20-poly1305) key to encrypt"
-            }
-            KeyUse::Sign | KeyUse::Verify => "use an rsa or ed25519 key to sign",
-        };
-        let does = if self.is_asymmetric() {
+        Err(crate::Error::UnsupportedUse {
+            key_type: self,
+            wanted: what,
+        })
+    }
+
+    /// What keys of this type do, in words (for [`crate::Error::UnsupportedUse`]).
+    pub(crate) fn uses_in_words(self) -> &'static str {
+        if self.is_asymmetric() {
             "sign and verify"
         } else {
             "encrypt and decrypt"
-        };
-        Err(crate::Error::Usage(format!(
-            "{self} keys cannot {}: {self} keys {does}; {hint}",
-            what.as_str()
-        )))
+        }
     }
 
     /// The size of a signature of this type in bytes (RSA: the modulus; Ed25519: 64),
@@ -205,14 +203,16 @@ mod tests {
         assert!(KeyType::Fernet.check_use(KeyUse::Decrypt).is_ok());
         assert!(KeyType::Ed25519.check_use(KeyUse::Verify).is_ok());
         match KeyType::Ed25519.check_use(KeyUse::Encrypt) {
-            Err(crate::Error::Usage(m)) => {
+            Err(e @ crate::Error::UnsupportedUse { .. }) => {
+                let m = e.to_string();
                 assert!(m.contains("ed25519 keys sign and verify"), "{m}");
                 assert!(m.contains("use a fernet or aead"), "{m}");
             }
             other => panic!("{other:?}"),
         }
         match KeyType::Fernet.check_use(KeyUse::Sign) {
-            Err(crate::Error::Usage(m)) => {
+            Err(e @ crate::Error::UnsupportedUse { .. }) => {
+                let m = e.to_string();
                 assert!(m.contains("fernet keys encrypt and decrypt"), "{m}");
                 assert!(m.contains("rsa or ed25519"), "{m}");
             }

@@ -68,21 +68,22 @@ fn main() -> ExitCode {
             ExitCode::from(8)
         }
         Err(cli::RunError::Reported(e)) => {
-            eprintln!("error: {}", escape(&e.to_string()));
-            if let Some(hint) = e.hint() {
+            eprintln!("error: {}", escape(&cli::advice::message(&e)));
+            if let Some(hint) = cli::advice::hint(&e) {
                 eprintln!("hint: {}", escape(&hint));
             }
             ExitCode::from(e.exit_code().code())
         }
         Err(cli::RunError::Vault(e)) => {
             let code = e.exit_code().code();
-            eprintln!("error: {}", escape(&e.to_string()));
-            if let Some(hint) = e.hint() {
+            let message = cli::advice::message(&e);
+            eprintln!("error: {}", escape(&message));
+            if let Some(hint) = cli::advice::hint(&e) {
                 eprintln!("hint: {}", escape(&hint));
             }
             if json {
                 let doc = serde_json::json!({
-                    "error": { "code": code, "message": e.to_string() }
+                    "error": { "code": code, "message": message }
                 });
                 println!("{doc}");
             }
@@ -98,7 +99,7 @@ fn start_stall_watchdog() {
     std::thread::spawn(|| {
         loop {
             std::thread::sleep(std::time::Duration::from_millis(500));
-            if keyvault::store::stalled_for().is_some_and(|d| d >= keyvault::store::STALL_LIMIT) {
+            if keyvault::vault::storage_stalled() {
                 eprintln!(
                     "error: integrity failure: the storage engine stopped making progress reading the vault's files (damaged?)"
                 );

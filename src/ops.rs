@@ -371,8 +371,8 @@ pub enum Response {
         header: Vec<u8>,
         /// The envelope's key (opens that envelope only).
         key: Zeroizing<Vec<u8>>,
-        /// A warning for the user.
-        warning: Option<String>,
+        /// Set when the key version nears its limit of uses.
+        warning: Option<crate::vault::keyuse::NearLimit>,
     },
     /// For `Verify` and `VerifyDigest`: the version the signature verifies under, if any.
     Verified(Option<u32>),

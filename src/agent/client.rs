@@ -190,15 +190,7 @@ impl AgentClient {
         match answer {
             Ok(AgentResponse::Pong(info)) => Ok(Pinged::Pong(info)),
             Ok(AgentResponse::Stopped { info, .. }) => Ok(Pinged::Stopped(info)),
-            Ok(AgentResponse::Error {
-                code,
-                message,
-                hint,
-            }) => Err(Error::Remote {
-                code,
-                message,
-                hint,
-            }),
+            Ok(AgentResponse::Error { error, .. }) => Err(error),
             Ok(_) => Err(no_answer("an unexpected message".into())),
             Err(FrameError::Version(v)) => Ok(Pinged::OtherVersion(v)),
             Err(FrameError::Closed) => Err(no_answer("it closed the connection".into())),
@@ -255,15 +247,7 @@ impl AgentClient {
             read_message(&mut self.stream, MAX_RESPONSE_BYTES).map_err(client_error)?;
         self.last_used = Instant::now();
         match response {
-            AgentResponse::Error {
-                code,
-                message,
-                hint,
-            } => Err(Error::Remote {
-                code,
-                message,
-                hint,
-            }),
+            AgentResponse::Error { error, .. } => Err(error),
             AgentResponse::Stopped { info, reason } => Err(Error::AgentStopped {
                 path: info.vault_path(),
                 reason,
@@ -315,15 +299,7 @@ impl AgentClient {
             Ok(AgentResponse::Done) => Ok(()),
             // The agent exits right after its wipe; a lost answer still means locked.
             Err(FrameError::Closed) | Err(FrameError::Io(_)) => Ok(()),
-            Ok(AgentResponse::Error {
-                code,
-                message,
-                hint,
-            }) => Err(Error::Remote {
-                code,
-                message,
-                hint,
-            }),
+            Ok(AgentResponse::Error { error, .. }) => Err(error),
             Ok(_) => Err(Error::Internal("unexpected answer from the agent".into())),
             Err(e) => Err(client_error(e)),
         }

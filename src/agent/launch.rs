@@ -1,6 +1,11 @@
-//! Starting the agent: `unlock` checks the passphrase, spawns the same binary as a
-//! detached agent, hands it the master key over a pipe (never argv or env), and waits
-//! for its acknowledgement that the socket is bound.
+//! Starting the agent: the caller (the binary's `unlock`) checks the passphrase and
+//! builds the agent's command line; [`start_agent`] spawns it, hands it the master key
+//! over a pipe (never argv or env), and waits for its acknowledgement that the socket is
+//! bound. [`run_agent`] is the other end, in the agent process.
+//!
+//! This module spawns and serves, but owns no command line and ends no process: the
+//! arguments come from the caller, and [`run_agent`] returns the error that stopped it
+//! for the binary to exit with.
 
 use std::fs;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -24,9 +29,6 @@ use super::protocol::PROTOCOL_VERSION;
 use super::registry;
 use super::server::{Agent, AgentOptions, RuntimeFiles};
 
-/// The hidden subcommand that runs the agent.
-pub const AGENT_SUBCOMMAND: &str = "agent";
-
 /// How long `unlock` waits for the agent to be ready.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -40,34 +42,22 @@ const SECRET_ENV: [&str; 6] = [
     "KEYVAULT_REVOCATIONS_PASSPHRASE_FILE",
 ];
 
-/// What `unlock` reports.
+/// What the agent acknowledged once its socket was bound.
 pub struct Started {
-    /// The agent's pid.
+    /// The agent's process id (0 if its acknowledgement did not carry one).
     pub pid: u32,
-    /// Its socket.
+    /// The path of the socket it listens on.
     pub socket: PathBuf,
     /// Whether the key memory is locked in RAM (mlock).
     pub memory_locked: bool,
 }
 
-/// Spawns the agent for `vault` with `master` and waits until it serves.
-pub fn start_agent(
-    exe: &Path,
-    vault: &Path,
-    master: MasterKey,
-    options: AgentOptions,
-) -> Result<Started> {
-    let canonical = crate::store::layout::resolve(vault)?;
-    let mut cmd = Command::new(exe);
-    cmd.arg(AGENT_SUBCOMMAND)
-        .arg("--vault")
-        .arg(&canonical)
-        .arg("--idle-secs")
-        .arg(options.idle_timeout.as_secs().to_string())
-        .arg("--lifetime-secs")
-        .arg(options.max_lifetime.as_secs().to_string())
-        .args(options.accept_rollback.then_some("--accept-rollback"))
-        .stdin(Stdio::piped())
+/// Spawns `cmd`, an agent process for the vault at `vault` (one that calls
+/// [`run_agent`]), hands it `master`, and waits until it serves. `cmd` carries the
+/// program and its arguments; its standard streams and secret-bearing environment
+/// variables are set here.
+pub fn start_agent(mut cmd: Command, vault: &Path, master: MasterKey) -> Result<Started> {
+    cmd.stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::null());
     for var in SECRET_ENV {
@@ -150,8 +140,10 @@ pub fn start_agent(
 }
 
 /// The agent process: detach, harden, read the master key from stdin, open the vault,
-/// bind the socket, acknowledge on stdout, serve. Never returns.
-pub fn run_agent(vault: &Path, options: AgentOptions) -> ! {
+/// bind the socket, acknowledge on stdout, serve. Returns only the error that kept the
+/// agent from starting (already acknowledged to `unlock`), for the caller to exit with;
+/// once serving, the agent ends the process itself when it locks.
+pub fn run_agent(vault: &Path, options: AgentOptions) -> Result<std::convert::Infallible> {
     // First, before anything opens a file: whatever `unlock`'s caller left open is not
     // the agent's to keep.
     harden::close_inherited_fds();
@@ -184,7 +176,7 @@ pub fn run_agent(vault: &Path, options: AgentOptions) -> ! {
             };
             let _ = writeln!(ack, "error {} {kind} {message}", e.exit_code().code());
             let _ = ack.flush();
-            std::process::exit(i32::from(e.exit_code().code()))
+            Err(e)
         }
     }
 }

@@ -17,6 +17,7 @@
 //! forks, parses argv or exits (that is the binary's and [`launch`]'s business).
 
 pub mod client;
+mod deadline;
 pub mod harden;
 pub mod launch;
 mod operations;

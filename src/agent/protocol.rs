@@ -51,14 +51,16 @@ pub enum AgentResponse {
     Done,
     /// To `Op`.
     Op(ops::Response),
-    /// Any failure, already mapped to an exit code.
+    /// Any failure, as the typed error itself: the client reports it as if it had
+    /// happened there.
     Error {
-        /// The exit code the error maps to.
+        /// The exit code the error maps to (a summary for a reader that does not look
+        /// at `error`).
         code: crate::error::Exit,
-        /// The message.
+        /// The library's message (the same summary).
         message: String,
-        /// A hint.
-        hint: Option<String>,
+        /// The error.
+        error: Error,
     },
     /// To `Extend`: the idle timeout now in force.
     Extended {
@@ -119,7 +121,7 @@ impl From<Error> for AgentResponse {
         AgentResponse::Error {
             code: e.exit_code(),
             message: e.to_string(),
-            hint: e.hint(),
+            error: e,
         }
     }
 }

@@ -49,6 +49,11 @@ pub struct Entry {
 
 /// The largest entry file read.
 const MAX_ENTRY_BYTES: u64 = 16 * 1024;
+
+/// The subcommand an agent process runs under. `lock` tells a live agent from an
+/// unrelated process that reuses its pid by the command line, so a program that starts
+/// agents runs them as `PROGRAM agent --vault PATH …`.
+pub const AGENT_SUBCOMMAND: &str = "agent";
 const SUFFIX: &str = ".agent";
 
 fn file_name(entry: &Entry) -> String {
@@ -238,7 +243,7 @@ fn is_agent_command_line(args: &[&[u8]], vault: &Path) -> bool {
             .and_then(|p| p.file_name().map(|n| n.as_bytes().to_vec()));
         name == b"keyvault" || Some(&name) == ours.as_ref()
     });
-    let subcommand_ok = args.get(1) == Some(&super::launch::AGENT_SUBCOMMAND.as_bytes());
+    let subcommand_ok = args.get(1) == Some(&AGENT_SUBCOMMAND.as_bytes());
     let vault_ok = args
         .windows(2)
         .any(|w| w[0] == b"--vault" && w[1] == vault.as_os_str().as_bytes());

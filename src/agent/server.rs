@@ -24,7 +24,7 @@
 
 use std::collections::HashMap;
 use std::fs;
-use std::io::{self, Read, Write};
+use std::io;
 use std::net::Shutdown;
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -38,6 +38,7 @@ use crate::error::{Error, Result};
 use crate::vault::Vault;
 use crate::vault::lifecycle::SpaceUse;
 
+use super::deadline::Deadline;
 use super::protocol::{
     AgentInfo, AgentRequest, AgentResponse, AgentStatus, FrameError, MAX_REQUEST_BYTES,
     read_message, write_message,
@@ -150,45 +151,6 @@ impl SlotGuard<'_> {
 impl Drop for SlotGuard<'_> {
     fn drop(&mut self) {
         self.agent.connections().open.remove(&self.id);
-    }
-}
-
-/// Reads and writes a socket within a deadline for the whole exchange, not per call.
-struct Deadline<'a> {
-    stream: &'a UnixStream,
-    until: Instant,
-}
-
-impl Deadline<'_> {
-    fn left(&self) -> io::Result<Duration> {
-        let left = self.until.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                "the request took too long",
-            ));
-        }
-        Ok(left)
-    }
-}
-
-impl Read for Deadline<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.stream.set_read_timeout(Some(self.left()?))?;
-        let mut stream = self.stream;
-        stream.read(buf)
-    }
-}
-
-impl Write for Deadline<'_> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.stream.set_write_timeout(Some(self.left()?))?;
-        let mut stream = self.stream;
-        stream.write(buf)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
     }
 }
 

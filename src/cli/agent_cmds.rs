@@ -3,11 +3,11 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use keyvault::Error;
 use keyvault::agent::client::{AgentClient, LockTarget, lock_agents};
 use keyvault::agent::launch::start_agent;
 use keyvault::agent::server::{AgentOptions, DEFAULT_IDLE_TIMEOUT};
 use keyvault::vault::{self, Vault};
+use keyvault::{Error, Result};
 
 use super::args::Cli;
 use super::output::Out;
@@ -34,7 +34,7 @@ pub fn unlock(
         max_lifetime,
         accept_rollback: cli.accept_rollback,
     };
-    if !keyvault::store::layout::exists(path) {
+    if !Vault::exists(path) {
         return Err(Error::VaultNotFound(path.to_path_buf()).into());
     }
     if let Some(client) = AgentClient::connect(path)? {
@@ -45,8 +45,7 @@ pub fn unlock(
     let passphrase = source.unlock()?;
     let master = Vault::unlock_master_key(path, &passphrase)?;
     drop(passphrase);
-    let exe = std::env::current_exe().map_err(|e| Error::io("cannot find this program", e))?;
-    let started = match start_agent(&exe, path, master, options) {
+    let started = match start_agent(agent_command(path, options)?, path, master) {
         Ok(s) => s,
         Err(e @ (Error::VaultInUse(_) | Error::AlreadyExists(_))) => {
             // Another `unlock` at the same moment may have won the vault: then it is
@@ -154,15 +153,32 @@ pub fn status(out: &mut Out, cli: &Cli) -> CmdResult {
     Ok(SUCCESS)
 }
 
-/// The hidden `agent` subcommand: serve the vault until locked (the agent process
-/// ends there, never returning).
+/// The command line of an agent for the vault at `path`: this program, with the hidden
+/// `agent` subcommand and the options as its flags (read back by [`serve`]).
+fn agent_command(path: &Path, options: AgentOptions) -> Result<std::process::Command> {
+    let exe = std::env::current_exe().map_err(|e| Error::io("cannot find this program", e))?;
+    let mut cmd = std::process::Command::new(exe);
+    cmd.arg(keyvault::agent::registry::AGENT_SUBCOMMAND)
+        .arg("--vault")
+        .arg(keyvault::vault::canonical_path(path)?)
+        .arg("--idle-secs")
+        .arg(options.idle_timeout.as_secs().to_string())
+        .arg("--lifetime-secs")
+        .arg(options.max_lifetime.as_secs().to_string())
+        .args(options.accept_rollback.then_some("--accept-rollback"));
+    Ok(cmd)
+}
+
+/// The hidden `agent` subcommand. It returns only if the agent could not start; the
+/// error then ends the process with its exit code, as any command's.
 pub fn serve(cli: &Cli, idle_secs: u64, lifetime_secs: u64) -> CmdResult {
-    keyvault::agent::launch::run_agent(
+    let never = keyvault::agent::launch::run_agent(
         &vault_path(cli)?,
         AgentOptions {
             idle_timeout: Duration::from_secs(idle_secs.max(1)),
             max_lifetime: Duration::from_secs(lifetime_secs.max(1)),
             accept_rollback: cli.accept_rollback,
         },
-    )
+    )?;
+    match never {}
 }

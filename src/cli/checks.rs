@@ -29,27 +29,7 @@ pub(crate) fn visible_commands() -> clap::Command {
 /// killed `init` leaves (which `init` replaces), is: before any passphrase is asked for.
 /// keyvault never mixes its files with others.
 pub(crate) fn check_vault_dir_free(path: &Path) -> Result<()> {
-    use keyvault::store::layout::{DB_DIR, LOCK_FILE, WORK_PREFIX};
-    let Ok(meta) = path.metadata() else {
-        return Ok(());
-    };
-    let read_error = |e| Error::io(format!("cannot read {}", path.display()), e);
-    let mut free = meta.is_dir();
-    if free {
-        for entry in std::fs::read_dir(path).map_err(read_error)? {
-            let entry = entry.map_err(read_error)?;
-            let name = entry.file_name();
-            let name = name.to_string_lossy();
-            let ours = name == LOCK_FILE
-                || (name == DB_DIR && entry.path().is_dir())
-                || name.starts_with(WORK_PREFIX);
-            if !ours {
-                free = false;
-                break;
-            }
-        }
-    }
-    if !free {
+    if !keyvault::vault::can_create_in(path)? {
         return Err(Error::AlreadyExists(format!(
             "{} exists and is not empty; refusing to create a vault there (init makes a vault in a new or empty directory)",
             path.display()

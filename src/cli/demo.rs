@@ -49,7 +49,7 @@ fn scenario(path: &std::path::Path) -> Result<Lines> {
     let mut prototype = Vec::new();
     let mut details = vec![format!(
         "created a vault (format v{}, Argon2id {fast}: demo only; `init` defaults to m=64 MiB, t=3, p=4)",
-        keyvault::store::migrate::CURRENT_FORMAT
+        keyvault::vault::CURRENT_FORMAT
     )];
 
     let sym = vault.generate(USER, None, KeyType::Fernet)?;

@@ -18,6 +18,7 @@ use keyvault::crypto::envelope::{self, EnvelopeHeader};
 use keyvault::crypto::sign::RsaScheme;
 use keyvault::keytype::{KeyType, KeyUse};
 use keyvault::ops::Operations;
+use keyvault::vault::keyuse::NearLimit;
 use keyvault::{Error, Result};
 
 use super::args::Cli;
@@ -34,9 +35,9 @@ fn key_type_of(session: &mut Session, user: &str, name: &str) -> Result<KeyType>
     Ok(session.key_info(user, name)?.key_type.0)
 }
 
-fn warn(warning: &Option<String>) {
+fn warn(warning: &Option<NearLimit>) {
     if let Some(w) = warning {
-        eprintln!("warning: {w}");
+        eprintln!("warning: {}", super::advice::near_limit(w));
     }
 }
 
@@ -45,7 +46,7 @@ fn envelope_key(
     user: &str,
     name: &str,
     header: Option<Vec<u8>>,
-) -> Result<(EnvelopeHeader, Zeroizing<[u8; 32]>, Option<String>)> {
+) -> Result<(EnvelopeHeader, Zeroizing<[u8; 32]>, Option<NearLimit>)> {
     let given = session.envelope_key(user, name, header)?;
     let (header, key, warning) = (given.header, given.key, given.warning);
     let arr: [u8; envelope::HEADER_LEN] = header

@@ -42,7 +42,7 @@ pub fn init(out: &mut Out, cli: &Cli, kdf: &KdfArgs) -> CmdResult {
     let path = vault_path(cli)?;
     let params = kdf.params();
     params.validate(kdf.allow_weak_kdf)?;
-    if keyvault::store::layout::exists(&path) {
+    if keyvault::Vault::exists(&path) {
         return Err(
             Error::AlreadyExists(format!("a vault already exists at {}", path.display())).into(),
         );
@@ -59,7 +59,7 @@ pub fn init(out: &mut Out, cli: &Cli, kdf: &KdfArgs) -> CmdResult {
     let v = Vault::create(&path, &passphrase, params, kdf.allow_weak_kdf)?;
     out.emit(&Created {
         created: v.path().display().to_string(),
-        format_version: keyvault::store::migrate::CURRENT_FORMAT,
+        format_version: keyvault::vault::CURRENT_FORMAT,
         kdf: v.kdf_params(),
         warnings: passphrase::take_warnings(),
     })?;
@@ -69,7 +69,7 @@ pub fn init(out: &mut Out, cli: &Cli, kdf: &KdfArgs) -> CmdResult {
 /// `passwd`.
 pub fn passwd(out: &mut Out, cli: &Cli, new_file: Option<&Path>, kdf: &KdfArgs) -> CmdResult {
     let session = &mut Session::new(cli)?;
-    if !keyvault::store::layout::exists(&session.path) {
+    if !keyvault::Vault::exists(&session.path) {
         return Err(Error::VaultNotFound(session.path.clone()).into());
     }
     let change = kdf.change();
@@ -181,7 +181,7 @@ pub fn restore(
         .into());
     }
     if let Some(rf) = revocations_from
-        && !keyvault::store::layout::exists(rf)
+        && !keyvault::Vault::exists(rf)
     {
         return Err(Error::VaultNotFound(rf.to_path_buf()).into());
     }

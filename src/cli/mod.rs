@@ -20,6 +20,7 @@
 //!    `report.rs`; the command ends with `out.emit(&report)?; Ok(SUCCESS)`;
 //! 4. one arm in [`run`] that calls the function.
 
+pub mod advice;
 mod agent_cmds;
 pub mod args;
 mod checks;

@@ -44,7 +44,7 @@ impl Session {
     pub fn vault(&mut self) -> Result<&Vault> {
         if self.vault.is_none() {
             // Say "no vault" before asking for a passphrase that cannot help.
-            if !keyvault::store::layout::exists(&self.path) {
+            if !keyvault::Vault::exists(&self.path) {
                 return Err(Error::VaultNotFound(self.path.clone()));
             }
             let passphrase = self.source.unlock()?;

@@ -100,7 +100,7 @@ pub fn run(out: &mut Out, cli: &Cli, command: &SshCommand) -> CmdResult {
         }
         SshCommand::Socket => {
             let path = vault_path(cli)?;
-            if !keyvault::store::layout::exists(&path) {
+            if !keyvault::Vault::exists(&path) {
                 return Err(Error::VaultNotFound(path).into());
             }
             let Some(client) = AgentClient::connect(&path)? else {

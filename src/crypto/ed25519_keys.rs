@@ -16,11 +16,12 @@ use ed25519_dalek::pkcs8::{
 use ed25519_dalek::{SigningKey, VerifyingKey};
 use zeroize::Zeroizing;
 
-use super::keys::{KeyMaterial, decode_base64, pem_rfc7468_decode};
-use crate::error::{Error, Result};
+use super::material::{KeyMaterial, decode_base64, pem_rfc7468_decode};
+use crate::error::{Error, KeyFamily, KeyPart, PublicKeyForm, Result};
+use crate::keytype::KeyType;
 
 /// Bytes of an Ed25519 seed (the private key) and of a public key.
-pub const KEY_LEN: usize = 32;
+pub(crate) const KEY_LEN: usize = 32;
 /// Bytes of an Ed25519 signature.
 pub const SIGNATURE_LEN: usize = 64;
 
@@ -32,7 +33,7 @@ pub fn generate() -> Result<KeyMaterial> {
 }
 
 /// The stored material of the key pair with this seed.
-pub fn material_from_seed(seed: &[u8; KEY_LEN]) -> Result<KeyMaterial> {
+pub(crate) fn material_from_seed(seed: &[u8; KEY_LEN]) -> Result<KeyMaterial> {
     let signing = SigningKey::from_bytes(seed);
     let pkcs8 = KeypairBytes {
         secret_key: *seed,
@@ -47,7 +48,7 @@ pub fn material_from_seed(seed: &[u8; KEY_LEN]) -> Result<KeyMaterial> {
 }
 
 /// The stored material of a public-only key.
-pub fn material_from_public(public: &VerifyingKey) -> Result<KeyMaterial> {
+pub(crate) fn material_from_public(public: &VerifyingKey) -> Result<KeyMaterial> {
     Ok(KeyMaterial {
         secret: Zeroizing::new(Vec::new()),
         public: Some(spki_der(public)?),
@@ -62,24 +63,25 @@ fn spki_der(public: &VerifyingKey) -> Result<Vec<u8>> {
 }
 
 /// The signing key of stored material (its PKCS#8 DER secret).
-pub fn signing_key(material: &KeyMaterial) -> Result<SigningKey> {
+pub(crate) fn signing_key(material: &KeyMaterial) -> Result<SigningKey> {
     if material.secret.is_empty() {
         return Err(Error::Usage(
             "this ed25519 key is public-only: it has no private key to sign with".into(),
         ));
     }
-    SigningKey::from_pkcs8_der(&material.secret)
-        .map_err(|_| Error::Integrity("the stored Ed25519 private key does not decode".into()))
+    SigningKey::from_pkcs8_der(&material.secret).map_err(|_| Error::DamagedKey {
+        family: Some(KeyFamily::Ed25519),
+        part: KeyPart::Private,
+    })
 }
 
 /// The verifying key of stored material (its SPKI DER public part).
-pub fn verifying_key(material: &KeyMaterial) -> Result<VerifyingKey> {
-    let der = material
-        .public
-        .as_ref()
-        .ok_or_else(|| Error::Integrity("the key record has no public key".into()))?;
-    VerifyingKey::from_public_key_der(der)
-        .map_err(|_| Error::Integrity("the stored Ed25519 public key does not decode".into()))
+pub(crate) fn verifying_key(material: &KeyMaterial) -> Result<VerifyingKey> {
+    let der = material.public.as_ref().ok_or(Error::MissingPublicKey)?;
+    VerifyingKey::from_public_key_der(der).map_err(|_| Error::DamagedKey {
+        family: Some(KeyFamily::Ed25519),
+        part: KeyPart::Public,
+    })
 }
 
 /// The 32-byte seed of stored material, for JWK export.
@@ -88,7 +90,7 @@ pub fn seed(material: &KeyMaterial) -> Result<Zeroizing<[u8; KEY_LEN]>> {
 }
 
 /// Checks a public key users give us: a small-order point verifies forged signatures.
-pub fn check_public(public: &VerifyingKey) -> Result<()> {
+pub(crate) fn check_public(public: &VerifyingKey) -> Result<()> {
     if public.is_weak() {
         return Err(Error::TooWeak(
             "the Ed25519 public key is a small-order point: it would accept forged signatures"
@@ -130,10 +132,9 @@ fn parse_der(der: &[u8]) -> Option<Parsed> {
 }
 
 fn parse(input: &[u8]) -> Result<Parsed> {
-    let bad = |what: &str| {
-        Error::Usage(format!(
-            "cannot read the ed25519 key: {what}; expected a PEM (PKCS#8 \"PRIVATE KEY\", or \"PUBLIC KEY\" with --public), DER, base64 of DER, or a JWK"
-        ))
+    let bad = |what: &str| Error::UnreadableKey {
+        family: KeyFamily::Ed25519,
+        problem: what.to_string(),
     };
     if let Ok(text) = std::str::from_utf8(input) {
         let trimmed = text.trim();
@@ -173,9 +174,10 @@ fn parse(input: &[u8]) -> Result<Parsed> {
 pub fn import(input: &[u8], allow_public_only: bool) -> Result<KeyMaterial> {
     if let Some(raw) = raw_public(input) {
         if !allow_public_only {
-            return Err(Error::Usage(
-                "the input is 32 raw bytes (hex or base64): pass --public to import them as an Ed25519 public key; a private key must come as PKCS#8".into(),
-            ));
+            return Err(Error::PublicKeyGiven {
+                key_type: KeyType::Ed25519,
+                form: PublicKeyForm::RawEd25519,
+            });
         }
         let key = VerifyingKey::from_bytes(&raw).map_err(|_| {
             Error::Usage("the 32 bytes are not an Ed25519 public key (not a curve point)".into())
@@ -187,9 +189,10 @@ pub fn import(input: &[u8], allow_public_only: bool) -> Result<KeyMaterial> {
         Parsed::Private(k) => material_from_seed(&Zeroizing::new(k.to_bytes())),
         Parsed::Public(k) => {
             if !allow_public_only {
-                return Err(Error::Usage(
-                    "expected a private key for type ed25519 (PKCS#8), found a public key; pass --public to import a public-only key".into(),
-                ));
+                return Err(Error::PublicKeyGiven {
+                    key_type: KeyType::Ed25519,
+                    form: PublicKeyForm::Encoded,
+                });
             }
             check_public(&k)?;
             material_from_public(&k)
@@ -224,7 +227,7 @@ mod tests {
             assert_eq!(verifying_key(&m).unwrap().to_bytes(), PUBLIC);
             assert!(matches!(
                 import(input.as_bytes(), false),
-                Err(Error::Usage(_))
+                Err(e) if e.exit_code() == crate::error::Exit::Usage
             ));
         }
         // A small-order point is refused, as from any encoding.
@@ -283,7 +286,7 @@ mod tests {
         .unwrap();
         assert!(matches!(
             import(mismatched.as_bytes(), false),
-            Err(Error::Usage(_))
+            Err(e) if e.exit_code() == crate::error::Exit::Usage
         ));
     }
 
@@ -291,11 +294,13 @@ mod tests {
     fn public_only_needs_flag_and_rejects_weak_points() {
         let m = material_from_seed(&SEED).unwrap();
         let spki = m.public.clone().unwrap();
-        assert!(matches!(import(&spki, false), Err(Error::Usage(_))));
+        assert!(
+            matches!(import(&spki, false), Err(e) if e.exit_code() == crate::error::Exit::Usage)
+        );
         let only = import(&spki, true).unwrap();
         assert!(only.secret.is_empty());
         assert_eq!(only.public, m.public);
-        assert!(matches!(signing_key(&only), Err(Error::Usage(_))));
+        assert!(matches!(signing_key(&only), Err(e) if e.exit_code() == crate::error::Exit::Usage));
         // The identity point (y = 1) has small order.
         let mut weak = spki[..12].to_vec();
         let mut y = [0u8; 32];
@@ -314,11 +319,15 @@ mod tests {
             b"bm90IGEga2V5",
             &[0x30, 0x03, 0x02, 0x01, 0x00],
         ] {
-            assert!(matches!(import(input, true), Err(Error::Usage(_))));
+            assert!(
+                matches!(import(input, true), Err(e) if e.exit_code() == crate::error::Exit::Usage)
+            );
         }
         let m = material_from_seed(&SEED).unwrap();
         let mut bad = m.secret.to_vec();
         bad.truncate(20);
-        assert!(matches!(import(&bad, false), Err(Error::Usage(_))));
+        assert!(
+            matches!(import(&bad, false), Err(e) if e.exit_code() == crate::error::Exit::Usage)
+        );
     }
 }

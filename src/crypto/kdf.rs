@@ -10,7 +10,7 @@ use crate::error::{Error, Result};
 pub struct KdfParams {
     /// Memory cost in KiB.
     pub memory_kib: u32,
-    /// Number of passes.
+    /// Argon2id passes over the memory (t).
     pub iterations: u32,
     /// Degree of parallelism (lanes).
     pub parallelism: u32,
@@ -25,9 +25,9 @@ pub struct KdfChange {
     pub base: Option<KdfParams>,
     /// Memory cost in KiB.
     pub memory_kib: Option<u32>,
-    /// Number of passes.
+    /// Argon2id passes over the memory (t), if given.
     pub iterations: Option<u32>,
-    /// Degree of parallelism.
+    /// Argon2id lanes (p), if given.
     pub parallelism: Option<u32>,
 }
 
@@ -124,9 +124,7 @@ impl KdfParams {
     pub fn validate(&self, allow_weak: bool) -> Result<()> {
         self.check_bounds()?;
         if self.is_weak() && !allow_weak {
-            return Err(Error::TooWeak(format!(
-                "KDF parameters {self} are below the floor (m=19 MiB, t=2, p=1); pass --allow-weak-kdf to use them anyway"
-            )));
+            return Err(Error::WeakKdf { params: *self });
         }
         Ok(())
     }
@@ -200,7 +198,7 @@ mod tests {
             iterations: 1,
             parallelism: 1,
         };
-        assert!(matches!(weak.validate(false), Err(Error::TooWeak(_))));
+        assert!(matches!(weak.validate(false), Err(Error::WeakKdf { .. })));
         assert!(weak.validate(true).is_ok());
     }
 

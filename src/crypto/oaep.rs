@@ -29,7 +29,7 @@ use crate::error::{Error, Result};
 use crate::keytype::{KeyType, KeyUse};
 
 /// The longest message an RSA key of `modulus_bytes` encrypts with OAEP-SHA256.
-pub fn max_message_len(modulus_bytes: usize) -> usize {
+pub(crate) fn max_message_len(modulus_bytes: usize) -> usize {
     modulus_bytes.saturating_sub(2 * 32 + 2)
 }
 
@@ -262,7 +262,8 @@ mod tests {
         );
         let ed = generate(KeyType::Ed25519).unwrap();
         match encrypt(KeyType::Ed25519, &ed, b"x") {
-            Err(Error::Usage(msg)) => {
+            Err(e @ Error::UnsupportedUse { .. }) => {
+                let msg = e.to_string();
                 assert!(msg.contains("ed25519 keys sign and verify"), "{msg}")
             }
             other => panic!("{other:?}"),

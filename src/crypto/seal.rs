@@ -18,9 +18,9 @@ use super::random_bytes;
 use crate::error::{Error, Result};
 
 /// Bytes of nonce in front of every sealed value.
-pub const NONCE_LEN: usize = 24;
+pub(crate) const NONCE_LEN: usize = 24;
 /// Bytes of authentication tag at the end of every sealed value.
-pub const TAG_LEN: usize = 16;
+pub(crate) const TAG_LEN: usize = 16;
 
 /// An XChaCha20-Poly1305 key that seals and opens values with associated data.
 pub struct SealKey(Zeroizing<[u8; 32]>);
@@ -45,7 +45,7 @@ impl SealKey {
 
     /// [`SealKey::seal`] under a nonce the caller drew from the system CSPRNG (e.g. from a
     /// [`crate::crypto::RandomBlock`]): it must never have been used before.
-    pub fn seal_with_nonce(
+    pub(crate) fn seal_with_nonce(
         &self,
         nonce: [u8; NONCE_LEN],
         aad: &[u8],
@@ -138,12 +138,12 @@ impl MacKey {
 pub struct MacStream(HmacSha256);
 
 impl MacStream {
-    /// Adds bytes.
+    /// Feeds `bytes` to the MAC, in the order they are written.
     pub fn update(&mut self, bytes: &[u8]) {
         self.0.update(bytes);
     }
 
-    /// The MAC.
+    /// The HMAC-SHA256 over everything fed to it.
     pub fn finish(self) -> [u8; 32] {
         self.0.finalize().into_bytes().into()
     }
@@ -159,7 +159,7 @@ pub struct MasterKey(Zeroizing<[u8; 32]>);
 
 /// The subkeys derived from the master key, one per purpose.
 pub struct Keyring {
-    /// Seals every record.
+    /// Seals every record of the database (format 4 and later).
     pub records: SealKey,
     /// Computes database keys from user ids and key names.
     pub index: MacKey,
@@ -189,7 +189,7 @@ impl MasterKey {
     }
 
     /// Seals the master key under a KEK.
-    pub fn wrap(&self, kek: &[u8; 32], aad: &[u8]) -> Result<Vec<u8>> {
+    pub(crate) fn wrap(&self, kek: &[u8; 32], aad: &[u8]) -> Result<Vec<u8>> {
         SealKey(Zeroizing::new(*kek)).seal(aad, self.0.as_ref())
     }
 
@@ -224,7 +224,7 @@ impl MasterKey {
     /// The subkeys of formats 1 to 3 (read only by the migration to format 4 and by
     /// backups made from such vaults). The lookup index and audit MAC keys are the same
     /// in every format, so database keys and the audit chain carry over unchanged.
-    pub fn legacy_keyring(&self) -> Keyring {
+    pub(crate) fn legacy_keyring(&self) -> Keyring {
         Keyring {
             records: SealKey(self.derive(b"keyvault v1 record sealing")),
             index: MacKey(self.derive(b"keyvault v1 lookup index")),
@@ -234,7 +234,7 @@ impl MasterKey {
     }
 
     /// The subkeys of a vault of `format`.
-    pub fn keyring_for_format(&self, format: u32) -> Keyring {
+    pub(crate) fn keyring_for_format(&self, format: u32) -> Keyring {
         if format >= 4 {
             self.keyring()
         } else {
@@ -244,7 +244,7 @@ impl MasterKey {
 }
 
 /// The associated data of a record: the tree it lives in and its database key.
-pub fn record_aad(tree: &str, db_key: &[u8]) -> Vec<u8> {
+pub(crate) fn record_aad(tree: &str, db_key: &[u8]) -> Vec<u8> {
     let mut aad = Vec::with_capacity(16 + tree.len() + db_key.len());
     aad.extend_from_slice(b"keyvault/v1\0");
     aad.extend_from_slice(tree.as_bytes());

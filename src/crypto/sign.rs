@@ -26,7 +26,7 @@ use sha2::Sha256;
 
 use super::ed25519_keys;
 use super::keys::{KeyMaterial, PssConstraints};
-use crate::error::{Error, Result};
+use crate::error::{Error, KeyFamily, KeyPart, Result};
 use crate::keytype::{KeyType, KeyUse};
 
 /// The RSA signature scheme.
@@ -35,7 +35,7 @@ pub enum RsaScheme {
     /// RSASSA-PSS with SHA-256, MGF1-SHA256 and a 32-byte salt (the default).
     #[default]
     Pss,
-    /// RSASSA-PKCS1-v1_5 with SHA-256.
+    /// RSASSA-PKCS1-v1_5 with SHA-256 (deterministic; for verifiers that know no PSS).
     Pkcs1v15,
 }
 
@@ -70,8 +70,10 @@ pub(crate) fn rsa_private(key_type: KeyType, material: &KeyMaterial) -> Result<r
             "this {key_type} key is public-only: it has no private key"
         )));
     }
-    rsa::PrivateKey::from_pkcs8_der(&material.secret)
-        .map_err(|_| Error::Integrity("the stored RSA private key does not decode".into()))
+    rsa::PrivateKey::from_pkcs8_der(&material.secret).map_err(|_| Error::DamagedKey {
+        family: Some(KeyFamily::Rsa),
+        part: KeyPart::Private,
+    })
 }
 
 /// The RSA public key of stored material, for encryption: an RSASSA-PSS key (which
@@ -79,9 +81,7 @@ pub(crate) fn rsa_private(key_type: KeyType, material: &KeyMaterial) -> Result<r
 pub(crate) fn rsa_public(material: &KeyMaterial) -> Result<rsa::PublicKey> {
     match rsa_public_constrained(material)? {
         (key, None) => Ok(key),
-        (_, Some(_)) => Err(Error::Usage(
-            "this key is an RSASSA-PSS public key: it verifies PSS signatures only".into(),
-        )),
+        (_, Some(_)) => Err(Error::PssOnlyKey),
     }
 }
 
@@ -89,10 +89,7 @@ pub(crate) fn rsa_public(material: &KeyMaterial) -> Result<rsa::PublicKey> {
 fn rsa_public_constrained(
     material: &KeyMaterial,
 ) -> Result<(rsa::PublicKey, Option<PssConstraints>)> {
-    let der = material
-        .public
-        .as_ref()
-        .ok_or_else(|| Error::Integrity("the key record has no public key".into()))?;
+    let der = material.public.as_ref().ok_or(Error::MissingPublicKey)?;
     super::keys::rsa_public_spki(der)
 }
 
@@ -120,10 +117,7 @@ fn pss_salt_len(key: &rsa::PublicKey, signature: &[u8]) -> Option<usize> {
 
 fn check_scheme(key_type: KeyType, scheme: Option<RsaScheme>) -> Result<RsaScheme> {
     match scheme {
-        Some(s) if !key_type.is_rsa() => Err(Error::Usage(format!(
-            "--scheme {} applies to RSA keys; {key_type} keys have one signature scheme",
-            s.as_str()
-        ))),
+        Some(scheme) if !key_type.is_rsa() => Err(Error::SchemeNotApplicable { scheme, key_type }),
         s => Ok(s.unwrap_or_default()),
     }
 }
@@ -177,7 +171,7 @@ pub fn verify(
 }
 
 /// The length of the digest [`sign_digest`] and [`verify_digest`] take (SHA-256).
-pub const DIGEST_LEN: usize = 32;
+pub(crate) const DIGEST_LEN: usize = 32;
 
 fn digest_signer(key_type: KeyType, digest: &[u8]) -> Result<()> {
     if !key_type.is_rsa() {
@@ -230,9 +224,7 @@ pub fn verify_digest(
     }
     let (key, constraints) = rsa_public_constrained(material)?;
     if constraints.is_some() && scheme != RsaScheme::Pss {
-        return Err(Error::Usage(
-            "this key is an RSASSA-PSS public key: it verifies PSS signatures only".into(),
-        ));
+        return Err(Error::PssOnlyKey);
     }
     Ok(match scheme {
         RsaScheme::Pss => {
@@ -350,11 +342,11 @@ mod tests {
         let ed = generate(KeyType::Ed25519).unwrap();
         assert!(matches!(
             sign_digest(KeyType::Ed25519, &ed, None, &digest),
-            Err(Error::Usage(_))
+            Err(e) if e.exit_code() == crate::error::Exit::Usage
         ));
         assert!(matches!(
             sign_digest(KeyType::Rsa2048, &m, None, &digest[..31]),
-            Err(Error::Usage(_))
+            Err(e) if e.exit_code() == crate::error::Exit::Usage
         ));
     }
 
@@ -458,7 +450,7 @@ mod tests {
             // Public only, and kept as given (its parameters are its constraints).
             assert!(matches!(
                 import(KeyType::Rsa2048, input, false),
-                Err(Error::Usage(_))
+                Err(e) if e.exit_code() == crate::error::Exit::Usage
             ));
             let k = import(KeyType::Rsa2048, input, true).unwrap();
             assert_eq!(k.public.as_deref(), Some(spki.as_slice()));
@@ -492,12 +484,12 @@ mod tests {
                 b"msg",
                 &v15
             ),
-            Err(Error::Usage(_))
+            Err(e) if e.exit_code() == crate::error::Exit::Usage
         ));
         // It neither encrypts nor loses its parameters on export.
         assert!(matches!(
             crate::crypto::oaep::encrypt(KeyType::Rsa2048, &k, b"x"),
-            Err(Error::Usage(_))
+            Err(e) if e.exit_code() == crate::error::Exit::Usage
         ));
         let out = export(KeyType::Rsa2048, &k, true, ExportFormat::Pem).unwrap();
         assert_eq!(out.as_slice(), pem_lines(&b64).as_bytes());
@@ -509,7 +501,7 @@ mod tests {
         );
         assert!(matches!(
             export(KeyType::Rsa2048, &k, true, ExportFormat::Jwk),
-            Err(Error::Usage(_))
+            Err(e) if e.exit_code() == crate::error::Exit::Usage
         ));
         // Parameters asking for SHA-1 (or with none: SHA-1 by default) are refused.
         let sha1 = [0x2b, 0x0e, 0x03, 0x02, 0x1a];
@@ -555,17 +547,20 @@ mod tests {
     fn wrong_key_type_scheme_or_public_only_is_usage() {
         let f = generate(KeyType::Fernet).unwrap();
         match sign(KeyType::Fernet, &f, None, b"x") {
-            Err(Error::Usage(m)) => assert!(m.contains("use an rsa or ed25519 key"), "{m}"),
+            Err(e @ Error::UnsupportedUse { .. }) => {
+                let m = e.to_string();
+                assert!(m.contains("use an rsa or ed25519 key"), "{m}")
+            }
             other => panic!("{other:?}"),
         }
         assert!(matches!(
             verify(KeyType::Aes256Gcm, &f, None, b"x", b"sig"),
-            Err(Error::Usage(_))
+            Err(e) if e.exit_code() == crate::error::Exit::Usage
         ));
         let ed = generate(KeyType::Ed25519).unwrap();
         assert!(matches!(
             sign(KeyType::Ed25519, &ed, Some(RsaScheme::Pkcs1v15), b"x"),
-            Err(Error::Usage(_))
+            Err(e) if e.exit_code() == crate::error::Exit::Usage
         ));
         let p = python_rsa();
         let public_only = KeyMaterial {
@@ -574,7 +569,7 @@ mod tests {
         };
         assert!(matches!(
             sign(KeyType::Rsa2048, &public_only, None, b"x"),
-            Err(Error::Usage(_))
+            Err(e) if e.exit_code() == crate::error::Exit::Usage
         ));
         assert!(
             verify(
@@ -590,6 +585,8 @@ mod tests {
             "pkcs1v15".parse::<RsaScheme>().unwrap(),
             RsaScheme::Pkcs1v15
         );
-        assert!(matches!("pss2".parse::<RsaScheme>(), Err(Error::Usage(_))));
+        assert!(
+            matches!("pss2".parse::<RsaScheme>(), Err(e) if e.exit_code() == crate::error::Exit::Usage)
+        );
     }
 }

@@ -12,7 +12,7 @@ use crate::crypto::sign::RsaScheme;
 use crate::error::Result;
 use crate::keytype::KeyType;
 use crate::vault::check::CheckReport;
-use crate::vault::keyuse::Used;
+use crate::vault::keyuse::{NearLimit, Used};
 use crate::vault::lifecycle::{AuditEntry, BackupReport, CompactReport};
 use crate::vault::ssh::{SshKey, SshMarkOutcome};
 use crate::vault::types::{KeyInfo, RevocationInfo, RevokeOutcome, VaultStatus};
@@ -37,8 +37,8 @@ pub struct EnvelopeKey {
     pub header: Vec<u8>,
     /// The envelope's key (opens that envelope only).
     pub key: Zeroizing<Vec<u8>>,
-    /// A warning for the user.
-    pub warning: Option<String>,
+    /// Set when the key version is near its limit of uses.
+    pub warning: Option<NearLimit>,
 }
 
 /// The error for an answer of the wrong kind: a bug (or a mismatched agent), never

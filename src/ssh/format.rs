@@ -18,8 +18,9 @@ use ssh_key::{HashAlg, LineEnding, Mpint, PrivateKey, PublicKey};
 use zeroize::Zeroizing;
 
 use crate::crypto::ed25519_keys;
-use crate::crypto::keys::{self, KeyMaterial, Parsed};
-use crate::error::{Error, Result};
+use crate::crypto::keys::{self, KeyMaterial};
+use crate::crypto::rsa_keys::{self, Parsed};
+use crate::error::{Error, KeyFamily, KeyPart, PublicKeyForm, Result};
 use crate::keytype::KeyType;
 
 /// The first line of an OpenSSH private key file.
@@ -71,10 +72,7 @@ pub fn public_key(key_type: KeyType, material: &KeyMaterial, comment: &str) -> R
         let key = ed25519_keys::verifying_key(material)?;
         KeyData::Ed25519(Ed25519PublicKey(key.to_bytes()))
     } else if key_type.is_rsa() {
-        let der = material
-            .public
-            .as_deref()
-            .ok_or_else(|| Error::Integrity("the key record has no public key".into()))?;
+        let der = material.public.as_deref().ok_or(Error::MissingPublicKey)?;
         let (key, pss) = keys::rsa_public_spki(der)?;
         if pss.is_some() {
             return Err(Error::Usage(
@@ -135,9 +133,7 @@ pub fn export(
         ));
     }
     if material.secret.is_empty() {
-        return Err(Error::Usage(
-            "this key is public-only: it has no private part to export; use --public".into(),
-        ));
+        return Err(Error::NoPrivatePart);
     }
     let data = if key_type == KeyType::Ed25519 {
         let seed = ed25519_keys::seed(material)?;
@@ -155,7 +151,10 @@ pub fn export(
 }
 
 fn rsa_keypair(material: &KeyMaterial) -> Result<KeypairData> {
-    let bad = || Error::Integrity("the stored RSA private key does not decode".into());
+    let bad = || Error::DamagedKey {
+        family: Some(KeyFamily::Rsa),
+        part: KeyPart::Private,
+    };
     let key = rsa::PrivateKey::from_pkcs8_der(&material.secret).map_err(|_| bad())?;
     let der = key.to_pkcs1_der().map_err(|_| bad())?;
     let parts = Pkcs1PrivateKey::from_der(der.as_bytes()).map_err(|_| bad())?;
@@ -264,14 +263,15 @@ pub fn import(key_type: KeyType, input: &[u8], allow_public_only: bool) -> Resul
 
 fn rsa_checked(key_type: KeyType, parsed: Parsed, allow_public_only: bool) -> Result<KeyMaterial> {
     let bits = key_type.rsa_bits().ok_or_else(|| unsupported(key_type))?;
-    keys::import_rsa_parsed(key_type, bits, parsed, allow_public_only)
+    rsa_keys::import_rsa_parsed(key_type, bits, parsed, allow_public_only)
 }
 
 fn import_public(key_type: KeyType, input: &[u8], allow_public_only: bool) -> Result<KeyMaterial> {
     if !allow_public_only {
-        return Err(Error::Usage(format!(
-            "expected a private key for type {key_type}, found an OpenSSH public key; pass --public to import a public-only key"
-        )));
+        return Err(Error::PublicKeyGiven {
+            key_type,
+            form: PublicKeyForm::OpensshLine,
+        });
     }
     let text = std::str::from_utf8(trimmed(input))
         .map_err(|_| Error::Usage("the OpenSSH public key is not text".into()))?;

@@ -4,9 +4,14 @@
 //!
 //! The store knows nothing of cryptography: it moves opaque (already sealed) bytes.
 
+pub mod format;
 pub mod layout;
-pub mod migrate;
 pub mod records;
+
+/// The old home of the format numbers, kept for code written against it: the format
+/// numbers are in [`format`], the migration runner in the vault layer.
+#[doc(hidden)]
+pub use format as migrate;
 
 use std::fs;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};

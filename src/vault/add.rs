@@ -17,7 +17,29 @@ use super::types::{KeyInfo, Timestamp};
 use super::{AuditEvent, Vault, key_info, validate};
 
 impl Vault {
-    /// Generates and stores a key. `name` defaults to the type's name.
+    /// Generates a key of `key_type` for `user` and stores it as version 1 under `name`
+    /// (by default the type's name, such as `fernet`). A user is created by their first
+    /// key; a revoked user gets none ([`Error::UserRevoked`]), and an existing name is
+    /// never overwritten ([`Error::KeyExists`]).
+    ///
+    /// ```
+    /// use keyvault::{Error, KeyType, Vault};
+    /// use keyvault::crypto::kdf::KdfParams;
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// // Fast, weak KDF parameters, for the example only: real vaults keep the default.
+    /// let kdf = KdfParams { memory_kib: 64, iterations: 1, parallelism: 1 };
+    /// let vault = Vault::create(&dir.path().join("vault"), b"passphrase", kdf, true)?;
+    /// let info = vault.generate("alice", Some("signing"), KeyType::Ed25519)?;
+    /// assert_eq!((info.name.as_str(), info.primary_version), ("signing", 1));
+    /// assert!(matches!(
+    ///     vault.generate("alice", Some("signing"), KeyType::Ed25519),
+    ///     Err(Error::KeyExists { .. })
+    /// ));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn generate(&self, user: &str, name: Option<&str>, key_type: KeyType) -> Result<KeyInfo> {
         let name = name.unwrap_or(key_type.as_str());
         let user = &validate::new_user_id(user)?;
@@ -63,9 +85,10 @@ impl Vault {
 
     pub(super) fn refuse_existing(&self, user: &str, name: &str, db_key: &[u8]) -> Result<()> {
         if self.store.contains(Tree::Keys, db_key)? {
-            return Err(Error::AlreadyExists(format!(
-                "{user} already has a key named {name:?}; pick another --name, or rotate or delete it"
-            )));
+            return Err(Error::KeyExists {
+                user: user.to_string(),
+                name: name.to_string(),
+            });
         }
         Ok(())
     }

@@ -23,7 +23,7 @@ pub struct AuditEvent {
 }
 
 impl AuditEvent {
-    /// A successful `operation`.
+    /// An entry for `operation` (a command's name), with outcome `ok` until told otherwise.
     pub fn new(operation: &'static str) -> Self {
         AuditEvent {
             operation,
@@ -34,13 +34,13 @@ impl AuditEvent {
         }
     }
 
-    /// The user concerned.
+    /// Names the user the operation concerned.
     pub fn user(mut self, user: &str) -> Self {
         self.user = Some(user.to_string());
         self
     }
 
-    /// The key concerned.
+    /// Names the key the operation concerned.
     pub fn key(mut self, key: &str) -> Self {
         self.key = Some(key.to_string());
         self
@@ -51,7 +51,7 @@ impl AuditEvent {
         self.outcome = outcome.to_string();
     }
 
-    /// Non-secret details.
+    /// Adds details, which the log keeps in the clear: never a secret.
     pub fn detail(mut self, detail: String) -> Self {
         self.detail = Some(detail);
         self
@@ -62,7 +62,7 @@ impl AuditEvent {
 /// in the meta tree (updated in the same batch as each entry), so that removing the
 /// newest entries is detected too.
 #[derive(Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct AuditHead {
+pub(crate) struct AuditHead {
     seq: u64,
     mac: [u8; 32],
     /// Set when the log was found truncated at open: the position where it breaks.
@@ -93,7 +93,7 @@ fn open_entry(keyring: &Keyring, db_key: &[u8], sealed: &[u8]) -> Result<AuditRe
 }
 
 /// The head of a chain whose last entry is `last`.
-pub fn head_of(last: Option<&AuditRecord>) -> AuditHead {
+pub(crate) fn head_of(last: Option<&AuditRecord>) -> AuditHead {
     last.map(|e| AuditHead {
         seq: e.seq,
         mac: e.mac,
@@ -103,7 +103,7 @@ pub fn head_of(last: Option<&AuditRecord>) -> AuditHead {
 }
 
 /// Reads the sealed chain head from meta records, if there is one.
-pub fn stored_head(keyring: &Keyring, sealed: Option<&[u8]>) -> Result<Option<AuditHead>> {
+pub(crate) fn stored_head(keyring: &Keyring, sealed: Option<&[u8]>) -> Result<Option<AuditHead>> {
     let Some(sealed) = sealed else {
         return Ok(None);
     };
@@ -182,7 +182,7 @@ impl AuditHead {
     }
 
     /// Adds this head, sealed, to `batch` (once per batch, after its last entry).
-    pub fn stage(
+    pub(crate) fn stage(
         &self,
         batch: &mut Batch,
         seal: impl Fn(Tree, &[u8], &[u8]) -> Result<Vec<u8>>,
@@ -198,10 +198,10 @@ impl AuditHead {
 
 /// A break in the audit chain: where, and what.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ChainBreak {
+pub(crate) struct ChainBreak {
     /// The position (from 1) of the first entry that does not fit.
     pub position: u64,
-    /// What is wrong.
+    /// What is wrong, for a person to read.
     pub message: String,
 }
 
@@ -213,7 +213,7 @@ impl From<ChainBreak> for Error {
 
 /// Reads and verifies the whole chain (format 2 and later: the head must be there when
 /// there are entries).
-pub fn read_all(store: &Store, keyring: &Keyring) -> Result<Vec<AuditRecord>> {
+pub(crate) fn read_all(store: &Store, keyring: &Keyring) -> Result<Vec<AuditRecord>> {
     let head = stored_head(keyring, store.get(Tree::Meta, HEAD_KEY)?.as_deref())?
         .or(Some(AuditHead::default()));
     let entries: Vec<_> = store.scan_prefix(Tree::Audit, &[]).collect::<Result<_>>()?;
@@ -222,7 +222,7 @@ pub fn read_all(store: &Store, keyring: &Keyring) -> Result<Vec<AuditRecord>> {
 
 /// Verifies a chain of sealed entries given in key order against the stored head, and
 /// returns the entries.
-pub fn verify_chain(
+pub(crate) fn verify_chain(
     keyring: &Keyring,
     entries: &[(Vec<u8>, Vec<u8>)],
     head: Option<AuditHead>,

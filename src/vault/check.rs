@@ -10,32 +10,32 @@ use serde::{Deserialize, Serialize};
 use crate::crypto::seal::Keyring;
 use crate::error::Result;
 use crate::store::Tree;
-use crate::store::migrate::{CURRENT_FORMAT, LAST_IN_DATABASE_FORMAT};
 use crate::store::records::{self, Header, KeyRecord, RevokedRecord, VersionState, meta_keys};
+use crate::vault::migrate::{CURRENT_FORMAT, LAST_IN_DATABASE_FORMAT};
 
 use super::{audit, epoch, key_db_key, ledger, open_record, user_hash, validate};
 
-/// One problem found.
+/// One problem `check` found, with where it found it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Problem {
-    /// The tree.
+    /// The tree the damaged record is in (`meta`, `keys`, `revoked`, `audit`).
     pub tree: String,
     /// The record's position in the tree, from 1, in key order.
     pub position: u64,
-    /// What is wrong.
+    /// What is wrong, for a person to read.
     pub message: String,
 }
 
-/// What `check` found.
+/// What `check` found: the records it read and the problems among them.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CheckReport {
     /// The format version recorded.
     pub format_version: u32,
-    /// Key records checked.
+    /// Key records read and authenticated.
     pub keys: u64,
-    /// Revocation records checked.
+    /// Revocation records read and authenticated.
     pub revoked: u64,
-    /// Audit entries checked.
+    /// Audit entries whose chain was verified.
     pub audit_entries: u64,
     /// Every problem; empty when all is well.
     pub problems: Vec<Problem>,
@@ -62,11 +62,11 @@ impl CheckReport {
 }
 
 /// The records of every tree, in key order.
-pub type TreeRecords = Vec<(Vec<u8>, Vec<u8>)>;
+pub(crate) type TreeRecords = Vec<(Vec<u8>, Vec<u8>)>;
 
 /// Checks the records of a vault (or of a backup) of `format` against its keyring and
 /// header (the keyring of that format: see `MasterKey::keyring_for_format`).
-pub fn check_records(
+pub(crate) fn check_records(
     keyring: &Keyring,
     header: &Header,
     format: u32,

@@ -24,9 +24,9 @@ use super::{AuditEvent, Vault};
 pub struct CompactReport {
     /// Size of the database files before, in bytes.
     pub bytes_before: u64,
-    /// After.
+    /// Size of the database files after, in bytes.
     pub bytes_after: u64,
-    /// Records copied.
+    /// Records copied into the new files.
     pub records: u64,
 }
 
@@ -69,7 +69,7 @@ pub fn dir_size(path: &Path) -> u64 {
 
 impl Vault {
     /// Bytes of the files in the vault directory (a few `stat`s; no database read).
-    pub fn disk_bytes(&self) -> u64 {
+    pub(crate) fn disk_bytes(&self) -> u64 {
         dir_size(&self.lock.db_dir())
     }
 
@@ -97,13 +97,16 @@ impl Vault {
     /// [`Vault::compact`], giving the vault back whenever it is still usable: on a
     /// failure before the swap, or when the old database was reopened after a failed
     /// swap. `None` only if the database could not be reopened at all.
-    pub fn try_compact(self) -> (Option<Vault>, Result<CompactReport>) {
+    pub(crate) fn try_compact(self) -> (Option<Vault>, Result<CompactReport>) {
         self.compact_noting("")
     }
 
     /// [`Vault::try_compact`], logged as automatic: what the agent does when idle with
     /// files grown to `space` (see `agent::upkeep`).
-    pub fn compact_automatically(self, space: SpaceUse) -> (Option<Vault>, Result<CompactReport>) {
+    pub(crate) fn compact_automatically(
+        self,
+        space: SpaceUse,
+    ) -> (Option<Vault>, Result<CompactReport>) {
         self.compact_noting(&format!(
             " (automatic: the files were {:.1}× the records)",
             space.ratio()
@@ -113,7 +116,7 @@ impl Vault {
     /// Whether a compaction can run now: the vault is writable and its filesystem has
     /// room for a fresh copy of the database (what the database's files take now, and
     /// 16 MiB to spare). Checked before a `revoke --purge` commits anything.
-    pub fn compaction_preflight(&self) -> Result<()> {
+    pub(crate) fn compaction_preflight(&self) -> Result<()> {
         if self.is_read_only() {
             return Err(Error::ReadOnly(self.path().to_path_buf()));
         }

@@ -36,7 +36,7 @@ use crate::store::{Batch, Store, Tree};
 use super::ledger::Ledger;
 
 /// The meta-tree key of the sealed epoch record.
-pub const EPOCH_KEY: &[u8] = b"epoch";
+pub(crate) const EPOCH_KEY: &[u8] = b"epoch";
 
 /// The sealed epoch record.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -71,7 +71,7 @@ impl EpochRecord {
 }
 
 /// Adds the sealed `record` to `batch`.
-pub fn stage(keyring: &Keyring, batch: &mut Batch, record: &EpochRecord) -> Result<()> {
+pub(crate) fn stage(keyring: &Keyring, batch: &mut Batch, record: &EpochRecord) -> Result<()> {
     let sealed = keyring.records.seal(
         &record_aad(Tree::Meta.name(), EPOCH_KEY),
         &records::encode(record)?,
@@ -118,7 +118,7 @@ pub fn remembered(id_hex: &str) -> Option<u64> {
 /// Remembers `epoch` for the vault `id_hex` if it is higher than what is remembered.
 /// Best effort: a home that takes no writes weakens the detection, it does not stop
 /// the vault from working.
-pub fn remember(id_hex: &str, epoch: u64) {
+pub(crate) fn remember(id_hex: &str, epoch: u64) {
     if remembered(id_hex).is_some_and(|r| r >= epoch) {
         return;
     }

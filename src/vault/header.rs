@@ -26,16 +26,16 @@ use subtle::ConstantTimeEq;
 use crate::crypto::kdf::KdfParams;
 use crate::crypto::seal::Keyring;
 use crate::error::{Error, Result};
-use crate::store::migrate::CURRENT_FORMAT;
 use crate::store::records::{self, Header};
+use crate::vault::migrate::CURRENT_FORMAT;
 
 /// The magic bytes at the start of every header file.
-pub const MAGIC: &[u8; 8] = b"KVHEADER";
+pub(crate) const MAGIC: &[u8; 8] = b"KVHEADER";
 const MAC_LABEL: &[u8] = b"keyvault header v4";
 const MAX_BODY: u32 = 64 * 1024;
 
 /// Length of a vault id.
-pub const VAULT_ID_LEN: usize = 16;
+pub(crate) const VAULT_ID_LEN: usize = 16;
 
 /// The content of a header file.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -95,7 +95,7 @@ impl VaultHeader {
     }
 
     /// The vault id in hex.
-    pub fn id_hex(&self) -> String {
+    pub(crate) fn id_hex(&self) -> String {
         super::hex(&self.vault_id)
     }
 }

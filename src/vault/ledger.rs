@@ -18,7 +18,7 @@ use crate::store::records;
 use crate::store::{Batch, Store, Tree};
 
 /// The meta-tree key of the sealed ledger.
-pub const LEDGER_KEY: &[u8] = b"revoked-ledger";
+pub(crate) const LEDGER_KEY: &[u8] = b"revoked-ledger";
 
 /// The count and digest of the revoked set.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -41,12 +41,12 @@ impl Ledger {
     }
 
     /// The ledger of the revoked tree as it is (keys only; nothing is opened).
-    pub fn of_tree(keyring: &Keyring, db_keys: impl Iterator<Item = Vec<u8>>) -> Ledger {
+    pub(crate) fn of_tree(keyring: &Keyring, db_keys: impl Iterator<Item = Vec<u8>>) -> Ledger {
         db_keys.fold(Ledger::default(), |l, k| l.with(keyring, &k))
     }
 
     /// Adds the sealed ledger to `batch`.
-    pub fn stage(&self, keyring: &Keyring, batch: &mut Batch) -> Result<()> {
+    pub(crate) fn stage(&self, keyring: &Keyring, batch: &mut Batch) -> Result<()> {
         let sealed = keyring.records.seal(
             &record_aad(Tree::Meta.name(), LEDGER_KEY),
             &records::encode(self)?,

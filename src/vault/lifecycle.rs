@@ -6,14 +6,14 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::backup::{self, BackupHeader};
+use super::backup::{self, BackupHeader};
 use crate::crypto::kdf::{KdfChange, SALT_LEN};
 use crate::crypto::random_bytes;
 use crate::crypto::seal::MasterKey;
 use crate::error::{Error, Result};
-use crate::store::migrate::CURRENT_FORMAT;
 use crate::store::records::Header;
 use crate::store::{Batch, Tree};
+use crate::vault::migrate::CURRENT_FORMAT;
 
 use super::check::{CheckReport, TreeRecords, check_records};
 use super::header::VaultHeader;
@@ -23,9 +23,9 @@ use super::{AuditEvent, Vault, audit, header_aad};
 /// What a backup wrote.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BackupReport {
-    /// The file.
+    /// The backup file written.
     pub path: String,
-    /// Records in it.
+    /// Records copied into it, still sealed.
     pub records: u64,
     /// When it was made.
     pub created: Timestamp,
@@ -36,9 +36,9 @@ pub struct BackupReport {
 /// What a restore did.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RestoreReport {
-    /// The new vault.
+    /// The directory of the vault made from the backup.
     pub path: String,
-    /// Records restored.
+    /// Records copied out of the backup.
     pub records: u64,
     /// When the backup was made.
     pub backup_created: Timestamp,
@@ -51,17 +51,17 @@ pub struct RestoreReport {
 pub struct AuditEntry {
     /// Position in the log, from 1.
     pub seq: u64,
-    /// When.
+    /// When the operation happened.
     pub time: Timestamp,
-    /// What.
+    /// The operation, as the command's name (`gen`, `export`, `revoke`, …).
     pub operation: String,
-    /// Who.
+    /// The user it concerned, if one.
     pub user: Option<String>,
-    /// Which key.
+    /// The key it concerned, if one.
     pub key: Option<String>,
     /// `ok` or what failed.
     pub outcome: String,
-    /// Details (never secrets).
+    /// Details kept in the clear: never secrets.
     pub detail: Option<String>,
 }
 

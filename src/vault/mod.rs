@@ -6,6 +6,7 @@
 
 mod add;
 pub(crate) mod audit;
+pub mod backup;
 pub mod check;
 mod commit;
 mod compact;
@@ -14,11 +15,14 @@ pub mod header;
 pub mod keyuse;
 pub(crate) mod ledger;
 pub mod lifecycle;
+pub(crate) mod migrate;
 mod open;
+mod peek;
 mod restore;
 mod revocation;
 pub mod ssh;
 pub mod types;
+mod uses;
 pub mod validate;
 
 use std::path::{Path, PathBuf};
@@ -30,23 +34,26 @@ use zeroize::Zeroizing;
 use crate::crypto::kdf::KdfParams;
 use crate::crypto::keys::{self, ExportFormat, KeyMaterial};
 use crate::crypto::seal::{Keyring, record_aad};
-use crate::error::{Error, Result};
+use crate::error::{Error, RecordKind, Result};
 use crate::keytype::KeyType;
 use crate::store::layout::{HEADER_FILE, VaultLock};
 use crate::store::records::{self, KeyRecord, KeyVersionRecord, VersionState};
 use crate::store::{Batch, Store, Tree};
 
+pub use crate::store::format::CURRENT_FORMAT;
 pub use audit::AuditEvent;
 use audit::AuditHead;
 use header::VaultHeader;
-pub use open::{OpenOptions, peek_id, peek_kdf, peek_status};
+pub use open::OpenOptions;
+pub use peek::{can_create_in, canonical_path, peek_id, peek_kdf, peek_status, storage_stalled};
 use revocation::destroyed_key;
 use types::{KeyInfo, KeyTypeName, Timestamp, VaultStatus, VersionInfo};
 
 /// Length of a user's index prefix in the keys tree.
 const USER_HASH_LEN: usize = 32;
 
-/// An unlocked vault.
+/// An unlocked vault: the open store, the master key's subkeys and the vault's lock, held
+/// until dropped.
 pub struct Vault {
     store: Store,
     /// Boxed so that it never moves: the agent locks its pages in RAM.
@@ -62,7 +69,7 @@ pub struct Vault {
     /// Whether commits skip waiting for durability (bulk loads).
     deferred_flush: AtomicBool,
     /// Use counts of key versions.
-    uses: keyuse::UseCounters,
+    uses: uses::UseCounters,
     /// The revocation ledger as verified at open (changed only under the writer lock),
     /// or why it does not match the revoked users.
     revocations: Mutex<std::result::Result<ledger::Ledger, String>>,
@@ -162,7 +169,7 @@ impl Vault {
     }
 
     /// The vault's id in hex: the same for every copy of the vault's directory.
-    pub fn id_hex(&self) -> String {
+    pub(crate) fn id_hex(&self) -> String {
         self.header().id_hex()
     }
 
@@ -183,7 +190,7 @@ impl Vault {
         self.lock.replace_file(HEADER_FILE, &bytes)
     }
 
-    /// Counts and facts.
+    /// Counts and facts: path, format, users, keys, revoked users, KDF.
     pub fn status(&self) -> Result<VaultStatus> {
         status_of(&self.store, self.path(), self.header().format)
     }
@@ -231,9 +238,9 @@ impl Vault {
         };
         let record: KeyRecord = self.open_record(Tree::Keys, &db_key, &sealed)?;
         if record.user != user || record.name != name {
-            return Err(Error::Integrity(
-                "a key record does not match its index entry".into(),
-            ));
+            return Err(Error::IndexMismatch {
+                kind: RecordKind::Key,
+            });
         }
         self.refuse_key_of_revoked(user)?;
         Ok(Some((db_key, record)))
@@ -304,7 +311,7 @@ impl Vault {
     /// vault already holds that breaks today's rules (stored before them: not NFC,
     /// invisible characters) is still found by its exact spelling, so that nothing
     /// in an older vault becomes unreachable; a new id must follow the rules.
-    pub fn resolve_user(&self, user: &str) -> Result<String> {
+    pub(crate) fn resolve_user(&self, user: &str) -> Result<String> {
         match validate::new_user_id(user) {
             Ok(nfc) => {
                 if nfc != user && !self.user_known(&nfc)? && self.user_known(user)? {
@@ -342,9 +349,9 @@ impl Vault {
             // The record authenticated with its database key as associated data, so it
             // was sealed there with the master key; `check` also recomputes the index.
             if record.user != user {
-                return Err(Error::Integrity(
-                    "a key record does not match its index entry".into(),
-                ));
+                return Err(Error::IndexMismatch {
+                    kind: RecordKind::Key,
+                });
             }
             out.push((db_key, record));
         }
@@ -390,7 +397,7 @@ impl Vault {
     /// Records in the audit log that material [`Vault::export`] handed out could not be
     /// written where it was going (a full disk, a closed pipe): the export entry says
     /// the key left the vault; this one, that it reached nothing.
-    pub fn record_export_failure(
+    pub(crate) fn record_export_failure(
         &self,
         user: &str,
         name: &str,
@@ -415,7 +422,7 @@ impl Vault {
         self.record_use(event)
     }
 
-    /// Describes one key.
+    /// Describes one key: its type, versions and fingerprints (never its material).
     pub fn key_info(&self, user: &str, name: &str) -> Result<KeyInfo> {
         let user = &self.resolve_user(user)?;
         let (db_key, record) = self.require_key(user, name)?;
@@ -526,11 +533,6 @@ impl Vault {
         self.forget_uses(&db_key);
         Ok(key_info(&record))
     }
-
-    /// The audit events recorded so far, oldest first, after checking the chain.
-    pub fn audit_log(&self) -> Result<Vec<records::AuditRecord>> {
-        audit::read_all(&self.store, &self.keyring)
-    }
 }
 
 /// The database key of a user: a MAC of the id under the index subkey, never the id.
@@ -612,7 +614,7 @@ fn select_version(record: &KeyRecord, version: Option<u32>) -> Result<&KeyVersio
             .versions
             .iter()
             .find(|x| x.state == VersionState::Primary)
-            .ok_or_else(|| Error::Integrity("a key record has no primary version".into())),
+            .ok_or(Error::NoPrimaryVersion),
     }
 }
 

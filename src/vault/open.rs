@@ -14,13 +14,13 @@ use crate::crypto::random_bytes;
 use crate::crypto::seal::{Keyring, MasterKey};
 use crate::error::{Error, Result};
 use crate::store::layout::{self, HEADER_FILE, LOCK_WAIT, Layout, VaultLock};
-use crate::store::migrate::{self, CURRENT_FORMAT};
 use crate::store::records::{self, FailedUnlocks, Header, meta_keys};
 use crate::store::{Batch, Store, Tree};
+use crate::vault::migrate::{self, CURRENT_FORMAT};
 
 use super::audit::{AuditEvent, AuditHead};
 use super::header::{HeaderFile, VAULT_ID_LEN, VaultHeader};
-use super::types::{Timestamp, VaultStatus};
+use super::types::Timestamp;
 use super::{Vault, epoch, header_aad, ledger};
 
 /// Choices made when opening a vault.
@@ -38,56 +38,30 @@ enum Secret<'a> {
     Master(MasterKey),
 }
 
-/// Reads what can be known of a vault without its passphrase: its format version and
-/// record counts (no id, name or key is readable without the passphrase).
-pub fn peek_status(path: &Path) -> Result<VaultStatus> {
-    if !layout::exists(path) {
-        return Err(Error::VaultNotFound(path.to_path_buf()));
-    }
-    let lock = VaultLock::acquire(path, LOCK_WAIT)?;
-    match layout::layout_of(lock.dir()) {
-        Layout::Legacy => {
-            let store = Store::open(lock.dir())?;
-            let format = migrate::format_version(&store)?;
-            super::status_of(&store, lock.dir(), format)
-        }
-        _ => {
-            // A migration killed after its switch is finished by whoever comes next.
-            migrate::finish_layout_migration(&lock)?;
-            let file = read_header_file(lock.dir())?;
-            let store = Store::open(&lock.db_dir())?;
-            super::status_of(&store, lock.dir(), file.header.format)
-        }
-    }
-}
-
-/// The id of the vault at `path` in hex, read from its header file without the
-/// passphrase (not authenticated: an agent that holds the vault checks it against the
-/// id it unlocked). `None` for a vault of a format before 4, which has no id until it
-/// is migrated.
-pub fn peek_id(path: &Path) -> Result<Option<String>> {
-    match layout::layout_of(path) {
-        Layout::None => Err(Error::VaultNotFound(path.to_path_buf())),
-        Layout::Current => Ok(Some(read_header_file(path)?.header.id_hex())),
-        Layout::Legacy => Ok(None),
-    }
-}
-
-/// The KDF parameters of the vault at `path`, read from its header without the
-/// passphrase (not yet authenticated: opening checks them).
-pub fn peek_kdf(path: &Path) -> Result<KdfParams> {
-    match layout::layout_of(path) {
-        Layout::None => Err(Error::VaultNotFound(path.to_path_buf())),
-        Layout::Current => Ok(read_header_file(path)?.header.unlock.kdf),
-        Layout::Legacy => {
-            let lock = VaultLock::acquire(path, LOCK_WAIT)?;
-            Ok(read_legacy_header(&Store::open(lock.dir())?)?.kdf)
-        }
-    }
-}
-
 impl Vault {
-    /// Creates a vault at `path` (which must not hold one) protected by `passphrase`.
+    /// Creates a vault at `path` (which must not hold one) protected by `passphrase`,
+    /// whose key is derived with `kdf`. Parameters below OWASP's floor are refused
+    /// ([`Error::WeakKdf`]) unless `allow_weak_kdf`. The vault returned is open.
+    ///
+    /// ```
+    /// use keyvault::Vault;
+    /// use keyvault::crypto::kdf::KdfParams;
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let dir = tempfile::tempdir()?;
+    /// let path = dir.path().join("vault");
+    /// // Fast, weak KDF parameters, for the example only: real vaults keep the default.
+    /// let kdf = KdfParams { memory_kib: 64, iterations: 1, parallelism: 1 };
+    /// let vault = Vault::create(&path, b"passphrase", kdf, true)?;
+    /// assert!(Vault::exists(&path));
+    /// // Below the floor without allowing it: refused, and nothing is made.
+    /// let other = dir.path().join("other");
+    /// assert!(Vault::create(&other, b"passphrase", kdf, false).is_err());
+    /// assert!(!Vault::exists(&other));
+    /// # drop(vault);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn create(
         path: &Path,
         passphrase: &[u8],
@@ -146,7 +120,28 @@ impl Vault {
         created
     }
 
-    /// Opens and unlocks the vault at `path`.
+    /// Opens and unlocks the vault at `path` with its passphrase, migrating a vault of
+    /// an older format first (after writing a backup beside it). One process at a time
+    /// holds a vault open ([`Error::VaultInUse`] otherwise); a wrong passphrase is
+    /// [`Error::WrongPassphrase`].
+    ///
+    /// ```
+    /// use keyvault::{Error, Vault};
+    /// use keyvault::crypto::kdf::KdfParams;
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let dir = tempfile::tempdir()?;
+    /// let path = dir.path().join("vault");
+    /// // Fast, weak KDF parameters, for the example only: real vaults keep the default.
+    /// let kdf = KdfParams { memory_kib: 64, iterations: 1, parallelism: 1 };
+    /// drop(Vault::create(&path, b"passphrase", kdf, true)?);
+    ///
+    /// assert!(matches!(Vault::open(&path, b"wrong"), Err(Error::WrongPassphrase(_))));
+    /// let vault = Vault::open(&path, b"passphrase")?;
+    /// assert_eq!(vault.list(None)?.len(), 0);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn open(path: &Path, passphrase: &[u8]) -> Result<Vault> {
         Self::open_with(path, passphrase, OpenOptions::default())
     }
@@ -183,7 +178,7 @@ impl Vault {
 
     /// Opens the vault at `path` with its master key (from [`Vault::unlock_master_key`])
     /// for an unlock session, and records the unlock in the audit log.
-    pub fn open_with_master_key(
+    pub(crate) fn open_with_master_key(
         path: &Path,
         master: MasterKey,
         options: OpenOptions,
@@ -204,7 +199,7 @@ impl Vault {
     }
 
     /// The address range of the in-memory subkeys, for `mlock` by the agent.
-    pub fn key_memory_range(&self) -> (usize, usize) {
+    pub(crate) fn key_memory_range(&self) -> (usize, usize) {
         (
             std::ptr::addr_of!(*self.keyring) as usize,
             std::mem::size_of::<Keyring>(),
@@ -218,16 +213,16 @@ impl Vault {
 /// this path. Each only when it is provably keyvault's own and not in use.
 fn remove_leftovers(lock: &VaultLock) {
     lock.remove_leftovers();
-    crate::backup::remove_stale_temp_files(lock.dir());
+    super::backup::remove_stale_temp_files(lock.dir());
     if let Some(parent) = lock.dir().parent() {
-        crate::backup::remove_stale_temp_files(parent);
+        super::backup::remove_stale_temp_files(parent);
     }
     super::restore::remove_stale_siblings(lock.dir(), "restoring");
 }
 
 /// Whether `dir` holds nothing but what an `init` killed before it wrote the header
 /// leaves (the lock file, a database directory, work entries): that may be replaced.
-fn only_killed_init_left(dir: &Path) -> Result<bool> {
+pub(super) fn only_killed_init_left(dir: &Path) -> Result<bool> {
     let entries = std::fs::read_dir(dir)
         .map_err(|e| Error::io(format!("cannot read {}", dir.display()), e))?;
     for e in entries {

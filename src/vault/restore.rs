@@ -5,14 +5,14 @@ use std::fs;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
-use crate::backup::{self, BackupHeader, BackupRecord};
+use super::backup::{self, BackupHeader, BackupRecord};
 use crate::crypto::random_bytes;
 use crate::crypto::seal::MasterKey;
 use crate::error::{Error, Result};
 use crate::store::layout::{self, VaultLock};
-use crate::store::migrate::CURRENT_FORMAT;
 use crate::store::records::{Header, RevokedRecord};
 use crate::store::{Batch, Store, Tree};
+use crate::vault::migrate::CURRENT_FORMAT;
 
 use super::check::{CheckReport, TreeRecords, check_records};
 use super::header::{VAULT_ID_LEN, VaultHeader};
@@ -263,7 +263,7 @@ pub(crate) fn backup_before_migration(
     master: &MasterKey,
     dir: &Path,
 ) -> Result<()> {
-    let from = crate::store::migrate::format_version(store)?;
+    let from = crate::vault::migrate::format_version(store)?;
     let name = dir
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())

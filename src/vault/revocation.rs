@@ -2,7 +2,7 @@
 //! sealed ledger updated in the same batch), answering whether a user is revoked, and
 //! never serving a key of a revoked user.
 
-use crate::error::{Error, Result};
+use crate::error::{Error, RecordKind, Result};
 use crate::store::records::{DestroyedKey, KeyRecord, RevokedRecord};
 use crate::store::{Batch, Tree};
 
@@ -74,9 +74,9 @@ impl Vault {
             let (db_key, sealed) = item?;
             let record: RevokedRecord = self.open_record(Tree::Revoked, &db_key, &sealed)?;
             if db_key != self.user_hash(&record.user) {
-                return Err(Error::Integrity(
-                    "a revocation record does not match its index entry".into(),
-                ));
+                return Err(Error::IndexMismatch {
+                    kind: RecordKind::Revocation,
+                });
             }
             out.push(revocation_info(&record));
         }
@@ -106,9 +106,9 @@ impl Vault {
         };
         let record: RevokedRecord = self.open_record(Tree::Revoked, &db_key, &sealed)?;
         if record.user != user {
-            return Err(Error::Integrity(
-                "a revocation record does not match its index entry".into(),
-            ));
+            return Err(Error::IndexMismatch {
+                kind: RecordKind::Revocation,
+            });
         }
         Ok(Some(record))
     }

@@ -87,7 +87,7 @@ fn primary(record: &KeyRecord) -> Result<&KeyVersionRecord> {
         .versions
         .iter()
         .find(|v| v.state == VersionState::Primary)
-        .ok_or_else(|| Error::Integrity("a key record has no primary version".into()))
+        .ok_or(Error::NoPrimaryVersion)
 }
 
 fn material(v: &KeyVersionRecord) -> KeyMaterial {

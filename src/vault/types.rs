@@ -11,7 +11,7 @@ use crate::store::records::VersionState;
 pub struct Timestamp(pub u64);
 
 impl Timestamp {
-    /// Now.
+    /// The current time, in whole seconds.
     pub fn now() -> Self {
         Timestamp(
             std::time::SystemTime::now()
@@ -59,15 +59,15 @@ impl<'de> Deserialize<'de> for Timestamp {
 /// One version of a key.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VersionInfo {
-    /// 1, 2, 3…
+    /// Its number: versions count from 1, and rotation adds the next.
     pub version: u32,
     /// When it was made.
     pub created: Timestamp,
-    /// `primary` or `decrypt-only`.
+    /// `primary` (encrypts and signs) or `decrypt-only` (an older version).
     pub state: VersionStateName,
     /// Uses so far (encryptions, signatures).
     pub uses: u64,
-    /// Its fingerprint.
+    /// The version's fingerprint (SHA-256), which never reveals the key.
     pub fingerprint: String,
 }
 
@@ -95,11 +95,11 @@ impl From<VersionState> for VersionStateName {
 pub struct KeyInfo {
     /// The key's id (hex).
     pub id: String,
-    /// Its owner.
+    /// The user id the key belongs to.
     pub user: String,
-    /// Its name.
+    /// Its name, unique among the user's keys.
     pub name: String,
-    /// Its type.
+    /// Its type, as users write it (`fernet`, `rsa-2048`, …).
     #[serde(rename = "type")]
     pub key_type: KeyTypeName,
     /// When it was made.
@@ -136,11 +136,11 @@ impl<'de> Deserialize<'de> for KeyTypeName {
 /// A key destroyed by a revocation or deletion.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DestroyedKeyInfo {
-    /// Its id (hex).
+    /// The key's id in the vault (hex), which outlives its name.
     pub id: String,
-    /// Its name.
+    /// The name it had.
     pub name: String,
-    /// Its type.
+    /// The type it had, as users write it.
     #[serde(rename = "type")]
     pub key_type: KeyTypeName,
     /// The versions it had.
@@ -152,13 +152,13 @@ pub struct DestroyedKeyInfo {
 /// A revocation: who, when, why, and what was destroyed.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RevocationInfo {
-    /// The user.
+    /// The user id revoked.
     pub user: String,
-    /// When.
+    /// When the revocation was made.
     pub revoked_at: Timestamp,
-    /// Why.
+    /// The reason given, if any (kept in the clear).
     pub reason: Option<String>,
-    /// The keys destroyed.
+    /// The keys the revocation destroyed.
     pub destroyed: Vec<DestroyedKeyInfo>,
 }
 
@@ -167,22 +167,22 @@ pub struct RevocationInfo {
 pub struct RevokeOutcome {
     /// True when the user had been revoked before; `receipt` is then the first one.
     pub already_revoked: bool,
-    /// The receipt.
+    /// The revocation's receipt (the first one, for a user revoked before).
     pub receipt: RevocationInfo,
 }
 
 /// Counts and facts about a vault.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VaultStatus {
-    /// Where it lives.
+    /// The vault directory.
     pub path: String,
-    /// Its format version.
+    /// The vault's format version (4 for this keyvault; older until migrated).
     pub format_version: u32,
     /// Users holding at least one key.
     pub users: u64,
     /// Keys (each with one or more versions).
     pub keys: u64,
-    /// Revoked users.
+    /// Users revoked, whose ids the vault keeps.
     pub revoked_users: u64,
     /// The KDF parameters the passphrase goes through (readable without it), to weigh
     /// a `passwd --kdf`; none for a vault of a format before 4 not yet migrated.

@@ -13,11 +13,11 @@ use unicode_normalization::UnicodeNormalization as _;
 use crate::error::{Error, Result};
 
 /// The longest user id, in bytes.
-pub const MAX_USER_ID_BYTES: usize = 128;
+pub(crate) const MAX_USER_ID_BYTES: usize = 128;
 /// The longest key name, in characters.
-pub const MAX_KEY_NAME_LEN: usize = 64;
+pub(crate) const MAX_KEY_NAME_LEN: usize = 64;
 /// The longest revocation reason, in bytes.
-pub const MAX_REASON_BYTES: usize = 1024;
+pub(crate) const MAX_REASON_BYTES: usize = 1024;
 
 /// The form of a stored id: 1 to 128 bytes of UTF-8 with no control character. Every
 /// id a vault holds passes this, including ids stored before the rules of
@@ -109,7 +109,7 @@ fn default_ignorable(c: char) -> bool {
 
 /// Whether an id a vault holds breaks the rules of [`new_user_id`] (an id stored before
 /// them); the reason if so.
-pub fn nonconforming(user: &str) -> Option<String> {
+pub(crate) fn nonconforming(user: &str) -> Option<String> {
     match new_user_id(user) {
         Err(e) => Some(e.to_string()),
         Ok(nfc) if nfc != user => Some("the user id is not in Unicode NFC form".into()),
@@ -118,7 +118,7 @@ pub fn nonconforming(user: &str) -> Option<String> {
 }
 
 /// `U+XXXX`, as a code point is named in messages.
-pub fn code_point(c: char) -> String {
+pub(crate) fn code_point(c: char) -> String {
     format!("U+{:04X}", u32::from(c))
 }
 

@@ -252,10 +252,12 @@ fn refusal_of(e: &Error) -> Option<Refusal> {
     Some(match e {
         Error::UserRevoked { .. } => Refusal::UserRevoked,
         Error::UserNotFound { .. } => Refusal::UserNotFound,
-        Error::AlreadyExists(_) => Refusal::AlreadyExists,
+        Error::AlreadyExists(_) | Error::KeyExists { .. } => Refusal::AlreadyExists,
         Error::KeyNotFound { .. } => Refusal::KeyNotFound,
         Error::VersionNotFound { .. } => Refusal::VersionNotFound,
-        Error::Usage(_) => Refusal::Usage,
+        // Bad input of any kind: the typed variants of exit 2 too (a public-only key's
+        // private part, a key type that cannot do what was asked, …).
+        _ if e.exit_code() == keyvault::error::Exit::Usage => Refusal::Usage,
         _ => return None,
     })
 }

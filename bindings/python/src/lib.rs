@@ -10,12 +10,13 @@
 //! `catch_unwind` and a panic becomes a `KeyvaultError`), put a secret in an error
 //! message or a `repr`, or hold the GIL while deriving a key, doing crypto or I/O.
 
+mod dicts;
+mod errors;
+
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, RwLock};
 
-use pyo3::create_exception;
-use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString};
 use zeroize::Zeroizing;
@@ -26,104 +27,14 @@ use keyvault::crypto::keys::ExportFormat;
 use keyvault::crypto::sign::RsaScheme;
 use keyvault::error::Exit;
 use keyvault::ops::{Request, Response};
-use keyvault::vault::types::{DestroyedKeyInfo, KeyInfo, RevocationInfo, VaultStatus};
 use keyvault::vault::{self, OpenOptions};
 use keyvault::{Error, ExportOptions, KeyType, Result, Vault};
 
-create_exception!(
-    keyvault,
-    KeyvaultError,
-    PyException,
-    "Base class of every error keyvault raises. `exit_code` is the command line's exit code for the same failure; `hint`, when not None, says what to do."
-);
-create_exception!(
-    keyvault,
-    UsageError,
-    KeyvaultError,
-    "Bad arguments or input data (exit code 2)."
-);
-create_exception!(
-    keyvault,
-    WrongPassphrase,
-    KeyvaultError,
-    "The passphrase does not unlock the vault (exit code 3)."
-);
-create_exception!(
-    keyvault,
-    Locked,
-    KeyvaultError,
-    "The vault is locked and no passphrase is available (exit code 4)."
-);
-create_exception!(
-    keyvault,
-    NotFound,
-    KeyvaultError,
-    "No such vault, user, key, version or file (exit code 5)."
-);
-create_exception!(
-    keyvault,
-    Refused,
-    KeyvaultError,
-    "The vault refuses the change: the user is revoked, the key exists, the KDF is too weak (exit code 6)."
-);
-create_exception!(
-    keyvault,
-    Revoked,
-    Refused,
-    "The user was revoked: a revoked user has no keys and gets no new ones (exit code 6)."
-);
-create_exception!(
-    keyvault,
-    AlreadyExists,
-    Refused,
-    "Something already exists and is never overwritten (exit code 6)."
-);
-create_exception!(
-    keyvault,
-    IntegrityError,
-    KeyvaultError,
-    "A vault record, backup or ciphertext failed to authenticate or decode (exit code 7)."
-);
-create_exception!(
-    keyvault,
-    InternalError,
-    KeyvaultError,
-    "An I/O, storage, agent or internal failure (exit code 8)."
-);
-create_exception!(
-    keyvault,
-    VaultInUse,
-    InternalError,
-    "Another process has the vault open (exit code 8); close it, or unlock the vault so every process goes through its agent."
-);
-
-/// The Python exception for a library error: its class follows the exit code, its
-/// message is the error's text (which never holds a secret), and it carries
-/// `exit_code` and `hint`.
-fn to_py(py: Python<'_>, e: &Error) -> PyErr {
-    let code = e.exit_code();
-    let class = match (e, code) {
-        (Error::UserRevoked { .. }, _) => py.get_type::<Revoked>(),
-        (Error::AlreadyExists(_), _) => py.get_type::<AlreadyExists>(),
-        (Error::VaultInUse(_), _) => py.get_type::<VaultInUse>(),
-        (_, Exit::Usage) => py.get_type::<UsageError>(),
-        (_, Exit::WrongPassphrase) => py.get_type::<WrongPassphrase>(),
-        (_, Exit::NoPassphrase) => py.get_type::<Locked>(),
-        (_, Exit::NotFound) => py.get_type::<NotFound>(),
-        (_, Exit::Refused) => py.get_type::<Refused>(),
-        (_, Exit::Integrity) => py.get_type::<IntegrityError>(),
-        (_, Exit::Ok | Exit::Negative | Exit::Other) => py.get_type::<InternalError>(),
-    };
-    let built = class.call1((e.to_string(),)).and_then(|err| {
-        err.setattr("exit_code", code.code())?;
-        err.setattr("hint", e.hint())?;
-        Ok(err)
-    });
-    match built {
-        Ok(err) => PyErr::from_value(err),
-        Err(failed) => failed,
-    }
-}
+use dicts::{key_dict, key_of, revocation_dict, status_dict};
+use errors::{
+    AlreadyExists, IntegrityError, InternalError, KeyvaultError, Locked, NotFound, Refused,
+    Revoked, UsageError, VaultInUse, WrongPassphrase, to_py,
+};
 
 /// A Rust panic, caught before it reaches Python: reported as an internal error that
 /// says where, never what (a panic message could quote data).
@@ -268,61 +179,6 @@ fn parse_format(s: Option<&str>) -> Result<Option<ExportFormat>> {
 /// Converts a parse error to a Python exception (with the GIL held).
 fn arg<T>(py: Python<'_>, r: Result<T>) -> PyResult<T> {
     r.map_err(|e| to_py(py, &e))
-}
-
-fn key_dict<'py>(py: Python<'py>, k: &KeyInfo) -> PyResult<Bound<'py, PyDict>> {
-    let d = PyDict::new(py);
-    d.set_item("id", &k.id)?;
-    d.set_item("user", &k.user)?;
-    d.set_item("name", &k.name)?;
-    d.set_item("type", k.key_type.0.as_str())?;
-    d.set_item("version", k.primary_version)?;
-    d.set_item("fingerprint", &k.fingerprint)?;
-    d.set_item("created", k.created.to_string())?;
-    d.set_item("public_only", k.public_only)?;
-    let versions: Vec<u32> = k.versions.iter().map(|v| v.version).collect();
-    d.set_item("versions", versions)?;
-    Ok(d)
-}
-
-fn destroyed_dict<'py>(py: Python<'py>, k: &DestroyedKeyInfo) -> PyResult<Bound<'py, PyDict>> {
-    let d = PyDict::new(py);
-    d.set_item("id", &k.id)?;
-    d.set_item("name", &k.name)?;
-    d.set_item("type", k.key_type.0.as_str())?;
-    d.set_item("versions", k.versions.clone())?;
-    d.set_item("fingerprint", &k.fingerprint)?;
-    Ok(d)
-}
-
-fn revocation_dict<'py>(py: Python<'py>, r: &RevocationInfo) -> PyResult<Bound<'py, PyDict>> {
-    let d = PyDict::new(py);
-    d.set_item("user", &r.user)?;
-    d.set_item("revoked_at", r.revoked_at.to_string())?;
-    d.set_item("reason", r.reason.as_deref())?;
-    let destroyed = PyList::empty(py);
-    for k in &r.destroyed {
-        destroyed.append(destroyed_dict(py, k)?)?;
-    }
-    d.set_item("destroyed", destroyed)?;
-    Ok(d)
-}
-
-fn status_dict<'py>(py: Python<'py>, s: &VaultStatus) -> PyResult<Bound<'py, PyDict>> {
-    let d = PyDict::new(py);
-    d.set_item("path", &s.path)?;
-    d.set_item("format_version", s.format_version)?;
-    d.set_item("users", s.users)?;
-    d.set_item("keys", s.keys)?;
-    d.set_item("revoked_users", s.revoked_users)?;
-    Ok(d)
-}
-
-fn key_of<'py>(py: Python<'py>, r: Response) -> PyResult<Bound<'py, PyDict>> {
-    match r {
-        Response::Key(k) | Response::Deleted(k) => key_dict(py, &k),
-        _ => Err(unexpected()),
-    }
 }
 
 #[pymethods]

@@ -5,8 +5,25 @@
 
 use std::path::PathBuf;
 
+use serde::{Deserialize, Serialize};
+
+use crate::crypto::kdf::KdfParams;
+use crate::crypto::sign::RsaScheme;
+use crate::keytype::{KeyType, KeyUse};
+
+mod details;
+
+pub use details::{EnvelopeProblem, KeyFamily, KeyPart, PublicKeyForm, RecordKind};
+use details::{key_part_name, public_key_given, use_instead};
+
 /// Everything that can go wrong in keyvault.
-#[derive(Debug, thiserror::Error)]
+///
+/// The library says what happened, with the facts as typed fields; it never names a
+/// flag or a command of the `keyvault` binary, which adds that advice itself. Errors
+/// cross the agent's socket as this same value (serde), so a command answered by the
+/// agent reports exactly what it would have reported alone.
+#[derive(Debug, thiserror::Error, Serialize, Deserialize)]
+#[non_exhaustive]
 pub enum Error {
     /// Bad arguments or bad input data (exit 2).
     #[error("{0}")]
@@ -74,7 +91,7 @@ pub enum Error {
     UserRevoked {
         /// The user id.
         user: String,
-        /// When (RFC 3339).
+        /// When the revocation was made (RFC 3339).
         revoked_at: String,
     },
 
@@ -82,14 +99,146 @@ pub enum Error {
     #[error("{0}")]
     AlreadyExists(String),
 
-    /// KDF parameters below the floor without `--allow-weak-kdf`, or a key too weak to
-    /// import (exit 6).
+    /// A key too weak to import or use (exit 6).
     #[error("{0}")]
     TooWeak(String),
+
+    /// KDF parameters below OWASP's floor, and weak parameters were not allowed (exit 6).
+    #[error("KDF parameters {params} are below the floor (m=19 MiB, t=2, p=1)")]
+    WeakKdf {
+        /// The parameters asked for.
+        params: KdfParams,
+    },
+
+    /// The user already has a key of that name; keys are never overwritten (exit 6).
+    #[error("{user} already has a key named {name:?}")]
+    KeyExists {
+        /// The user id.
+        user: String,
+        /// The key name.
+        name: String,
+    },
+
+    /// A version of an AEAD key has used up its 2^32 random nonces and encrypts no more
+    /// (exit 6): a new version (a rotation) continues.
+    #[error(
+        "version {version} of {user}/{name} has made 2^32 encryptions, the limit for random 96-bit nonces (NIST SP 800-38D)"
+    )]
+    NonceLimit {
+        /// The user id.
+        user: String,
+        /// The key name.
+        name: String,
+        /// The version at its limit.
+        version: u32,
+    },
+
+    /// Key material whose encoding could not be read (exit 2).
+    #[error("cannot read the {family} key: {problem}")]
+    UnreadableKey {
+        /// Which kind of key was expected.
+        family: KeyFamily,
+        /// What is wrong with the input.
+        problem: String,
+    },
+
+    /// A public key was given where the key type needs its private key (exit 2).
+    #[error("{}", public_key_given(*.key_type, *.form))]
+    PublicKeyGiven {
+        /// The key type asked for.
+        key_type: KeyType,
+        /// How the public key came.
+        form: PublicKeyForm,
+    },
+
+    /// Keys of this type cannot do what was asked (exit 2): an Ed25519 key encrypts
+    /// nothing, a symmetric key signs nothing.
+    #[error(
+        "{key_type} keys cannot {}: {key_type} keys {}; {}",
+        .wanted.as_str(),
+        .key_type.uses_in_words(),
+        use_instead(*.wanted)
+    )]
+    UnsupportedUse {
+        /// The key's type.
+        key_type: KeyType,
+        /// What it was asked to do.
+        wanted: KeyUse,
+    },
+
+    /// An RSASSA-PSS public key was asked to do what such a key does not: anything but
+    /// verify PSS signatures (exit 2).
+    #[error("this key is an RSASSA-PSS public key: it verifies PSS signatures only")]
+    PssOnlyKey,
+
+    /// The private part of a public-only key was asked for (exit 2).
+    #[error("this key is public-only: it has no private part to export")]
+    NoPrivatePart,
+
+    /// An RSA key whose modulus has another size than its key type says (exit 2).
+    #[error("the RSA key has a {found}-bit modulus but type {key_type} expects {expected} bits")]
+    RsaSizeMismatch {
+        /// The key type asked for.
+        key_type: KeyType,
+        /// The modulus size of that type, in bits.
+        expected: usize,
+        /// The modulus size of the key given, in bits.
+        found: usize,
+    },
+
+    /// An RSA signature scheme was asked for a key type that has only one (exit 2).
+    #[error(
+        "the signature scheme {} applies to RSA keys; {key_type} keys have one signature scheme",
+        .scheme.as_str()
+    )]
+    SchemeNotApplicable {
+        /// The scheme asked for.
+        scheme: RsaScheme,
+        /// The key's type.
+        key_type: KeyType,
+    },
+
+    /// A maximum token age was given for a key type whose ciphertexts carry no time
+    /// (exit 2): only Fernet tokens do.
+    #[error("a maximum age applies to fernet tokens only, not to {key_type} ciphertexts")]
+    TtlNotApplicable {
+        /// The key's type.
+        key_type: KeyType,
+    },
 
     /// A record, header, backup or ciphertext failed to authenticate or decode (exit 7).
     #[error("integrity failure: {0}")]
     Integrity(String),
+
+    /// An AEAD envelope that is not one, is damaged or cut short, or failed to
+    /// authenticate (exit 7).
+    #[error("integrity failure: {0}")]
+    BadEnvelope(EnvelopeProblem),
+
+    /// The stored material of a key version does not decode (exit 7).
+    #[error("integrity failure: the stored {}key does not decode", key_part_name(*.family, *.part))]
+    DamagedKey {
+        /// The kind of key, where the code that found it knows.
+        family: Option<KeyFamily>,
+        /// Which part.
+        part: KeyPart,
+    },
+
+    /// The record of an asymmetric key has no public key (exit 7).
+    #[error("integrity failure: the key record has no public key")]
+    MissingPublicKey,
+
+    /// A key record has no primary version (exit 7).
+    #[error("integrity failure: a key record has no primary version")]
+    NoPrimaryVersion,
+
+    /// A record found under an index entry is not the one the entry names: records were
+    /// moved between entries (exit 7).
+    #[error("integrity failure: a {kind} record does not match its index entry")]
+    IndexMismatch {
+        /// Which kind of record.
+        kind: RecordKind,
+    },
 
     /// A Fernet token that authenticated but is older than the TTL asked for (exit 7).
     #[error("{0}")]
@@ -132,7 +281,7 @@ pub enum Error {
     Rollback {
         /// The vault path.
         path: PathBuf,
-        /// The vault's epoch.
+        /// The vault's epoch, which every change raises.
         found: u64,
         /// The highest epoch seen on this machine.
         remembered: u64,
@@ -141,15 +290,20 @@ pub enum Error {
     /// Writing the command's own output failed (exit 8; a reader that went away — a
     /// broken pipe — is no error, and the binary ends quietly).
     #[error("cannot write the output: {0}")]
-    Output(#[source] std::io::Error),
+    Output(
+        #[source]
+        #[serde(with = "io_text")]
+        std::io::Error,
+    ),
 
     /// An I/O error with what we were doing (exit 8).
     #[error("{context}: {source}")]
     Io {
         /// What was being done.
         context: String,
-        /// The underlying error.
+        /// The operating system's error.
         #[source]
+        #[serde(with = "io_text")]
         source: std::io::Error,
     },
 
@@ -164,7 +318,7 @@ pub enum Error {
     /// An error reported by the agent, with the exit code it mapped it to.
     #[error("{message}")]
     Remote {
-        /// The exit code.
+        /// The exit code the agent mapped the error to.
         code: Exit,
         /// The message (never secret).
         message: String,
@@ -176,7 +330,7 @@ pub enum Error {
     /// made it first, or it is open to others.
     #[error("cannot use {path} for the agent's socket: {problem}")]
     AgentDir {
-        /// The directory.
+        /// The directory that cannot be used.
         path: PathBuf,
         /// What is wrong with it.
         problem: String,
@@ -188,7 +342,7 @@ pub enum Error {
     AgentStopped {
         /// The vault path the agent held.
         path: PathBuf,
-        /// Why.
+        /// What the agent found at the vault path (moved, deleted, replaced).
         reason: String,
     },
 
@@ -199,11 +353,25 @@ pub enum Error {
     /// The running agent speaks another protocol version (exit 8).
     #[error("the running agent speaks protocol version {agent}, this keyvault speaks {client}")]
     ProtocolMismatch {
-        /// The agent's version.
+        /// The protocol version the agent speaks.
         agent: u32,
-        /// Ours.
+        /// The protocol version this program speaks.
         client: u32,
     },
+}
+
+/// I/O errors cross the agent's socket as their text: the peer needs to show them, not
+/// to act on their kind.
+mod io_text {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(e: &std::io::Error, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&e.to_string())
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<std::io::Error, D::Error> {
+        Ok(std::io::Error::other(String::deserialize(d)?))
+    }
 }
 
 thread_local! {
@@ -238,9 +406,9 @@ pub enum Exit {
     Negative = 1,
     /// Bad flags, arguments or input data.
     Usage = 2,
-    /// Wrong passphrase.
+    /// The passphrase did not unlock the vault.
     WrongPassphrase = 3,
-    /// No passphrase available.
+    /// No passphrase could be read: no file, no variable, no terminal.
     NoPassphrase = 4,
     /// Not found: vault, user, key, version, file.
     NotFound = 5,
@@ -266,7 +434,7 @@ impl Exit {
 
     /// The exit for a status number from elsewhere (an older agent's answer, a child's
     /// acknowledgement): anything not in the table is [`Exit::Other`], never success.
-    pub fn from_number(n: i64) -> Exit {
+    pub(crate) fn from_number(n: i64) -> Exit {
         match n {
             1 => Exit::Negative,
             2 => Exit::Usage,
@@ -289,7 +457,15 @@ impl Error {
     /// place where errors become exit codes.
     pub fn exit_code(&self) -> Exit {
         match self {
-            Error::Usage(_) => Exit::Usage,
+            Error::Usage(_)
+            | Error::UnreadableKey { .. }
+            | Error::PublicKeyGiven { .. }
+            | Error::NoPrivatePart
+            | Error::UnsupportedUse { .. }
+            | Error::PssOnlyKey
+            | Error::RsaSizeMismatch { .. }
+            | Error::SchemeNotApplicable { .. }
+            | Error::TtlNotApplicable { .. } => Exit::Usage,
             Error::WrongPassphrase(_) | Error::WrongKeyPassphrase(_) => Exit::WrongPassphrase,
             Error::NoPassphrase(_) | Error::Locked(_) | Error::NoKeyPassphrase(_) => {
                 Exit::NoPassphrase
@@ -299,10 +475,20 @@ impl Error {
             | Error::KeyNotFound { .. }
             | Error::VersionNotFound { .. }
             | Error::FileNotFound(_) => Exit::NotFound,
-            Error::UserRevoked { .. } | Error::AlreadyExists(_) | Error::TooWeak(_) => {
-                Exit::Refused
-            }
-            Error::Integrity(_) | Error::Expired(_) | Error::Rollback { .. } => Exit::Integrity,
+            Error::UserRevoked { .. }
+            | Error::AlreadyExists(_)
+            | Error::KeyExists { .. }
+            | Error::TooWeak(_)
+            | Error::WeakKdf { .. }
+            | Error::NonceLimit { .. } => Exit::Refused,
+            Error::Integrity(_)
+            | Error::BadEnvelope(_)
+            | Error::DamagedKey { .. }
+            | Error::MissingPublicKey
+            | Error::NoPrimaryVersion
+            | Error::IndexMismatch { .. }
+            | Error::Expired(_)
+            | Error::Rollback { .. } => Exit::Integrity,
             Error::Remote { code, .. } => *code,
             Error::NewerFormat { .. }
             | Error::ProtocolMismatch { .. }
@@ -316,52 +502,6 @@ impl Error {
             | Error::Io { .. }
             | Error::Storage(_)
             | Error::Internal(_) => Exit::Other,
-        }
-    }
-
-    /// A second line telling the user what to do, where one helps.
-    pub fn hint(&self) -> Option<String> {
-        self.static_hint()
-            .map(str::to_string)
-            .or_else(|| match self {
-                Error::Remote { hint, .. } => hint.clone(),
-                Error::UserNotFound { similar, .. } if !similar.is_empty() => {
-                    let ids: Vec<String> = similar.iter().map(|id| format!("{id:?}")).collect();
-                    Some(format!("the vault holds {}", ids.join(", ")))
-                }
-                _ => None,
-            })
-    }
-
-    fn static_hint(&self) -> Option<&'static str> {
-        match self {
-            Error::ProtocolMismatch { .. } => Some(
-                "run `keyvault lock`, then `keyvault unlock` to start an agent of this version",
-            ),
-            Error::NoPassphrase(_) => Some(
-                "pass one with --passphrase-file FILE, KEYVAULT_PASSPHRASE_FILE or KEYVAULT_PASSPHRASE, or run from a terminal",
-            ),
-            Error::VaultNotFound(_) => {
-                Some("create one with `keyvault init`, or point --vault / KEYVAULT_PATH at it")
-            }
-            Error::Locked(_) => Some("run `keyvault unlock` first"),
-            Error::VaultInUse(_) => {
-                Some("wait for the other keyvault process to finish, or use the running agent")
-            }
-            Error::WrongPassphrase(_) => Some("check the passphrase and try again"),
-            Error::AgentDir { .. } => Some(
-                "remove that directory, or set XDG_RUNTIME_DIR to a private directory of yours; commands still work without an agent",
-            ),
-            Error::AgentStopped { .. } => Some(
-                "run the command again: without the agent it opens the vault itself; `keyvault unlock` starts an agent for the vault now there",
-            ),
-            Error::PurgeFailed(_) => Some(
-                "run `keyvault compact` once the cause is fixed, so that the destroyed keys' sealed records leave the vault's files",
-            ),
-            Error::Rollback { .. } => Some(
-                "if you put this copy back on purpose, run one command with --accept-rollback (it is recorded in the audit log)",
-            ),
-            _ => None,
         }
     }
 

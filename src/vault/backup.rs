@@ -38,9 +38,9 @@ use crate::store::Tree;
 use crate::store::records::{self, Header};
 
 /// The magic bytes at the start of every backup.
-pub const MAGIC: &[u8; 8] = b"KVBACKUP";
+pub(crate) const MAGIC: &[u8; 8] = b"KVBACKUP";
 /// The backup format this binary writes and reads.
-pub const BACKUP_FORMAT: u32 = 1;
+pub(crate) const BACKUP_FORMAT: u32 = 1;
 const MAC_LABEL: &[u8] = b"keyvault backup v1";
 const MAX_HEADER: u32 = 64 * 1024;
 const MAX_KEY: u32 = 4 * 1024;
@@ -61,7 +61,7 @@ pub struct BackupHeader {
 }
 
 /// A record of a backup: tree, database key, sealed value.
-pub type BackupRecord = (Tree, Vec<u8>, Vec<u8>);
+pub(crate) type BackupRecord = (Tree, Vec<u8>, Vec<u8>);
 
 fn tree_code(tree: Tree) -> u8 {
     match tree {
@@ -159,7 +159,7 @@ const TEMP_INFIX: &str = ".tmp-";
 /// Removes the temporary files of killed backups from `dir`: only files named as
 /// keyvault names them (`.NAME.tmp-<12 hex>`), empty or starting with the backup magic,
 /// and not locked (a backup being written holds a lock on its file).
-pub fn remove_stale_temp_files(dir: &Path) {
+pub(crate) fn remove_stale_temp_files(dir: &Path) {
     let Ok(entries) = fs::read_dir(dir) else {
         return;
     };
@@ -190,7 +190,7 @@ pub fn remove_stale_temp_files(dir: &Path) {
 }
 
 /// Makes a rename or link durable by syncing the directory that holds it.
-pub fn sync_parent(path: &Path) {
+pub(crate) fn sync_parent(path: &Path) {
     if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty())
         && let Ok(d) = fs::File::open(dir)
     {
@@ -200,7 +200,7 @@ pub fn sync_parent(path: &Path) {
 
 /// A backup being written: a temporary file beside its target, linked into place only
 /// when complete.
-pub struct BackupFile {
+pub(crate) struct BackupFile {
     temp: TempFile,
     file: fs::File,
     target: PathBuf,
@@ -242,7 +242,7 @@ impl BackupFile {
 }
 
 /// Writes a backup of `records` to `target` (which must not exist); see [`BackupFile`].
-pub fn write_backup(
+pub(crate) fn write_backup(
     target: &Path,
     header: &BackupHeader,
     keyring: &Keyring,
@@ -309,8 +309,8 @@ fn write_records(
 }
 
 /// A backup read and verified: its header, master key and records.
-pub struct OpenedBackup {
-    /// The header.
+pub(crate) struct OpenedBackup {
+    /// The header, with what unlocking the backup needs.
     pub header: BackupHeader,
     /// The master key, unwrapped with the passphrase.
     pub master: MasterKey,
@@ -381,7 +381,7 @@ fn not_a_backup() -> Error {
 
 /// Reads a backup file, unlocks it with `passphrase`, and verifies its MAC before
 /// returning any record.
-pub fn open_backup(path: &Path, passphrase: &[u8]) -> Result<OpenedBackup> {
+pub(crate) fn open_backup(path: &Path, passphrase: &[u8]) -> Result<OpenedBackup> {
     let bytes = fs::read(path).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => Error::FileNotFound(path.to_path_buf()),
         _ => Error::io(format!("cannot read {}", path.display()), e),
@@ -391,7 +391,7 @@ pub fn open_backup(path: &Path, passphrase: &[u8]) -> Result<OpenedBackup> {
     let kek = vh.kdf.derive_kek(passphrase, &vh.salt)?;
     let master = MasterKey::unwrap(
         &kek,
-        &crate::vault::header_aad(&vh.kdf, &vh.salt)?,
+        &super::header_aad(&vh.kdf, &vh.salt)?,
         &vh.wrapped_master_key,
     )
     .ok_or_else(|| Error::WrongPassphrase(path.to_path_buf()))?;

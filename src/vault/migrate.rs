@@ -1,4 +1,7 @@
 //! The migration runner: brings a vault to the current format, one step at a time.
+//! It is part of the vault layer because its steps build the vault's own records (the
+//! audit head, the revocation ledger, the epoch); the store below only records which
+//! format a database holds (`store::format`).
 //!
 //! Each step lives in its own file under `migrations/` (compiled into the crate). Steps
 //! 1 to 3 change records inside the database: each adds its changes to a batch, the
@@ -19,6 +22,8 @@ use crate::store::layout::VaultLock;
 use crate::store::records::{Header, meta_keys};
 use crate::store::{Batch, Store, Tree};
 
+pub(crate) use crate::store::format::{CURRENT_FORMAT, LAST_IN_DATABASE_FORMAT, format_version};
+
 #[path = "../../migrations/0001_initial.rs"]
 mod m0001_initial;
 #[path = "../../migrations/0002_audit_chain_head.rs"]
@@ -30,60 +35,41 @@ mod m0004_vault_layout;
 
 pub use m0004_vault_layout::finish as finish_layout_migration;
 
-/// The format version this binary writes.
-pub const CURRENT_FORMAT: u32 = 4;
-
-/// The last format whose version and header live in the database.
-pub const LAST_IN_DATABASE_FORMAT: u32 = 3;
-
-/// One format step.
-pub struct Migration {
+/// One format step inside the database, applied as one atomic batch.
+pub(crate) struct Migration {
     /// The format version after this step.
     pub to_version: u32,
-    /// What the step changes.
+    /// What the step changes (read by people and by the tests' messages).
+    #[cfg_attr(not(test), allow(dead_code))]
     pub description: &'static str,
     /// Adds the step's changes to `ctx.batch`.
     pub apply: fn(&mut MigrationContext<'_>) -> Result<()>,
 }
 
 /// What a step can read and where it writes.
-pub struct MigrationContext<'a> {
+pub(crate) struct MigrationContext<'a> {
     /// The database being migrated (read it; write only through `batch`).
     pub store: &'a Store,
     /// The header of a vault being created (only for the initial step).
     pub new_header: Option<&'a Header>,
-    /// The vault's subkeys.
+    /// The vault's subkeys, to read and seal records (none when creating).
     pub keyring: Option<&'a Keyring>,
     /// The changes of this step.
     pub batch: Batch,
 }
 
 /// Every step inside the database, in order (step 4, the layout, follows them).
-pub const MIGRATIONS: &[Migration] = &[
+pub(crate) const MIGRATIONS: &[Migration] = &[
     m0001_initial::MIGRATION,
     m0002_audit_chain_head::MIGRATION,
     m0003_revocation_ledger::MIGRATION,
 ];
 
-/// The format version recorded in the database (0 for an empty database).
-pub fn format_version(store: &Store) -> Result<u32> {
-    match store.get(Tree::Meta, meta_keys::FORMAT)? {
-        None => Ok(0),
-        Some(bytes) => {
-            let arr: [u8; 4] = bytes
-                .as_slice()
-                .try_into()
-                .map_err(|_| Error::Integrity("the format version record is malformed".into()))?;
-            Ok(u32::from_be_bytes(arr))
-        }
-    }
-}
-
 /// Runs every pending step. `new_header` is given only when creating a vault, `keyring`
 /// when opening an existing one. Each step is one atomic batch together with its new
 /// format version. Returns the steps that ran. (Opening an older vault writes a backup
 /// next to it first: see `Vault::open`.)
-pub fn run_pending(
+pub(crate) fn run_pending(
     store: &Store,
     new_header: Option<&Header>,
     keyring: Option<&Keyring>,
@@ -125,7 +111,7 @@ pub fn run_pending(
 
 /// Refuses to run the step to `to_version` over data that holds what a later format
 /// adds: the meta-tree records named in `later`.
-pub fn refuse_newer_data(store: &Store, to_version: u32, later: &[&[u8]]) -> Result<()> {
+pub(crate) fn refuse_newer_data(store: &Store, to_version: u32, later: &[&[u8]]) -> Result<()> {
     for key in later {
         if store.contains(Tree::Meta, key)? {
             return Err(Error::Integrity(format!(
@@ -142,7 +128,7 @@ pub fn refuse_newer_data(store: &Store, to_version: u32, later: &[&[u8]]) -> Res
 /// that holds what a format after its recorded one adds: an audit head below format 2,
 /// a revocation ledger below format 3, an epoch, or records sealed under the format-4
 /// key. Each step checks again as it runs.
-pub fn refuse_relabelled(store: &Store, master: &MasterKey) -> Result<()> {
+pub(crate) fn refuse_relabelled(store: &Store, master: &MasterKey) -> Result<()> {
     let format = format_version(store)?;
     let mut later: Vec<&[u8]> = vec![crate::vault::epoch::EPOCH_KEY];
     if format < 3 {
@@ -174,7 +160,7 @@ pub fn refuse_relabelled(store: &Store, master: &MasterKey) -> Result<()> {
 /// itself, to the current format and layout: the steps inside the database first, then
 /// the layout step. `header` is its header record and `master` its master key. The
 /// caller holds the vault's lock and has written a backup beside the vault.
-pub fn migrate_to_current(
+pub(crate) fn migrate_to_current(
     lock: &VaultLock,
     store: Store,
     header: Header,

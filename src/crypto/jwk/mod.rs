@@ -28,13 +28,14 @@ use serde::de::IgnoredAny;
 use zeroize::Zeroizing;
 
 use super::ed25519_keys;
-use super::keys::{self, KeyMaterial, Parsed};
-use crate::error::{Error, Result};
+use super::material::{self, KeyMaterial};
+use super::rsa_keys::{self, Parsed};
+use crate::error::{Error, KeyFamily, KeyPart, PublicKeyForm, Result};
 use crate::keytype::KeyType;
 
 /// Whether `input` looks like a JSON object (its first non-blank byte is `{`), so that
 /// import reads it as a JWK.
-pub fn looks_like_jwk(input: &[u8]) -> bool {
+pub(crate) fn looks_like_jwk(input: &[u8]) -> bool {
     input
         .iter()
         .find(|b| !b.is_ascii_whitespace())
@@ -111,14 +112,20 @@ impl Writer {
 
 /// The PKCS#1 fields of a stored RSA private key (PKCS#8 DER).
 fn rsa_private_fields(pkcs8: &[u8]) -> Result<RsaPrivateKeyRef<'_>> {
-    let bad = || Error::Integrity("the stored RSA private key does not decode".into());
+    let bad = || Error::DamagedKey {
+        family: Some(KeyFamily::Rsa),
+        part: KeyPart::Private,
+    };
     let info = PrivateKeyInfoRef::from_der(pkcs8).map_err(|_| bad())?;
     RsaPrivateKeyRef::try_from(info.private_key).map_err(|_| bad())
 }
 
 /// The PKCS#1 fields of a stored RSA public key (SPKI DER).
 fn rsa_public_fields(spki: &[u8]) -> Result<RsaPublicKeyRef<'_>> {
-    let bad = || Error::Integrity("the stored RSA public key does not decode".into());
+    let bad = || Error::DamagedKey {
+        family: Some(KeyFamily::Rsa),
+        part: KeyPart::Public,
+    };
     let info = SubjectPublicKeyInfoRef::from_der(spki).map_err(|_| bad())?;
     let bits = info.subject_public_key.as_bytes().ok_or_else(bad)?;
     RsaPublicKeyRef::from_der(bits).map_err(|_| bad())
@@ -130,7 +137,7 @@ pub fn export(
     material: &KeyMaterial,
     public: bool,
 ) -> Result<Zeroizing<Vec<u8>>> {
-    let kid = keys::fingerprint(key_type, material);
+    let kid = material::fingerprint(key_type, material);
     let mut w = Writer::new();
     if !key_type.is_asymmetric() {
         if public {
@@ -144,14 +151,9 @@ pub fn export(
         return Ok(w.finish());
     }
     if !public && material.secret.is_empty() {
-        return Err(Error::Usage(
-            "this key is public-only: it has no private part to export; use --public".into(),
-        ));
+        return Err(Error::NoPrivatePart);
     }
-    let spki = material
-        .public
-        .as_deref()
-        .ok_or_else(|| Error::Integrity("the key record has no public key".into()))?;
+    let spki = material.public.as_deref().ok_or(Error::MissingPublicKey)?;
     if key_type == KeyType::Ed25519 {
         let verifying = ed25519_keys::verifying_key(material)?;
         w.text("kty", "OKP");
@@ -306,9 +308,10 @@ fn import_ed25519(jwk: &JwkIn, allow_public_only: bool) -> Result<KeyMaterial> {
     })?;
     let Some(d) = jwk.d.as_ref() else {
         if !allow_public_only {
-            return Err(usage(
-                "expected a private key for type ed25519, found a public JWK (no \"d\"); pass --public to import a public-only key",
-            ));
+            return Err(Error::PublicKeyGiven {
+                key_type: KeyType::Ed25519,
+                form: PublicKeyForm::Jwk,
+            });
         }
         let public = ed25519_dalek::VerifyingKey::from_bytes(&x)
             .map_err(|_| usage("the JWK's \"x\" is not an Ed25519 public key"))?;
@@ -350,7 +353,12 @@ fn import_rsa(
             public_exponent: uint("e", &e)?,
         })
         .map_err(|_| invalid())?;
-        return keys::import_rsa_parsed(key_type, bits, Parsed::Public(public), allow_public_only);
+        return rsa_keys::import_rsa_parsed(
+            key_type,
+            bits,
+            Parsed::Public(public),
+            allow_public_only,
+        );
     };
     if jwk.oth.is_some() {
         return Err(usage("multi-prime RSA keys (\"oth\") are not supported"));
@@ -379,7 +387,7 @@ fn import_rsa(
     };
     let private = rsa::PrivateKey::try_from(given.clone()).map_err(|_| invalid())?;
     let material =
-        keys::import_rsa_parsed(key_type, bits, Parsed::Private(Box::new(private)), false)?;
+        rsa_keys::import_rsa_parsed(key_type, bits, Parsed::Private(Box::new(private)), false)?;
     // The rsa crate recomputes dp, dq and qi: check the JWK's are those.
     let stored = rsa_private_fields(&material.secret)?;
     let same = [
@@ -403,257 +411,4 @@ fn import_rsa(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::crypto::keys::{ExportFormat, generate};
-
-    fn json(bytes: &[u8]) -> serde_json::Value {
-        assert_eq!(bytes.last(), Some(&b'\n'));
-        assert!(!bytes[..bytes.len() - 1].contains(&b'\n'), "compact JSON");
-        serde_json::from_slice(bytes).unwrap()
-    }
-
-    fn b64(v: &serde_json::Value, name: &str) -> Vec<u8> {
-        let s = v[name].as_str().unwrap();
-        assert!(!s.contains(['=', '+', '/']), "{name} is unpadded base64url");
-        URL_SAFE_NO_PAD.decode(s).unwrap()
-    }
-
-    #[test]
-    fn ed25519_rfc8037_appendix_a_vector() {
-        // RFC 8037 appendix A.1 / A.2.
-        let d = URL_SAFE_NO_PAD
-            .decode("nWGxne_9WmC6hEr0kuwsxERJxWl7MmkZcDusAxyuf2A")
-            .unwrap();
-        let m = ed25519_keys::material_from_seed(d.as_slice().try_into().unwrap()).unwrap();
-        let out = export(KeyType::Ed25519, &m, false).unwrap();
-        let v = json(&out);
-        assert_eq!(v["kty"], "OKP");
-        assert_eq!(v["crv"], "Ed25519");
-        assert_eq!(v["x"], "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo");
-        assert_eq!(v["d"], "nWGxne_9WmC6hEr0kuwsxERJxWl7MmkZcDusAxyuf2A");
-        assert_eq!(v["kid"], keys::fingerprint(KeyType::Ed25519, &m));
-        let public = export(KeyType::Ed25519, &m, true).unwrap();
-        let pv = json(&public);
-        assert!(pv.get("d").is_none());
-        assert_eq!(pv["kid"], v["kid"]);
-        let back = import(KeyType::Ed25519, &out, false).unwrap();
-        assert_eq!(back.secret.as_slice(), m.secret.as_slice());
-        assert!(matches!(
-            import(KeyType::Ed25519, &public, false),
-            Err(Error::Usage(_))
-        ));
-        let only = import(KeyType::Ed25519, &public, true).unwrap();
-        assert!(only.secret.is_empty());
-        assert_eq!(only.public, m.public);
-    }
-
-    #[test]
-    fn rsa_private_and_public_round_trip() {
-        let m = generate(KeyType::Rsa2048).unwrap();
-        let out = export(KeyType::Rsa2048, &m, false).unwrap();
-        let v = json(&out);
-        assert_eq!(v["kty"], "RSA");
-        assert_eq!(v["e"], "AQAB");
-        assert_eq!(b64(&v, "n").len(), 256);
-        for name in ["d", "p", "q", "dp", "dq", "qi"] {
-            let bytes = b64(&v, name);
-            assert!(!bytes.is_empty() && bytes[0] != 0, "{name} is minimal");
-        }
-        let back = import(KeyType::Rsa2048, &out, false).unwrap();
-        assert_eq!(back.secret.as_slice(), m.secret.as_slice());
-        assert_eq!(back.public, m.public);
-        assert_eq!(export(KeyType::Rsa2048, &back, false).unwrap(), out);
-
-        let public = export(KeyType::Rsa2048, &m, true).unwrap();
-        let pv = json(&public);
-        assert_eq!(pv.as_object().unwrap().len(), 4, "kty, n, e, kid");
-        assert_eq!(pv["n"], v["n"]);
-        assert_eq!(pv["kid"], v["kid"]);
-        let only = import(KeyType::Rsa2048, &public, true).unwrap();
-        assert!(only.secret.is_empty());
-        assert_eq!(only.public, m.public);
-        assert!(matches!(
-            import(KeyType::Rsa2048, &public, false),
-            Err(Error::Usage(_))
-        ));
-        // Size mismatch: a usage error naming the right type.
-        match import(KeyType::Rsa3072, &out, false) {
-            Err(Error::Usage(msg)) => assert!(msg.contains("rsa-2048"), "{msg}"),
-            other => panic!("{:?}", other.err()),
-        }
-        // The same key through keys::import (JSON detected) and the PEM it exports.
-        let via_keys = keys::import(KeyType::Rsa2048, &out, false).unwrap();
-        assert_eq!(via_keys.public, m.public);
-        let pem = keys::export(KeyType::Rsa2048, &m, false, ExportFormat::Pem).unwrap();
-        assert_eq!(
-            keys::import(KeyType::Rsa2048, &pem, false).unwrap().public,
-            m.public
-        );
-    }
-
-    #[test]
-    fn rsa_inconsistent_or_incomplete_is_refused() {
-        let m = generate(KeyType::Rsa2048).unwrap();
-        let out = export(KeyType::Rsa2048, &m, false).unwrap();
-        let v = json(&out);
-        let mut wrong_qi = v.clone();
-        wrong_qi["qi"] = v["dp"].clone();
-        let bytes = serde_json::to_vec(&wrong_qi).unwrap();
-        match import(KeyType::Rsa2048, &bytes, false) {
-            Err(Error::Usage(msg)) => assert!(msg.contains("inconsistent"), "{msg}"),
-            other => panic!("{:?}", other.err()),
-        }
-        let mut wrong_d = v.clone();
-        wrong_d["d"] = v["p"].clone();
-        let bytes = serde_json::to_vec(&wrong_d).unwrap();
-        assert!(matches!(
-            import(KeyType::Rsa2048, &bytes, false),
-            Err(Error::Usage(_))
-        ));
-        let mut no_primes = v.clone();
-        for name in ["p", "q", "dp", "dq", "qi"] {
-            no_primes.as_object_mut().unwrap().remove(name);
-        }
-        let bytes = serde_json::to_vec(&no_primes).unwrap();
-        assert!(matches!(
-            import(KeyType::Rsa2048, &bytes, false),
-            Err(Error::Usage(_))
-        ));
-        let mut oth = v.clone();
-        oth["oth"] = serde_json::json!([]);
-        let bytes = serde_json::to_vec(&oth).unwrap();
-        assert!(matches!(
-            import(KeyType::Rsa2048, &bytes, false),
-            Err(Error::Usage(_))
-        ));
-    }
-
-    #[test]
-    fn oct_round_trip_and_sizes() {
-        for kt in [
-            KeyType::Fernet,
-            KeyType::Aes256Gcm,
-            KeyType::ChaCha20Poly1305,
-        ] {
-            let m = generate(kt).unwrap();
-            let out = export(kt, &m, false).unwrap();
-            let v = json(&out);
-            assert_eq!(v["kty"], "oct");
-            assert_eq!(b64(&v, "k"), m.secret.as_slice());
-            assert_eq!(v["kid"], keys::fingerprint(kt, &m));
-            let back = keys::import(kt, &out, false).unwrap();
-            assert_eq!(back.secret.as_slice(), m.secret.as_slice());
-            assert!(matches!(export(kt, &m, true), Err(Error::Usage(_))));
-        }
-        let short = br#"{"kty":"oct","k":"AAAAAAAAAAAAAAAAAAAAAA"}"#;
-        match import(KeyType::Aes256Gcm, short, false) {
-            Err(Error::Usage(msg)) => assert!(msg.contains("128 bits"), "{msg}"),
-            other => panic!("{:?}", other.err()),
-        }
-    }
-
-    #[test]
-    fn kty_mismatch_says_what_was_expected() {
-        let ed = ed25519_keys::generate().unwrap();
-        let ed_jwk = export(KeyType::Ed25519, &ed, false).unwrap();
-        match import(KeyType::Rsa2048, &ed_jwk, false) {
-            Err(Error::Usage(msg)) => {
-                assert!(msg.contains("expects kty \"RSA\""), "{msg}");
-                assert!(msg.contains("found kty \"OKP\""), "{msg}");
-            }
-            other => panic!("{:?}", other.err()),
-        }
-        match import(KeyType::Fernet, &ed_jwk, false) {
-            Err(Error::Usage(msg)) => assert!(msg.contains("kty \"oct\""), "{msg}"),
-            other => panic!("{:?}", other.err()),
-        }
-        let x25519 = br#"{"kty":"OKP","crv":"X25519","x":"AAAA"}"#;
-        match import(KeyType::Ed25519, x25519, true) {
-            Err(Error::Usage(msg)) => assert!(msg.contains("crv \"X25519\""), "{msg}"),
-            other => panic!("{:?}", other.err()),
-        }
-        let fernet = keys::generate(KeyType::Fernet).unwrap();
-        let oct = export(KeyType::Fernet, &fernet, false).unwrap();
-        assert!(matches!(
-            import(KeyType::Ed25519, &oct, false),
-            Err(Error::Usage(_))
-        ));
-    }
-
-    #[test]
-    fn malformed_jwks_are_usage_errors_without_echoing_input() {
-        let secretish = br#"{"kty":"oct","k":12345678901234}"#;
-        match import(KeyType::Fernet, secretish, false) {
-            Err(Error::Usage(msg)) => assert!(!msg.contains("12345678901234"), "{msg}"),
-            other => panic!("{:?}", other.err()),
-        }
-        for bad in [
-            &br#"{"kty":"oct""#[..],
-            br#"{"kty":"oct","k":"not base64!!"}"#,
-            br#"{"kty":"oct"}"#,
-            br#"{"keys":[{"kty":"oct","k":"AAAA"}]}"#,
-            br#"{}"#,
-            br#"[1,2]"#,
-        ] {
-            assert!(
-                matches!(import(KeyType::Fernet, bad, false), Err(Error::Usage(_))),
-                "{}",
-                String::from_utf8_lossy(bad)
-            );
-        }
-        let ed = ed25519_keys::generate().unwrap();
-        let v = json(&export(KeyType::Ed25519, &ed, false).unwrap());
-        let mut wrong_x = v.clone();
-        wrong_x["x"] = serde_json::Value::String(URL_SAFE_NO_PAD.encode([9u8; 32]));
-        let bytes = serde_json::to_vec(&wrong_x).unwrap();
-        assert!(matches!(
-            import(KeyType::Ed25519, &bytes, false),
-            Err(Error::Usage(_))
-        ));
-        let mut short_d = v.clone();
-        short_d["d"] = serde_json::Value::String("AAAA".into());
-        let bytes = serde_json::to_vec(&short_d).unwrap();
-        assert!(matches!(
-            import(KeyType::Ed25519, &bytes, false),
-            Err(Error::Usage(_))
-        ));
-    }
-
-    #[test]
-    fn jwks_from_a_python_library_import_as_the_same_keys() {
-        use crate::crypto::python_vectors as py;
-        for (kt, name, pem) in [
-            (KeyType::Rsa2048, "JWKRSA", 0),
-            (KeyType::Ed25519, "JWKOKP", 1),
-        ] {
-            let from_jwk = import(kt, py::text(name).as_bytes(), false).unwrap();
-            let from_pem = keys::import(kt, py::pem(pem).as_bytes(), false).unwrap();
-            assert_eq!(
-                from_jwk.secret.as_slice(),
-                from_pem.secret.as_slice(),
-                "{name}"
-            );
-            assert_eq!(from_jwk.public, from_pem.public, "{name}");
-        }
-    }
-
-    #[test]
-    fn writer_grows_without_losing_text() {
-        let mut w = Writer::new();
-        w.text("kty", "oct");
-        let big = vec![0xfbu8; 10_000];
-        w.bytes("k", &big);
-        w.text("kid", "SHA256:x");
-        let v = json(&w.finish());
-        assert_eq!(b64(&v, "k"), big);
-        assert_eq!(v["kid"], "SHA256:x");
-    }
-
-    #[test]
-    fn detects_json() {
-        assert!(looks_like_jwk(b"  \n{\"kty\":1}"));
-        assert!(!looks_like_jwk(b"-----BEGIN"));
-        assert!(!looks_like_jwk(b""));
-    }
-}
+mod tests;

@@ -1,0 +1,197 @@
+//! The typed facts some errors carry: which kind of key, which part of it, which kind
+//! of record, what is wrong with an envelope. Each says in words what it stands for;
+//! none names a flag or a command of the binary.
+
+use serde::{Deserialize, Serialize};
+
+use crate::keytype::{KeyType, KeyUse};
+
+/// The kinds of asymmetric key whose encodings keyvault reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum KeyFamily {
+    /// RSA keys of any size.
+    Rsa,
+    /// Ed25519 keys.
+    Ed25519,
+}
+
+impl std::fmt::Display for KeyFamily {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            KeyFamily::Rsa => "RSA",
+            KeyFamily::Ed25519 => "ed25519",
+        })
+    }
+}
+
+/// How a public key came where a private one was expected.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PublicKeyForm {
+    /// 32 raw bytes (hex or base64): an Ed25519 public key without any encoding.
+    RawEd25519,
+    /// A `PUBLIC KEY` (SubjectPublicKeyInfo) or PKCS#1 public key, as PEM or DER.
+    Encoded,
+    /// An RSASSA-PSS SubjectPublicKeyInfo, which verifies PSS signatures only.
+    RsaPss,
+    /// A JWK without its private member `d`.
+    Jwk,
+    /// An OpenSSH public key line (`ssh-ed25519 AAAA…`).
+    OpensshLine,
+}
+
+pub(super) fn public_key_given(key_type: KeyType, form: PublicKeyForm) -> String {
+    match form {
+        PublicKeyForm::RawEd25519 => "the input is 32 raw bytes (hex or base64), an Ed25519 public key; a private key must come as PKCS#8".to_string(),
+        PublicKeyForm::Encoded => {
+            let encodings = if key_type.is_rsa() {
+                "PKCS#8 or PKCS#1"
+            } else {
+                "PKCS#8"
+            };
+            format!("expected a private key for type {key_type} ({encodings}), found a public key")
+        }
+        PublicKeyForm::RsaPss => {
+            format!("expected a private key for type {key_type}, found an RSASSA-PSS public key")
+        }
+        PublicKeyForm::Jwk => {
+            format!("expected a private key for type {key_type}, found a public JWK (no \"d\")")
+        }
+        PublicKeyForm::OpensshLine => {
+            format!("expected a private key for type {key_type}, found an OpenSSH public key")
+        }
+    }
+}
+
+/// Which part of a key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum KeyPart {
+    /// The private key (PKCS#8).
+    Private,
+    /// The public key (SPKI).
+    Public,
+}
+
+pub(super) fn key_part_name(family: Option<KeyFamily>, part: KeyPart) -> String {
+    let family = match family {
+        None => "",
+        Some(KeyFamily::Rsa) => "RSA ",
+        Some(KeyFamily::Ed25519) => "Ed25519 ",
+    };
+    let part = match part {
+        KeyPart::Private => "private ",
+        KeyPart::Public => "public ",
+    };
+    format!("{family}{part}")
+}
+
+/// The kinds of record the vault indexes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RecordKind {
+    /// A user's key, with its versions.
+    Key,
+    /// A user's revocation.
+    Revocation,
+}
+
+impl std::fmt::Display for RecordKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            RecordKind::Key => "key",
+            RecordKind::Revocation => "revocation",
+        })
+    }
+}
+
+/// What is wrong with an AEAD envelope (see `crypto::envelope` for its layout).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EnvelopeProblem {
+    /// The input is empty.
+    Empty,
+    /// The input does not start with the envelope's magic.
+    NotAnEnvelope,
+    /// The header is shorter than a header: the envelope was cut short.
+    ShortHeader {
+        /// The bytes there are.
+        len: usize,
+        /// The length of a header.
+        header_len: usize,
+    },
+    /// A format version this keyvault does not know.
+    UnknownFormat(u8),
+    /// An algorithm byte this keyvault does not know.
+    UnknownAlgorithm(u8),
+    /// A chunk size of zero or over the limit.
+    ChunkSize(u32),
+    /// The envelope was made with a key of another type.
+    WrongKeyType {
+        /// The type the header names.
+        made_with: KeyType,
+        /// The type of the key asked to open it.
+        key_type: KeyType,
+    },
+    /// A chunk is missing or cut short.
+    Truncated {
+        /// The chunk's position.
+        chunk: u32,
+    },
+    /// A chunk failed to authenticate.
+    Forged {
+        /// The chunk's position.
+        chunk: u32,
+    },
+    /// More chunks than the nonce counter allows.
+    TooManyChunks,
+}
+
+impl std::fmt::Display for EnvelopeProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            EnvelopeProblem::Empty => {
+                f.write_str("the input is empty: expected a keyvault envelope")
+            }
+            EnvelopeProblem::NotAnEnvelope => {
+                f.write_str("the input is not a keyvault envelope (no KVE1 magic)")
+            }
+            EnvelopeProblem::ShortHeader { len, header_len } => write!(
+                f,
+                "the envelope is truncated: {len} bytes, shorter than its {header_len}-byte header"
+            ),
+            EnvelopeProblem::UnknownFormat(v) => write!(
+                f,
+                "the envelope has format version {v}, which this keyvault does not know"
+            ),
+            EnvelopeProblem::UnknownAlgorithm(a) => {
+                write!(f, "the envelope names an unknown algorithm {a}")
+            }
+            EnvelopeProblem::ChunkSize(n) => {
+                write!(f, "the envelope's chunk size {n} is out of range")
+            }
+            EnvelopeProblem::WrongKeyType {
+                made_with,
+                key_type,
+            } => write!(
+                f,
+                "the envelope names {made_with}, but the key is {key_type}: it is another key's envelope, or its header was altered"
+            ),
+            EnvelopeProblem::Truncated { chunk } => write!(
+                f,
+                "the envelope is truncated: chunk {chunk} is missing or cut short"
+            ),
+            EnvelopeProblem::Forged { chunk } => write!(
+                f,
+                "the envelope failed to authenticate at chunk {chunk}: wrong key version, or the data was altered, reordered or truncated"
+            ),
+            EnvelopeProblem::TooManyChunks => f.write_str("the envelope has more than 2^32 chunks"),
+        }
+    }
+}
+
+/// The key types that can do `wanted`, in words.
+pub(super) fn use_instead(wanted: KeyUse) -> &'static str {
+    match wanted {
+        KeyUse::Encrypt | KeyUse::Decrypt => {
+            "use a fernet or aead (aes256-gcm, chacha20-poly1305) key to encrypt"
+        }
+        KeyUse::Sign | KeyUse::Verify => "use an rsa or ed25519 key to sign",
+    }
+}
