@@ -5,7 +5,7 @@ use hkdf::Hkdf;
 use sha2::Sha256;
 use zeroize::Zeroizing;
 
-use super::*;
+use super::{CHUNK_SIZE, FORMAT_V1, HEADER_LEN, MAGIC, MAX_CHUNK_SIZE, NONCE_PREFIX_LEN, SALT_LEN};
 use crate::error::{EnvelopeProblem, Error, Result};
 use crate::keytype::KeyType;
 

@@ -8,7 +8,10 @@ use chacha20poly1305::ChaCha20Poly1305;
 use chacha20poly1305::aead::{AeadInOut, KeyInit};
 use zeroize::Zeroizing;
 
-use super::*;
+use super::{
+    AeadAlgorithm, CHUNK_SIZE, EnvelopeHeader, HEADER_LEN, NONCE_PREFIX_LEN, TAG_LEN, message_key,
+    new_header,
+};
 use crate::error::{EnvelopeProblem, Error, Result};
 
 /// One envelope's AEAD under its message key.

@@ -9,7 +9,9 @@ use zeroize::Zeroizing;
 
 use crate::error::{Error, Result};
 
-use super::*;
+use super::{
+    MAC_LEN, MAX_CLOCK_SKEW, MIN_TOKEN_LEN, PREFIX_LEN, VERSION, aes, halves, mac, now, xor_block,
+};
 
 /// Decrypts a token with the first of `keys` (version, key bytes) that opens it: give
 /// them newest first. Returns that version and the plaintext. Surrounding whitespace

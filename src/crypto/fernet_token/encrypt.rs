@@ -18,7 +18,9 @@ use zeroize::Zeroizing;
 
 use crate::error::{Error, Result};
 
-use super::*;
+use super::{
+    MAC_GROUP, MAC_LEN, PIECE_LEN, PIPELINE_MIN, POLL_FOR, PREFIX_LEN, VERSION, aes, halves, now,
+};
 
 /// Encrypts `plaintext` into a Fernet token (url-safe base64 text, no newline).
 pub fn encrypt(key: &[u8], plaintext: &[u8]) -> Result<String> {
