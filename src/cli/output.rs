@@ -73,36 +73,16 @@ pub fn stored_key(verb: &str, k: &KeyInfo) -> String {
 }
 
 /// A table of keys.
+///
+/// Written straight into one buffer: a listing of thousands of keys costs a few
+/// allocations per row, not a `format!` per cell (which made rendering most of the
+/// client's time for a large `list`).
 pub fn key_table(keys: &[KeyInfo]) -> String {
+    use std::borrow::Cow;
+    use std::fmt::Write as _;
     if keys.is_empty() {
         return "no keys\n".to_string();
     }
-    let rows: Vec<[String; 7]> = keys
-        .iter()
-        .map(|k| {
-            [
-                escape(&k.user).into_owned(),
-                escape(&k.name).into_owned(),
-                if k.public_only {
-                    format!("{} (public)", k.key_type.0)
-                } else {
-                    k.key_type.0.to_string()
-                },
-                k.versions
-                    .iter()
-                    .map(|v| v.version.to_string())
-                    .collect::<Vec<_>>()
-                    .join(","),
-                k.versions
-                    .iter()
-                    .map(|v| v.uses.to_string())
-                    .collect::<Vec<_>>()
-                    .join(","),
-                k.created.to_string(),
-                k.fingerprint.clone(),
-            ]
-        })
-        .collect();
     let header = [
         "USER",
         "NAME",
@@ -112,29 +92,63 @@ pub fn key_table(keys: &[KeyInfo]) -> String {
         "CREATED",
         "FINGERPRINT",
     ];
+    let rows: Vec<[Cow<'_, str>; 7]> = keys
+        .iter()
+        .map(|k| {
+            let mut versions = String::new();
+            let mut uses = String::new();
+            for (i, v) in k.versions.iter().enumerate() {
+                if i > 0 {
+                    versions.push(',');
+                    uses.push(',');
+                }
+                let _ = write!(versions, "{}", v.version);
+                let _ = write!(uses, "{}", v.uses);
+            }
+            let key_type = if k.public_only {
+                Cow::Owned(format!("{} (public)", k.key_type.0))
+            } else {
+                Cow::Borrowed(k.key_type.0.as_str())
+            };
+            [
+                escape(&k.user),
+                escape(&k.name),
+                key_type,
+                Cow::Owned(versions),
+                Cow::Owned(uses),
+                Cow::Owned(k.created.to_string()),
+                Cow::Borrowed(k.fingerprint.as_str()),
+            ]
+        })
+        .collect();
     let mut widths = header.map(str::len);
     for row in &rows {
         for (w, cell) in widths.iter_mut().zip(row) {
             *w = (*w).max(cell.chars().count());
         }
     }
-    let mut out = String::new();
-    let mut line = |cells: &[&str]| {
-        let mut l = String::new();
-        for (i, (cell, w)) in cells.iter().zip(widths).enumerate() {
-            if i + 1 == cells.len() {
-                l.push_str(cell);
-            } else {
-                l.push_str(&format!("{cell:<w$}  "));
+    let line_len: usize = widths.iter().map(|w| w + 2).sum();
+    let mut out = String::with_capacity((rows.len() + 1) * (line_len + 1));
+    // Each cell but the last is left-aligned to its column's width (counted in chars,
+    // as `format!("{cell:<w$}")` pads) and followed by two spaces; the line loses its
+    // trailing whitespace.
+    let mut line = |cells: &mut dyn Iterator<Item = &str>| {
+        let start = out.len();
+        let mut cells = cells.zip(widths).peekable();
+        while let Some((cell, w)) = cells.next() {
+            out.push_str(cell);
+            if cells.peek().is_some() {
+                let pad = w.saturating_sub(cell.chars().count()) + 2;
+                out.extend(std::iter::repeat_n(' ', pad));
             }
         }
-        out.push_str(l.trim_end());
+        let kept = out[start..].trim_end().len();
+        out.truncate(start + kept);
         out.push('\n');
     };
-    line(&header);
+    line(&mut header.iter().copied());
     for row in &rows {
-        let cells: Vec<&str> = row.iter().map(String::as_str).collect();
-        line(&cells);
+        line(&mut row.iter().map(|c| c.as_ref()));
     }
     out
 }

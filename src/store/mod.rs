@@ -72,6 +72,25 @@ pub fn stalled_for() -> Option<std::time::Duration> {
 /// A call into the engine this long without progress is taken for a stuck engine.
 pub const STALL_LIMIT: std::time::Duration = std::time::Duration::from_secs(8);
 
+/// What to run the first time this process opens a database (the binary's stall
+/// watchdog): set once, before any open. A process that never opens one (a command
+/// served by the agent) never pays for it — a watchdog thread costs every command its
+/// start and its teardown at exit.
+static ON_FIRST_OPEN: std::sync::OnceLock<fn()> = std::sync::OnceLock::new();
+
+/// Sets what runs the first time this process opens a database (see [`stalled_for`]);
+/// only the first call counts.
+pub fn on_first_open(hook: fn()) {
+    let _ = ON_FIRST_OPEN.set(hook);
+}
+
+fn first_open() {
+    static DONE: std::sync::Once = std::sync::Once::new();
+    if let Some(hook) = ON_FIRST_OPEN.get() {
+        DONE.call_once(*hook);
+    }
+}
+
 /// The trees of a vault. Each holds one kind of record.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Tree {
@@ -314,6 +333,7 @@ impl Store {
 
     /// Opens the database in `path`; `shown` is the path errors name.
     fn open_engine(path: &Path, shown: &Path) -> Result<Store> {
+        first_open();
         Self::remove_torn_snapshots(path);
         let config = sled::Config::new()
             .path(path)

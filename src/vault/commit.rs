@@ -67,6 +67,7 @@ impl Vault {
         if batch.keys_in(Tree::Keys).next().is_some() {
             let mut infos = self.infos.lock().unwrap_or_else(|p| p.into_inner());
             infos.generation += 1;
+            infos.all = None;
             for k in batch.keys_in(Tree::Keys) {
                 infos.map.remove(k);
             }

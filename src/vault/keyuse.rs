@@ -121,6 +121,29 @@ impl Vault {
             .retain(|(k, _), _| k.as_slice() != db_key);
     }
 
+    /// Copies of `sorted`'s descriptions (each after its database key) with the use
+    /// counts this process has live, under one lock.
+    pub(super) fn with_live_uses_all(
+        &self,
+        sorted: &[(Vec<u8>, std::sync::Arc<KeyInfo>)],
+    ) -> Vec<KeyInfo> {
+        let live = self.uses.map.lock().unwrap_or_else(|p| p.into_inner());
+        sorted
+            .iter()
+            .map(|(db_key, info)| {
+                let mut info = KeyInfo::clone(info);
+                if !live.is_empty() {
+                    for v in &mut info.versions {
+                        if let Some(c) = live.get(&(db_key.clone(), v.version)) {
+                            v.uses = c.used;
+                        }
+                    }
+                }
+                info
+            })
+            .collect()
+    }
+
     /// The live use count of a version (the in-memory one where this process counted).
     pub(super) fn live_uses(&self, db_key: &[u8], version: u32, persisted: u64) -> u64 {
         self.uses

@@ -22,7 +22,7 @@ pub mod validate;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 
 use zeroize::Zeroizing;
 
@@ -78,11 +78,22 @@ pub struct Vault {
 
 /// See [`Vault::infos`]. `generation` moves on with every change to the keys tree, so a
 /// description read before a change is never stored after it.
+///
+/// Held only for vaults of up to [`INFO_CACHE_MAX_KEYS`] keys: above that, the
+/// descriptions would cost the agent more memory than the listing they save (about
+/// 0.5 KB a key), and every listing opens the records again.
 #[derive(Default)]
 struct InfoCache {
-    map: std::collections::HashMap<Vec<u8>, KeyInfo>,
+    /// Descriptions by database key; kept across changes (a change drops its keys').
+    map: std::collections::HashMap<Vec<u8>, Arc<KeyInfo>>,
+    /// The whole vault's listing as of `generation`, sorted by user then name (with
+    /// stored use counts): a repeated `list` skips the scan, the lookups and the sort.
+    all: Option<Arc<[(Vec<u8>, Arc<KeyInfo>)]>>,
     generation: u64,
 }
+
+/// The most keys whose descriptions the vault keeps in memory (see [`InfoCache`]).
+const INFO_CACHE_MAX_KEYS: usize = 20_000;
 
 #[derive(Default)]
 struct FlushState {
@@ -429,15 +440,43 @@ impl Vault {
     pub fn list(&self, user: Option<&str>) -> Result<Vec<KeyInfo>> {
         let resolved = user.map(|u| self.resolve_user(u)).transpose()?;
         let user = resolved.as_deref();
+        let sorted = self.sorted_infos(user)?;
+        let out = self.with_live_uses_all(&sorted);
+        drop(sorted);
+        if let Some(user) = user
+            && out.is_empty()
+        {
+            // A revoked or unknown user is said to be one, not shown as "no keys".
+            return Err(self.why_no_key(user, None)?);
+        }
+        let mut last_user = None;
+        for info in &out {
+            if last_user != Some(&info.user) {
+                self.refuse_key_of_revoked(&info.user)?;
+                last_user = Some(&info.user);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The descriptions of the keys of `user` (or of every user) with their database
+    /// keys, sorted by user then name, with the use counts stored in their records: from
+    /// the cached whole listing when it is current, else from the records (and the
+    /// descriptions already read), caching the whole listing when it was asked for.
+    fn sorted_infos(&self, user: Option<&str>) -> Result<Arc<[(Vec<u8>, Arc<KeyInfo>)]>> {
+        let generation = {
+            let infos = self.infos.lock().unwrap_or_else(|p| p.into_inner());
+            if user.is_none()
+                && let Some(all) = &infos.all
+            {
+                return Ok(Arc::clone(all));
+            }
+            infos.generation
+        };
         let prefix = match user {
             Some(user) => self.user_hash(user).to_vec(),
             None => Vec::new(),
         };
-        let generation = self
-            .infos
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .generation;
         let mut out = Vec::new();
         let mut fresh = Vec::new();
         for item in self.store.scan_prefix(Tree::Keys, &prefix) {
@@ -455,8 +494,8 @@ impl Vault {
                     // Authenticated with its database key as associated data, so it was
                     // sealed there with the master key; `check` recomputes the index.
                     let record: KeyRecord = self.open_record(Tree::Keys, &db_key, &sealed)?;
-                    let info = key_info(&record);
-                    fresh.push((db_key.clone(), info.clone()));
+                    let info = Arc::new(key_info(&record));
+                    fresh.push((db_key.clone(), Arc::clone(&info)));
                     info
                 }
             };
@@ -465,36 +504,20 @@ impl Vault {
                     "a key record does not match its index entry".into(),
                 ));
             }
-            out.push(self.with_live_uses(&db_key, info));
+            out.push((db_key, info));
         }
+        out.sort_by(|(_, a), (_, b)| (&a.user, &a.name).cmp(&(&b.user, &b.name)));
+        let out: Arc<[(Vec<u8>, Arc<KeyInfo>)]> = out.into();
         let mut infos = self.infos.lock().unwrap_or_else(|p| p.into_inner());
         if infos.generation == generation {
-            infos.map.extend(fresh);
-        }
-        drop(infos);
-        out.sort_by(|a, b| (&a.user, &a.name).cmp(&(&b.user, &b.name)));
-        if let Some(user) = user
-            && out.is_empty()
-        {
-            // A revoked or unknown user is said to be one, not shown as "no keys".
-            return Err(self.why_no_key(user, None)?);
-        }
-        let mut last_user = None;
-        for info in &out {
-            if last_user != Some(&info.user) {
-                self.refuse_key_of_revoked(&info.user)?;
-                last_user = Some(&info.user);
+            if infos.map.len() + fresh.len() <= INFO_CACHE_MAX_KEYS {
+                infos.map.extend(fresh);
+            }
+            if user.is_none() && out.len() <= INFO_CACHE_MAX_KEYS {
+                infos.all = Some(Arc::clone(&out));
             }
         }
         Ok(out)
-    }
-
-    /// A description with the use counts this process has live.
-    fn with_live_uses(&self, db_key: &[u8], mut info: KeyInfo) -> KeyInfo {
-        for v in &mut info.versions {
-            v.uses = self.live_uses(db_key, v.version, v.uses);
-        }
-        info
     }
 
     /// Destroys one key, every version.
