@@ -95,6 +95,14 @@ struct InfoCache {
 /// The most keys whose descriptions the vault keeps in memory (see [`InfoCache`]).
 const INFO_CACHE_MAX_KEYS: usize = 20_000;
 
+/// A listing's descriptions with their database keys, sorted by user then name.
+enum SortedInfos {
+    /// The cached whole listing.
+    Cached(Arc<[(Vec<u8>, Arc<KeyInfo>)]>),
+    /// Read now (descriptions the cache holds are shared with it).
+    Fresh(Vec<(Vec<u8>, Arc<KeyInfo>)>),
+}
+
 #[derive(Default)]
 struct FlushState {
     applied: u64,
@@ -440,9 +448,7 @@ impl Vault {
     pub fn list(&self, user: Option<&str>) -> Result<Vec<KeyInfo>> {
         let resolved = user.map(|u| self.resolve_user(u)).transpose()?;
         let user = resolved.as_deref();
-        let sorted = self.sorted_infos(user)?;
-        let out = self.with_live_uses_all(&sorted);
-        drop(sorted);
+        let out = self.with_live_uses_all(self.sorted_infos(user)?);
         if let Some(user) = user
             && out.is_empty()
         {
@@ -463,16 +469,18 @@ impl Vault {
     /// keys, sorted by user then name, with the use counts stored in their records: from
     /// the cached whole listing when it is current, else from the records (and the
     /// descriptions already read), caching the whole listing when it was asked for.
-    fn sorted_infos(&self, user: Option<&str>) -> Result<Arc<[(Vec<u8>, Arc<KeyInfo>)]>> {
-        let generation = {
+    fn sorted_infos(&self, user: Option<&str>) -> Result<SortedInfos> {
+        let (generation, held) = {
             let infos = self.infos.lock().unwrap_or_else(|p| p.into_inner());
             if user.is_none()
                 && let Some(all) = &infos.all
             {
-                return Ok(Arc::clone(all));
+                return Ok(SortedInfos::Cached(Arc::clone(all)));
             }
-            infos.generation
+            (infos.generation, infos.map.len())
         };
+        // Whether the descriptions read now may still fit in the cache.
+        let mut fits = held < INFO_CACHE_MAX_KEYS;
         let prefix = match user {
             Some(user) => self.user_hash(user).to_vec(),
             None => Vec::new(),
@@ -495,7 +503,13 @@ impl Vault {
                     // sealed there with the master key; `check` recomputes the index.
                     let record: KeyRecord = self.open_record(Tree::Keys, &db_key, &sealed)?;
                     let info = Arc::new(key_info(&record));
-                    fresh.push((db_key.clone(), Arc::clone(&info)));
+                    if fits {
+                        fresh.push((db_key.clone(), Arc::clone(&info)));
+                        if held + fresh.len() > INFO_CACHE_MAX_KEYS {
+                            fits = false;
+                            fresh = Vec::new();
+                        }
+                    }
                     info
                 }
             };
@@ -507,17 +521,19 @@ impl Vault {
             out.push((db_key, info));
         }
         out.sort_by(|(_, a), (_, b)| (&a.user, &a.name).cmp(&(&b.user, &b.name)));
-        let out: Arc<[(Vec<u8>, Arc<KeyInfo>)]> = out.into();
         let mut infos = self.infos.lock().unwrap_or_else(|p| p.into_inner());
-        if infos.generation == generation {
-            if infos.map.len() + fresh.len() <= INFO_CACHE_MAX_KEYS {
-                infos.map.extend(fresh);
-            }
-            if user.is_none() && out.len() <= INFO_CACHE_MAX_KEYS {
-                infos.all = Some(Arc::clone(&out));
-            }
+        if infos.generation != generation {
+            return Ok(SortedInfos::Fresh(out));
         }
-        Ok(out)
+        if fits && infos.map.len() + fresh.len() <= INFO_CACHE_MAX_KEYS {
+            infos.map.extend(fresh);
+        }
+        if user.is_none() && out.len() <= INFO_CACHE_MAX_KEYS {
+            let all: Arc<[(Vec<u8>, Arc<KeyInfo>)]> = out.into();
+            infos.all = Some(Arc::clone(&all));
+            return Ok(SortedInfos::Cached(all));
+        }
+        Ok(SortedInfos::Fresh(out))
     }
 
     /// Destroys one key, every version.
