@@ -79,7 +79,6 @@ pub fn stored_key(verb: &str, k: &KeyInfo) -> String {
 /// client's time for a large `list`).
 pub fn key_table(keys: &[KeyInfo]) -> String {
     use std::borrow::Cow;
-    use std::fmt::Write as _;
     if keys.is_empty() {
         return "no keys\n".to_string();
     }
@@ -92,6 +91,8 @@ pub fn key_table(keys: &[KeyInfo]) -> String {
         "CREATED",
         "FINGERPRINT",
     ];
+    // Keys made in the same second share their `CREATED` cell's text.
+    let mut created: Option<(u64, String)> = None;
     let rows: Vec<[Cow<'_, str>; 7]> = keys
         .iter()
         .map(|k| {
@@ -102,9 +103,17 @@ pub fn key_table(keys: &[KeyInfo]) -> String {
                     versions.push(',');
                     uses.push(',');
                 }
-                let _ = write!(versions, "{}", v.version);
-                let _ = write!(uses, "{}", v.uses);
+                push_decimal(&mut versions, u64::from(v.version));
+                push_decimal(&mut uses, v.uses);
             }
+            let when = match &created {
+                Some((secs, text)) if *secs == k.created.0 => text.clone(),
+                _ => {
+                    let text = k.created.to_string();
+                    created = Some((k.created.0, text.clone()));
+                    text
+                }
+            };
             let key_type = if k.public_only {
                 Cow::Owned(format!("{} (public)", k.key_type.0))
             } else {
@@ -116,7 +125,7 @@ pub fn key_table(keys: &[KeyInfo]) -> String {
                 key_type,
                 Cow::Owned(versions),
                 Cow::Owned(uses),
-                Cow::Owned(k.created.to_string()),
+                Cow::Owned(when),
                 Cow::Borrowed(k.fingerprint.as_str()),
             ]
         })
@@ -124,7 +133,7 @@ pub fn key_table(keys: &[KeyInfo]) -> String {
     let mut widths = header.map(str::len);
     for row in &rows {
         for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
+            *w = (*w).max(text_width(cell));
         }
     }
     let line_len: usize = widths.iter().map(|w| w + 2).sum();
@@ -138,7 +147,7 @@ pub fn key_table(keys: &[KeyInfo]) -> String {
         while let Some((cell, w)) = cells.next() {
             out.push_str(cell);
             if cells.peek().is_some() {
-                let pad = w.saturating_sub(cell.chars().count()) + 2;
+                let pad = w.saturating_sub(text_width(cell)) + 2;
                 out.extend(std::iter::repeat_n(' ', pad));
             }
         }
@@ -151,6 +160,33 @@ pub fn key_table(keys: &[KeyInfo]) -> String {
         line(&mut row.iter().map(|c| c.as_ref()));
     }
     out
+}
+
+/// A cell's width as `format!`'s padding counts it: in chars.
+fn text_width(text: &str) -> usize {
+    if text.is_ascii() {
+        text.len()
+    } else {
+        text.chars().count()
+    }
+}
+
+/// Appends `n` in decimal.
+fn push_decimal(out: &mut String, n: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    let mut rest = n;
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    for &d in &digits[at..] {
+        out.push(char::from(d));
+    }
 }
 
 /// The receipt of a revocation.
