@@ -88,17 +88,20 @@ struct InfoCache {
     map: std::collections::HashMap<Vec<u8>, Arc<KeyInfo>>,
     /// The whole vault's listing as of `generation`, sorted by user then name (with
     /// stored use counts): a repeated `list` skips the scan, the lookups and the sort.
-    all: Option<Arc<[(Vec<u8>, Arc<KeyInfo>)]>>,
+    all: Option<Listing>,
     generation: u64,
 }
 
 /// The most keys whose descriptions the vault keeps in memory (see [`InfoCache`]).
 const INFO_CACHE_MAX_KEYS: usize = 20_000;
 
+/// Descriptions with their database keys, sorted by user then name.
+type Listing = Arc<[(Vec<u8>, Arc<KeyInfo>)]>;
+
 /// A listing's descriptions with their database keys, sorted by user then name.
 enum SortedInfos {
     /// The cached whole listing.
-    Cached(Arc<[(Vec<u8>, Arc<KeyInfo>)]>),
+    Cached(Listing),
     /// Read now (descriptions the cache holds are shared with it).
     Fresh(Vec<(Vec<u8>, Arc<KeyInfo>)>),
 }
@@ -529,7 +532,7 @@ impl Vault {
             infos.map.extend(fresh);
         }
         if user.is_none() && out.len() <= INFO_CACHE_MAX_KEYS {
-            let all: Arc<[(Vec<u8>, Arc<KeyInfo>)]> = out.into();
+            let all: Listing = out.into();
             infos.all = Some(Arc::clone(&all));
             return Ok(SortedInfos::Cached(all));
         }
