@@ -8,8 +8,9 @@
 #     RUNS (5); `cargo bench --bench scale` reports the KDF alone and `Vault::open`;
 #   - with KEYS=100000 (default 0: skipped), a vault of KEYS Fernet keys made by the
 #     example `fill_vault` (bench/fill_vault.rs; fast KDF): the agent's VmRSS after
-#     `unlock` and 3 s idle (its upkeep reads the records' size meanwhile), after a full
+#     `unlock` and 6 s idle (its upkeep reads the records' size meanwhile), after a full
 #     `list --json`, after 1,000 `export`s of random keys, and its peak (VmHWM).
+# KEYVAULT_BIN=path measures that binary instead of building one.
 # Uses a throwaway vault in a temp dir and its own agent socket dir; the passphrase
 # comes from KEYVAULT_PASSPHRASE (fine for a throwaway vault only).
 set -euo pipefail
@@ -18,9 +19,14 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 N=${N:-1000}
 RUNS=${RUNS:-5}
 KEYS=${KEYS:-0}
-echo "building (cargo build --release) ..." >&2
-cargo build --release --quiet
-KV=${CARGO_TARGET_DIR:-$PWD/target}/release/keyvault
+if [[ -n ${KEYVAULT_BIN:-} ]]; then
+    # A binary built elsewhere (e.g. another commit, to compare two builds).
+    KV=$(realpath "$KEYVAULT_BIN")
+else
+    echo "building (cargo build --release) ..." >&2
+    cargo build --release --quiet
+    KV=${CARGO_TARGET_DIR:-$PWD/target}/release/keyvault
+fi
 
 source "$PWD/bench/throwaway_vault.sh"
 throwaway_vault rss
@@ -61,7 +67,7 @@ if ((KEYS > 0)); then
     export KEYVAULT_PATH=$big KEYVAULT_PASSPHRASE="bench-only passphrase"
     "$KV" unlock >/dev/null
     pid=$("$KV" --json status | python3 -c 'import json, sys; print(json.load(sys.stdin)["agent_pid"])')
-    sleep 3
+    sleep 6
     big_unlock=$(rss)
     t0=$(ms_now)
     "$KV" list --json >/dev/null
