@@ -89,7 +89,31 @@ struct InfoCache {
     /// The whole vault's listing as of `generation`, sorted by user then name (with
     /// stored use counts): a repeated `list` skips the scan, the lookups and the sort.
     all: Option<Listing>,
+    /// The keys changed since `all` was made (at most [`LISTING_PATCH_MAX`]): the next
+    /// whole listing re-reads only these.
+    dirty: Vec<Vec<u8>>,
     generation: u64,
+}
+
+/// Past this many changed keys, the cached whole listing is dropped rather than
+/// patched.
+const LISTING_PATCH_MAX: usize = 64;
+
+impl InfoCache {
+    /// Forgets what a commit that changed the keys `db_keys` made stale.
+    fn changed<'a>(&mut self, db_keys: impl Iterator<Item = &'a [u8]>) {
+        self.generation += 1;
+        for k in db_keys {
+            self.map.remove(k);
+            if self.all.is_some() {
+                self.dirty.push(k.to_vec());
+            }
+        }
+        if self.dirty.len() > LISTING_PATCH_MAX {
+            self.all = None;
+            self.dirty.clear();
+        }
+    }
 }
 
 /// The most keys whose descriptions the vault keeps in memory (see [`InfoCache`]).
@@ -468,20 +492,68 @@ impl Vault {
         Ok(out)
     }
 
+    /// The cached whole listing `all` made current: the keys in `dirty` (changed since
+    /// it was made) are read again, or left out when gone. Cached in turn unless
+    /// another change came meanwhile.
+    fn patched_listing(
+        &self,
+        generation: u64,
+        all: &[(Vec<u8>, Arc<KeyInfo>)],
+        mut dirty: Vec<Vec<u8>>,
+    ) -> Result<SortedInfos> {
+        dirty.sort_unstable();
+        dirty.dedup();
+        let changed = |k: &[u8]| dirty.binary_search_by(|d| d.as_slice().cmp(k)).is_ok();
+        let mut out: Vec<(Vec<u8>, Arc<KeyInfo>)> = all
+            .iter()
+            .filter(|(k, _)| !changed(k))
+            .map(|(k, info)| (k.clone(), Arc::clone(info)))
+            .collect();
+        let mut fresh = Vec::new();
+        for db_key in &dirty {
+            if let Some(sealed) = self.store.get(Tree::Keys, db_key)? {
+                // As in `sorted_infos`: authenticated with its database key.
+                let record: KeyRecord = self.open_record(Tree::Keys, db_key, &sealed)?;
+                let info = Arc::new(key_info(&record));
+                fresh.push((db_key.clone(), Arc::clone(&info)));
+                out.push((db_key.clone(), info));
+            }
+        }
+        out.sort_by(|(_, a), (_, b)| (&a.user, &a.name).cmp(&(&b.user, &b.name)));
+        let mut infos = self.infos.lock().unwrap_or_else(|p| p.into_inner());
+        if infos.generation != generation || out.len() > INFO_CACHE_MAX_KEYS {
+            return Ok(SortedInfos::Fresh(out));
+        }
+        if infos.map.len() + fresh.len() <= INFO_CACHE_MAX_KEYS {
+            infos.map.extend(fresh);
+        }
+        let listing: Listing = out.into();
+        infos.all = Some(Arc::clone(&listing));
+        infos.dirty.clear();
+        Ok(SortedInfos::Cached(listing))
+    }
+
     /// The descriptions of the keys of `user` (or of every user) with their database
     /// keys, sorted by user then name, with the use counts stored in their records: from
     /// the cached whole listing when it is current, else from the records (and the
     /// descriptions already read), caching the whole listing when it was asked for.
     fn sorted_infos(&self, user: Option<&str>) -> Result<SortedInfos> {
-        let (generation, held) = {
+        let (generation, held, patch) = {
             let infos = self.infos.lock().unwrap_or_else(|p| p.into_inner());
+            let mut patch = None;
             if user.is_none()
                 && let Some(all) = &infos.all
             {
-                return Ok(SortedInfos::Cached(Arc::clone(all)));
+                if infos.dirty.is_empty() {
+                    return Ok(SortedInfos::Cached(Arc::clone(all)));
+                }
+                patch = Some((Arc::clone(all), infos.dirty.clone()));
             }
-            (infos.generation, infos.map.len())
+            (infos.generation, infos.map.len(), patch)
         };
+        if let Some((all, dirty)) = patch {
+            return self.patched_listing(generation, &all, dirty);
+        }
         // Whether the descriptions read now may still fit in the cache.
         let mut fits = held < INFO_CACHE_MAX_KEYS;
         let prefix = match user {
@@ -534,6 +606,7 @@ impl Vault {
         if user.is_none() && out.len() <= INFO_CACHE_MAX_KEYS {
             let all: Listing = out.into();
             infos.all = Some(Arc::clone(&all));
+            infos.dirty.clear();
             return Ok(SortedInfos::Cached(all));
         }
         Ok(SortedInfos::Fresh(out))
@@ -691,5 +764,83 @@ fn key_info(record: &KeyRecord) -> KeyInfo {
         fingerprint,
         public_only,
         versions,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::kdf::KdfParams;
+
+    fn vault(dir: &Path) -> Vault {
+        let fast = KdfParams {
+            memory_kib: 64,
+            iterations: 1,
+            parallelism: 1,
+        };
+        Vault::create(&dir.join("v"), b"pw", fast, true).unwrap()
+    }
+
+    /// The whole listing read afresh from the records, bypassing the cached one.
+    fn uncached(v: &Vault) -> Vec<KeyInfo> {
+        {
+            let mut infos = v.infos.lock().unwrap();
+            infos.all = None;
+            infos.dirty.clear();
+            infos.map.clear();
+        }
+        v.list(None).unwrap()
+    }
+
+    #[test]
+    fn a_cached_listing_patched_after_changes_matched_a_fresh_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let v = vault(dir.path());
+        for name in ["a", "b", "c", "d"] {
+            v.generate("alice", Some(name), KeyType::Fernet).unwrap();
+        }
+        v.generate("bob", Some("x"), KeyType::Fernet).unwrap();
+        assert_eq!(v.list(None).unwrap().len(), 5);
+        assert!(v.infos.lock().unwrap().all.is_some());
+        // A new key, a rotated one, a deleted one, and one deleted then made again.
+        v.generate("carol", Some("n"), KeyType::Fernet).unwrap();
+        v.rotate("alice", "b").unwrap();
+        v.delete("alice", "c").unwrap();
+        v.delete("bob", "x").unwrap();
+        v.generate("bob", Some("x"), KeyType::Fernet).unwrap();
+        assert!(!v.infos.lock().unwrap().dirty.is_empty());
+        let patched = v.list(None).unwrap();
+        assert!(v.infos.lock().unwrap().dirty.is_empty());
+        assert_eq!(patched, uncached(&v));
+        let names: Vec<_> = patched
+            .iter()
+            .map(|k| (k.user.as_str(), k.name.as_str(), k.versions.len()))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                ("alice", "a", 1),
+                ("alice", "b", 2),
+                ("alice", "d", 1),
+                ("bob", "x", 1),
+                ("carol", "n", 1)
+            ]
+        );
+    }
+
+    #[test]
+    fn many_changes_dropped_the_cached_listing_instead_of_patching_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let v = vault(dir.path());
+        v.generate("alice", Some("a"), KeyType::Fernet).unwrap();
+        v.list(None).unwrap();
+        for i in 0..=LISTING_PATCH_MAX {
+            v.generate("bob", Some(&format!("k{i}")), KeyType::Fernet)
+                .unwrap();
+        }
+        assert!(v.infos.lock().unwrap().all.is_none());
+        let listed = v.list(None).unwrap();
+        assert_eq!(listed.len(), LISTING_PATCH_MAX + 2);
+        assert_eq!(listed, uncached(&v));
     }
 }
