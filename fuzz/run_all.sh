@@ -13,7 +13,7 @@ seconds="${1:-60}"
 shift || true
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-    targets=(record_decode agent_protocol backup_reader key_import envelope_reader fernet_token)
+    targets=(record_decode agent_protocol backup_reader key_import envelope_reader fernet_token ssh_agent_frame)
 fi
 export RUSTC_BOOTSTRAP=1
 mkdir -p fuzz/logs

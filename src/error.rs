@@ -15,6 +15,15 @@ pub enum Error {
     /// The passphrase did not unlock the vault (exit 3).
     #[error("wrong passphrase for the vault at {0}")]
     WrongPassphrase(PathBuf),
+    /// The vault is locked and the operation needs its agent (no passphrase can help).
+    #[error("the vault at {0} is locked: no agent holds its keys")]
+    Locked(PathBuf),
+    /// A key file being imported is protected by a passphrase and none is available.
+    #[error("{0}")]
+    NoKeyPassphrase(String),
+    /// The passphrase of a key file being imported is wrong.
+    #[error("wrong passphrase for the key file {0}")]
+    WrongKeyPassphrase(String),
 
     /// No passphrase could be obtained (exit 4).
     #[error("{0}")]
@@ -281,8 +290,10 @@ impl Error {
     pub fn exit_code(&self) -> Exit {
         match self {
             Error::Usage(_) => Exit::Usage,
-            Error::WrongPassphrase(_) => Exit::WrongPassphrase,
-            Error::NoPassphrase(_) => Exit::NoPassphrase,
+            Error::WrongPassphrase(_) | Error::WrongKeyPassphrase(_) => Exit::WrongPassphrase,
+            Error::NoPassphrase(_) | Error::Locked(_) | Error::NoKeyPassphrase(_) => {
+                Exit::NoPassphrase
+            }
             Error::VaultNotFound(_)
             | Error::UserNotFound { .. }
             | Error::KeyNotFound { .. }
@@ -333,6 +344,7 @@ impl Error {
             Error::VaultNotFound(_) => {
                 Some("create one with `keyvault init`, or point --vault / KEYVAULT_PATH at it")
             }
+            Error::Locked(_) => Some("run `keyvault unlock` first"),
             Error::VaultInUse(_) => {
                 Some("wait for the other keyvault process to finish, or use the running agent")
             }

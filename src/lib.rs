@@ -13,6 +13,7 @@ pub mod crypto;
 pub mod error;
 pub mod keytype;
 pub mod ops;
+pub mod ssh;
 pub mod store;
 pub mod vault;
 

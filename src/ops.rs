@@ -15,8 +15,13 @@ use crate::keytype::KeyType;
 use crate::vault::check::CheckReport;
 use crate::vault::keyuse::Used;
 use crate::vault::lifecycle::{AuditEntry, BackupReport, CompactReport};
+use crate::vault::ssh::{SshKey, SshMarkOutcome};
 use crate::vault::types::{KeyInfo, RevocationInfo, RevokeOutcome, VaultStatus};
 use crate::vault::{ExportOptions, Vault};
+
+mod operations;
+
+pub use operations::{EnvelopeKey, Operations, Revoked};
 
 /// One operation on an unlocked vault.
 #[derive(Serialize, Deserialize)]
@@ -219,6 +224,17 @@ pub enum Request {
         /// Why the write failed (never the material).
         error: String,
     },
+    /// Mark a key for SSH, or remove its mark.
+    SshMark {
+        /// Owner.
+        user: String,
+        /// Name.
+        name: String,
+        /// Serve it to `ssh` (true) or stop (false).
+        enabled: bool,
+    },
+    /// The keys served to `ssh`.
+    SshKeys,
 }
 
 impl Request {
@@ -246,7 +262,8 @@ impl Request {
             | Request::Verify { user, .. }
             | Request::SignDigest { user, .. }
             | Request::VerifyDigest { user, .. }
-            | Request::ExportFailed { user, .. } => Some(user),
+            | Request::ExportFailed { user, .. }
+            | Request::SshMark { user, .. } => Some(user),
             Request::List { user } => user.as_deref(),
             Request::Status
             | Request::Revoked
@@ -254,15 +271,16 @@ impl Request {
             | Request::Check
             | Request::Passwd { .. }
             | Request::Audit { .. }
-            | Request::Compact => None,
+            | Request::Compact
+            | Request::SshKeys => None,
         }
     }
 }
 
-impl std::fmt::Debug for Request {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // Never print key material: name the operation only.
-        let name = match self {
+impl Request {
+    /// The operation's name (never its contents).
+    pub fn name(&self) -> &'static str {
+        match self {
             Request::Status => "Status",
             Request::Generate { .. } => "Generate",
             Request::Import { .. } => "Import",
@@ -288,8 +306,16 @@ impl std::fmt::Debug for Request {
             Request::SignDigest { .. } => "SignDigest",
             Request::VerifyDigest { .. } => "VerifyDigest",
             Request::ExportFailed { .. } => "ExportFailed",
-        };
-        f.write_str(name)
+            Request::SshMark { .. } => "SshMark",
+            Request::SshKeys => "SshKeys",
+        }
+    }
+}
+
+impl std::fmt::Debug for Request {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print key material: name the operation only.
+        f.write_str(self.name())
     }
 }
 
@@ -350,6 +376,10 @@ pub enum Response {
     },
     /// For `Verify` and `VerifyDigest`: the version the signature verifies under, if any.
     Verified(Option<u32>),
+    /// For `SshMark`.
+    SshMark(SshMarkOutcome),
+    /// For `SshKeys`.
+    SshKeys(Vec<SshKey>),
 }
 
 impl Vault {
@@ -475,6 +505,12 @@ impl Vault {
                 self.record_export_failure(&user, &name, &options, &error)?;
                 Response::Done
             }
+            Request::SshMark {
+                user,
+                name,
+                enabled,
+            } => Response::SshMark(self.ssh_mark(&user, &name, enabled)?),
+            Request::SshKeys => Response::SshKeys(self.ssh_keys()?),
         })
     }
 }

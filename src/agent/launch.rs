@@ -165,6 +165,8 @@ pub fn run_agent(vault: &Path, options: AgentOptions) -> ! {
             } else {
                 "no-memlock"
             };
+            // Best effort: without its SSH socket the agent still serves keyvault.
+            let _ = super::ssh::start(&agent);
             let mut line = format!("ready {} {memlock} ", std::process::id()).into_bytes();
             line.extend_from_slice(agent.socket_path().as_os_str().as_bytes());
             line.push(b'\n');

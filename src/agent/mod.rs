@@ -19,9 +19,11 @@
 pub mod client;
 pub mod harden;
 pub mod launch;
+mod operations;
 pub mod protocol;
 pub mod registry;
 pub mod server;
+pub mod ssh;
 pub mod test_faults;
 pub mod upkeep;
 

@@ -13,7 +13,7 @@ use crate::ops;
 use crate::vault::types::VaultStatus;
 
 /// The protocol version. Bump it on any change to the messages below.
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// The largest request the agent reads: a message to encrypt or sign through the agent
 /// (larger files go through an AEAD key, whose envelopes stream in the client).

@@ -106,7 +106,7 @@ pub struct RuntimeFiles {
 
 /// A running agent.
 pub struct Agent {
-    vault: RwLock<Option<Vault>>,
+    pub(super) vault: RwLock<Option<Vault>>,
     timers: Mutex<Timers>,
     started: Instant,
     max_lifetime: Duration,
@@ -114,15 +114,15 @@ pub struct Agent {
     /// The socket's inode, so that only our own socket is ever removed.
     socket_ino: Option<(u64, u64)>,
     connections: Mutex<Connections>,
-    uid: u32,
+    pub(super) uid: u32,
     info: AgentInfo,
     fault: Fault,
     /// Set when a request lost the vault (not when the agent locks).
     lost: AtomicBool,
 }
 
-/// Counts one request in flight while it lives.
-struct InFlight<'a>(&'a Agent);
+/// Counts one request in flight while it lives (the SSH listener's too).
+pub(super) struct InFlight<'a>(&'a Agent);
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
@@ -258,8 +258,8 @@ impl Agent {
         self.connections.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Wipes the keys (dropping the vault zeroizes them and flushes the database),
-    /// removes the socket and the registry entry, and ends the process.
+    /// Wipes the keys (dropping the vault zeroizes and flushes it), removes the runtime
+    /// files (both sockets, the registry entry) and ends the process.
     pub fn lock_and_exit(&self) -> ! {
         self.wipe();
         std::process::exit(0)
@@ -278,15 +278,14 @@ impl Agent {
     }
 
     fn remove_runtime_files(&self) {
-        let ours = fs::symlink_metadata(&self.files.socket)
-            .ok()
-            .map(|m| (m.dev(), m.ino()));
-        if ours.is_some() && ours == self.socket_ino {
+        let ours = fs::symlink_metadata(&self.files.socket).map(|m| (m.dev(), m.ino()));
+        if self.socket_ino.is_some() && ours.ok() == self.socket_ino {
             let _ = fs::remove_file(&self.files.socket);
         }
         if let Some(entry) = &self.files.registry_entry {
             super::registry::unregister(entry);
         }
+        super::ssh::remove_socket();
     }
 
     /// Whether a request lost the vault (a compaction whose database could not be
@@ -684,7 +683,7 @@ impl Agent {
         }
     }
 
-    fn begin_use(&self) -> InFlight<'_> {
+    pub(super) fn begin_use(&self) -> InFlight<'_> {
         let mut t = self.timers();
         t.in_flight += 1;
         t.last_use = Instant::now();

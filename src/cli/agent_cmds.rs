@@ -3,23 +3,17 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use serde_json::json;
-
+use keyvault::Error;
 use keyvault::agent::client::{AgentClient, LockTarget, lock_agents};
 use keyvault::agent::launch::start_agent;
-use keyvault::agent::server::AgentOptions;
+use keyvault::agent::server::{AgentOptions, DEFAULT_IDLE_TIMEOUT};
 use keyvault::vault::{self, Vault};
-use keyvault::{Error, Result};
 
-use super::RunError;
-use super::output::{self, Out};
-use super::passphrase::PassphraseSource;
-
-fn short(d: Duration) -> String {
-    humantime::format_duration(Duration::from_secs(d.as_secs()))
-        .to_string()
-        .replace(' ', "")
-}
+use super::args::Cli;
+use super::output::Out;
+use super::report::{AgentFacts, AlreadyUnlocked, Locked, Status, Unlocked};
+use super::session::{passphrase_source, vault_path};
+use super::{CmdResult, RunError, SUCCESS};
 
 /// How long `unlock` waits for the agent another `unlock` is starting at the same
 /// moment (which holds the vault, so that ours could not open it).
@@ -29,11 +23,17 @@ const RACE_WAIT: Duration = Duration::from_secs(10);
 /// idle timeout only if one is given).
 pub fn unlock(
     out: &mut Out,
-    path: &Path,
-    source: &PassphraseSource,
+    cli: &Cli,
     timeout: Option<Duration>,
-    options: AgentOptions,
-) -> std::result::Result<(), RunError> {
+    max_lifetime: Duration,
+) -> CmdResult {
+    let path = &vault_path(cli)?;
+    let source = passphrase_source(cli);
+    let options = AgentOptions {
+        idle_timeout: timeout.unwrap_or(DEFAULT_IDLE_TIMEOUT),
+        max_lifetime,
+        accept_rollback: cli.accept_rollback,
+    };
     if !keyvault::store::layout::exists(path) {
         return Err(Error::VaultNotFound(path.to_path_buf()).into());
     }
@@ -69,25 +69,18 @@ pub fn unlock(
             "warning: the agent could not lock its key memory in RAM (mlock); keys could reach swap"
         );
     }
-    if out.json() {
-        out.doc(&json!({
-            "state": "unlocked",
-            "already_unlocked": false,
-            "agent_pid": started.pid,
-            "socket": started.socket.display().to_string(),
-            "idle_timeout_secs": options.idle_timeout.as_secs(),
-            "max_lifetime_secs": options.max_lifetime.as_secs(),
-            "memory_locked": started.memory_locked,
-        }))?;
-    } else {
-        out.text(&format!(
-            "Unlocked {}; locks after {} idle (at most {})\n",
-            path.display(),
-            short(options.idle_timeout),
-            short(options.max_lifetime)
-        ))?;
-    }
-    Ok(())
+    out.emit(&Unlocked {
+        agent_pid: started.pid,
+        already_unlocked: false,
+        idle_timeout_secs: options.idle_timeout.as_secs(),
+        max_lifetime_secs: options.max_lifetime.as_secs(),
+        memory_locked: started.memory_locked,
+        socket: started.socket.display().to_string(),
+        ssh_socket: super::ssh_cmds::socket_path(&started.socket),
+        state: "unlocked",
+        vault: path.display().to_string(),
+    })?;
+    Ok(SUCCESS)
 }
 
 fn already_unlocked(
@@ -95,105 +88,81 @@ fn already_unlocked(
     path: &Path,
     mut client: AgentClient,
     timeout: Option<Duration>,
-) -> std::result::Result<(), RunError> {
+) -> CmdResult {
     let in_force = client.extend(timeout)?;
-    if out.json() {
-        out.doc(&json!({
-            "state": "unlocked",
-            "already_unlocked": true,
-            "idle_timeout_secs": in_force.as_secs(),
-        }))?;
-    } else {
-        out.text(&format!(
-            "{} is already unlocked; it locks after {} idle from now\n",
-            path.display(),
-            short(in_force)
-        ))?;
-    }
-    Ok(())
+    out.emit(&AlreadyUnlocked {
+        already_unlocked: true,
+        idle_timeout_secs: in_force.as_secs(),
+        ssh_socket: super::ssh_cmds::socket_path(client.socket_path()),
+        state: "unlocked",
+        vault: path.display().to_string(),
+    })?;
+    Ok(SUCCESS)
 }
 
 /// `lock` (`--all`): wipe the keys and stop every agent that holds this vault (or
 /// every agent of the user).
-pub fn lock(out: &mut Out, path: &Path, all: bool) -> std::result::Result<(), RunError> {
+pub fn lock(out: &mut Out, cli: &Cli, all: bool) -> CmdResult {
+    let path = vault_path(cli)?;
     let target = if all {
         LockTarget::All
     } else {
-        LockTarget::Vault(path)
+        LockTarget::Vault(&path)
     };
     let report = lock_agents(target)?;
-    let stopped = report.stopped.len();
-    if out.json() {
-        out.doc(&json!({
-            "state": if report.failures.is_empty() { "locked" } else { "unlocked" },
-            "was_unlocked": stopped > 0 || !report.failures.is_empty(),
-            "agents_stopped": report.stopped,
-            "failures": report.failures,
-        }))?;
-    } else if all {
-        out.text(&format!(
-            "Locked: {stopped} agent(s) stopped, their keys wiped from memory\n"
-        ))?;
-    } else if stopped > 0 {
-        out.text("Locked: the keys were wiped from memory and the agent stopped\n")?;
-    } else if report.failures.is_empty() {
-        out.text("Already locked: no agent holds this vault\n")?;
-    }
-    if !report.failures.is_empty() {
+    let failed = !report.failures.is_empty();
+    let locked = Locked {
+        was_unlocked: !report.stopped.is_empty() || failed,
+        agents_stopped: report.stopped,
+        failures: report.failures,
+        state: if failed { "unlocked" } else { "locked" },
+        all,
+    };
+    out.emit(&locked)?;
+    if failed {
         out.flush()?;
-        let error = Error::NotLocked(report.failures.join("; "));
-        return Err(if out.json() {
-            RunError::Reported(error)
-        } else {
-            error.into()
-        });
+        let error = Error::NotLocked(locked.failures.join("; "));
+        return Err(RunError::after_report(out, error));
     }
-    Ok(())
+    Ok(SUCCESS)
 }
 
 /// `status`: through the agent when one runs, else read without a passphrase.
-pub fn status(out: &mut Out, path: &Path) -> std::result::Result<(), RunError> {
-    if let Some(mut client) = AgentClient::connect(path)? {
-        let st = client.status()?;
-        let state = format!(
-            "unlocked, locks in {} (idle timeout {})",
-            short(Duration::from_secs(st.idle_left_secs)),
-            short(Duration::from_secs(st.idle_timeout_secs))
-        );
-        if out.json() {
-            let mut doc =
-                serde_json::to_value(&st.vault).map_err(|e| Error::Internal(e.to_string()))?;
-            doc["state"] = json!("unlocked");
-            doc["locks_in_secs"] = json!(st.idle_left_secs);
-            doc["idle_timeout_secs"] = json!(st.idle_timeout_secs);
-            doc["lifetime_left_secs"] = json!(st.lifetime_left_secs);
-            doc["agent_pid"] = json!(st.pid);
-            out.doc(&doc)?;
-        } else {
-            out.text(&output::status(&state, &st.vault))?;
-            out.text(&format!("agent pid:      {}\n", st.pid))?;
+pub fn status(out: &mut Out, cli: &Cli) -> CmdResult {
+    let path = vault_path(cli)?;
+    let status = match AgentClient::connect(&path)? {
+        Some(mut client) => {
+            let st = client.status()?;
+            Status {
+                vault: st.vault,
+                state: "unlocked",
+                agent: Some(AgentFacts {
+                    agent_pid: st.pid,
+                    idle_timeout_secs: st.idle_timeout_secs,
+                    lifetime_left_secs: st.lifetime_left_secs,
+                    locks_in_secs: st.idle_left_secs,
+                }),
+            }
         }
-        return Ok(());
-    }
-    let st = vault::peek_status(path)?;
-    if out.json() {
-        let mut doc = serde_json::to_value(&st).map_err(|e| Error::Internal(e.to_string()))?;
-        doc["state"] = json!("locked");
-        out.doc(&doc)?;
-    } else {
-        out.text(&output::status("locked", &st))?;
-    }
-    Ok(())
+        None => Status {
+            vault: vault::peek_status(&path)?,
+            state: "locked",
+            agent: None,
+        },
+    };
+    out.emit(&status)?;
+    Ok(SUCCESS)
 }
 
-/// The hidden `agent` subcommand.
-pub fn serve(path: &Path, idle_secs: u64, lifetime_secs: u64, accept_rollback: bool) -> Result<()> {
+/// The hidden `agent` subcommand: serve the vault until locked (the agent process
+/// ends there, never returning).
+pub fn serve(cli: &Cli, idle_secs: u64, lifetime_secs: u64) -> CmdResult {
     keyvault::agent::launch::run_agent(
-        path,
+        &vault_path(cli)?,
         AgentOptions {
             idle_timeout: Duration::from_secs(idle_secs.max(1)),
             max_lifetime: Duration::from_secs(lifetime_secs.max(1)),
-            accept_rollback,
+            accept_rollback: cli.accept_rollback,
         },
     )
 }

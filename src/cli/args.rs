@@ -76,6 +76,9 @@ pub enum Command {
         /// The key name [default: the type]
         #[arg(long, short = 'n', value_name = "NAME")]
         name: Option<String>,
+        /// Serve the key to ssh while the vault is unlocked (ed25519 and rsa keys)
+        #[arg(long)]
+        ssh: bool,
     },
     /// Store an existing key: PEM (PKCS#8, PKCS#1, SPKI with --public), DER, or base64
     Import {
@@ -92,6 +95,13 @@ pub enum Command {
         /// Accept a public key alone (it can then only verify and encrypt)
         #[arg(long)]
         public: bool,
+        /// Serve the key to ssh while the vault is unlocked (ed25519 and rsa keys)
+        #[arg(long)]
+        ssh: bool,
+        /// Read the passphrase of a protected OpenSSH key file from FILE [default:
+        /// $KEYVAULT_KEY_PASSPHRASE, else asked on the terminal]
+        #[arg(long, value_name = "FILE", env = "KEYVAULT_KEY_PASSPHRASE_FILE")]
+        key_passphrase_file: Option<PathBuf>,
     },
     /// Print or write key material (files are created 0600)
     Export {
@@ -277,6 +287,12 @@ pub enum Command {
         #[arg(long)]
         lifetime_secs: u64,
     },
+    /// Serve vault keys to ssh: mark keys, show the agent's SSH socket
+    Ssh {
+        /// What to do
+        #[command(subcommand)]
+        command: SshCommand,
+    },
     /// Print a shell completion script
     Completions {
         /// The shell
@@ -379,6 +395,31 @@ pub enum FormatArg {
     Base64,
     /// a JSON Web Key (RFC 7517/7518; OKP per RFC 8037)
     Jwk,
+    /// OpenSSH: the public key line, or an OpenSSH private key file
+    Openssh,
+}
+
+/// `ssh` subcommands.
+#[derive(Subcommand, Debug)]
+pub enum SshCommand {
+    /// Serve a key to ssh while the vault is unlocked (ed25519 and rsa keys)
+    Enable {
+        /// The user who owns the key
+        user: String,
+        /// The key name
+        name: String,
+    },
+    /// Stop serving a key to ssh
+    Disable {
+        /// The user who owns the key
+        user: String,
+        /// The key name
+        name: String,
+    },
+    /// Print the path of the unlocked vault's SSH agent socket (for SSH_AUTH_SOCK)
+    Socket,
+    /// List the keys served to ssh, with their SSH fingerprints and public keys
+    List,
 }
 
 /// `--scheme` values.
@@ -406,6 +447,7 @@ impl From<FormatArg> for ExportFormat {
             FormatArg::Der => ExportFormat::Der,
             FormatArg::Base64 => ExportFormat::Base64,
             FormatArg::Jwk => ExportFormat::Jwk,
+            FormatArg::Openssh => ExportFormat::Openssh,
         }
     }
 }

@@ -2,53 +2,34 @@
 //! that is deleted afterwards. It needs no passphrase input: the temporary vault gets a
 //! random passphrase and fast KDF parameters (it lives for a second and holds nothing).
 
-use serde_json::json;
-
 use keyvault::crypto::kdf::KdfParams;
 use keyvault::crypto::random_bytes;
 use keyvault::{Error, KeyType, Result, Vault};
 
-use super::RunError;
-use super::output::{self, Out};
+use super::output::Out;
+use super::report::{Demo, Receipt};
+use super::{CmdResult, SUCCESS};
 
 const USER: &str = "User123";
 
 /// Runs the scenario and prints what happens.
-pub fn run(out: &mut Out) -> std::result::Result<(), RunError> {
+pub fn run(out: &mut Out) -> CmdResult {
     let dir = tempfile::Builder::new()
         .prefix("keyvault-demo-")
         .tempdir()
         .map_err(|e| Error::io("cannot create a temporary directory", e))?;
     let path = dir.path().join("vault");
     let result = scenario(&path);
-    let shown_path = path.display().to_string();
+    let vault = path.display().to_string();
     let removed = dir.close().is_ok();
     let lines = result?;
-    if out.json() {
-        out.doc(&json!({
-            "vault": shown_path,
-            "prototype_output": lines.prototype,
-            "details": lines.details,
-            "removed": removed,
-        }))?;
-        return Ok(());
-    }
-    out.text(&format!(
-        "keyvault demo: the prototype's scenario on a temporary vault at {shown_path}\n\n"
-    ))?;
-    for l in &lines.prototype {
-        out.text(&format!("{l}\n"))?;
-    }
-    out.text("\nWhat happened:\n")?;
-    for l in &lines.details {
-        out.text(&format!("  {l}\n"))?;
-    }
-    out.text(if removed {
-        "\nThe temporary vault was removed.\n"
-    } else {
-        "\nThe temporary vault could not be removed.\n"
+    out.emit(&Demo {
+        details: lines.details,
+        prototype_output: lines.prototype,
+        removed,
+        vault,
     })?;
-    Ok(())
+    Ok(SUCCESS)
 }
 
 struct Lines {
@@ -91,7 +72,7 @@ fn scenario(path: &std::path::Path) -> Result<Lines> {
 
     let outcome = vault.revoke(USER, Some("demo"))?;
     prototype.push(format!("Revoked all keys for {USER}"));
-    for line in output::receipt(&outcome).lines() {
+    for line in Receipt(&outcome).to_string().lines() {
         details.push(format!("revoke: {}", line.trim()));
     }
 

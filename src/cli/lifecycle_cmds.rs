@@ -1,23 +1,25 @@
-//! `passwd`, `backup`, `restore`, `check` and `audit`: the commands that act on the
-//! vault as a whole.
+//! `init`, `passwd`, `backup`, `restore`, `check`, `compact` and `audit`: the commands
+//! that act on the vault as a whole.
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use serde_json::json;
-
 use keyvault::agent::client::{AgentClient, OpOutcome};
-use keyvault::ops::{Request, Response};
+use keyvault::ops::{Operations, Request};
 use keyvault::vault::Vault;
-use keyvault::vault::check::CheckReport;
-use keyvault::vault::lifecycle::{self, AuditEntry};
+use keyvault::vault::lifecycle;
 use keyvault::{Error, Result};
 
 use super::args::{Cli, KdfArgs};
-use super::output::{Out, escape};
-use super::passphrase::{ENV_PASSPHRASE, PassphraseSource};
-use super::{RunError, Session, open_options, unexpected};
+use super::checks::{check_new_file, check_vault_dir_free};
+use super::output::Out;
+use super::passphrase::{self, PassphraseSource};
+use super::report::{
+    AuditLog, AuditVerified, BackedUp, Checked, Compacted, Created, PassphraseChanged, Restored,
+};
+use super::session::{Session, open_options, passphrase_source as source, vault_path};
+use super::{CmdResult, RunError, SUCCESS};
 
 /// The environment variable holding the new passphrase of `passwd`.
 const ENV_NEW_PASSPHRASE: &str = "KEYVAULT_NEW_PASSPHRASE";
@@ -25,8 +27,6 @@ const ENV_NEW_PASSPHRASE: &str = "KEYVAULT_NEW_PASSPHRASE";
 /// The environment variable holding the passphrase of `restore --revocations-from`'s
 /// vault.
 const ENV_REVOCATIONS_PASSPHRASE: &str = "KEYVAULT_REVOCATIONS_PASSPHRASE";
-
-type CmdResult<T = ()> = std::result::Result<T, RunError>;
 
 fn absolute(path: &Path) -> Result<PathBuf> {
     if path.is_absolute() {
@@ -37,20 +37,38 @@ fn absolute(path: &Path) -> Result<PathBuf> {
         .map_err(|e| Error::io("cannot find the current directory", e))
 }
 
-fn source(cli: &Cli) -> PassphraseSource {
-    PassphraseSource {
-        file: cli.passphrase_file.clone(),
-        env_var: ENV_PASSPHRASE,
+/// `init [--kdf …]`.
+pub fn init(out: &mut Out, cli: &Cli, kdf: &KdfArgs) -> CmdResult {
+    let path = vault_path(cli)?;
+    let params = kdf.params();
+    params.validate(kdf.allow_weak_kdf)?;
+    if keyvault::store::layout::exists(&path) {
+        return Err(
+            Error::AlreadyExists(format!("a vault already exists at {}", path.display())).into(),
+        );
     }
+    check_vault_dir_free(&path)?;
+    let passphrase = source(cli).new_passphrase("New passphrase: ")?;
+    passphrase::warn_if_weak(&passphrase);
+    if params.is_weak() {
+        // `validate` refused it unless --allow-weak-kdf was given.
+        passphrase::warn(format!(
+            "KDF parameters {params} are below OWASP's floor (m=19 MiB, t=2, p=1): the passphrase is easier to guess from a copy of the vault"
+        ));
+    }
+    let v = Vault::create(&path, &passphrase, params, kdf.allow_weak_kdf)?;
+    out.emit(&Created {
+        created: v.path().display().to_string(),
+        format_version: keyvault::store::migrate::CURRENT_FORMAT,
+        kdf: v.kdf_params(),
+        warnings: passphrase::take_warnings(),
+    })?;
+    Ok(SUCCESS)
 }
 
 /// `passwd`.
-pub fn passwd(
-    out: &mut Out,
-    session: &mut Session,
-    new_file: &Option<PathBuf>,
-    kdf: &KdfArgs,
-) -> CmdResult {
+pub fn passwd(out: &mut Out, cli: &Cli, new_file: Option<&Path>, kdf: &KdfArgs) -> CmdResult {
+    let session = &mut Session::new(cli)?;
     if !keyvault::store::layout::exists(&session.path) {
         return Err(Error::VaultNotFound(session.path.clone()).into());
     }
@@ -66,11 +84,11 @@ pub fn passwd(
     };
     let old = session.source.unlock()?;
     let new = PassphraseSource {
-        file: new_file.clone(),
+        file: new_file.map(Path::to_path_buf),
         env_var: ENV_NEW_PASSPHRASE,
     }
     .new_passphrase("New passphrase: ")?;
-    super::passphrase::warn_if_weak(&new);
+    passphrase::warn_if_weak(&new);
     let request = Request::Passwd {
         old,
         new,
@@ -81,8 +99,10 @@ pub fn passwd(
     // here with it, once (never asked for, or run through the KDF, a second time).
     let request = match session.agent()? {
         Some(agent) => match agent.op_or_back(request)? {
-            OpOutcome::Answered(Response::Done) => None,
-            OpOutcome::Answered(_) => return Err(unexpected().into()),
+            OpOutcome::Answered(response) => {
+                response.into_done("Passwd")?;
+                None
+            }
             OpOutcome::NotCarriedOut(e, request) => {
                 eprintln!("note: {e}; opening the vault directly");
                 Some(*request)
@@ -106,28 +126,21 @@ pub fn passwd(
             session.options,
         )?;
     }
-    if out.json() {
-        out.doc(&json!({
-            "changed": true,
-            "kdf": params,
-            "warnings": super::passphrase::take_warnings(),
-        }))?;
-    } else {
-        out.text(
-            "Passphrase changed. Backups made before now still open only with the passphrase that was current when they were made.\n",
-        )?;
-    }
-    Ok(())
+    out.emit(&PassphraseChanged {
+        changed: true,
+        kdf: params,
+        warnings: passphrase::take_warnings(),
+    })?;
+    Ok(SUCCESS)
 }
 
 /// `backup FILE`.
-pub fn backup(out: &mut Out, session: &mut Session, file: &Path) -> CmdResult {
+pub fn backup(out: &mut Out, cli: &Cli, file: &Path) -> CmdResult {
+    check_new_file(file)?;
+    let session = &mut Session::new(cli)?;
     let path = absolute(file)?;
     let report = if let Some(agent) = session.agent()? {
-        match agent.op(Request::Backup { path })? {
-            Response::Backup(r) => r,
-            _ => return Err(unexpected().into()),
-        }
+        agent.backup(path)?
     } else {
         let terminal = std::io::stderr().is_terminal();
         let start = Instant::now();
@@ -144,15 +157,8 @@ pub fn backup(out: &mut Out, session: &mut Session, file: &Path) -> CmdResult {
         }
         r
     };
-    if out.json() {
-        out.doc(&report)?;
-    } else {
-        out.text(&format!(
-            "Wrote {} ({} records, {} bytes) at {}\n",
-            report.path, report.records, report.bytes, report.created
-        ))?;
-    }
-    Ok(())
+    out.emit(&BackedUp(report))?;
+    Ok(SUCCESS)
 }
 
 /// `restore FILE --to DIR [--revocations-from VAULT]`.
@@ -182,10 +188,7 @@ pub fn restore(
     // Read the newer vault's revocations first: if that fails, nothing is restored.
     let revocations = match revocations_from {
         Some(rf) => Some(match AgentClient::connect(rf)? {
-            Some(mut agent) => match agent.op(Request::Revoked)? {
-                Response::Revocations(l) => l,
-                _ => return Err(unexpected().into()),
-            },
+            Some(mut agent) => agent.revoked()?,
             None => {
                 // The newer vault has a passphrase of its own (it may have changed since
                 // the backup): its own file or variable, else the terminal, else the
@@ -215,113 +218,57 @@ pub fn restore(
             report.backup_created
         );
     }
-    if out.json() {
-        out.doc(&report)?;
-    } else {
-        out.text(&format!(
-            "Restored {} records into {} from a backup made at {}\n",
-            report.records, report.path, report.backup_created
-        ))?;
-        for user in &report.revocations_applied {
-            out.text(&format!("re-applied the revocation of {}\n", escape(user)))?;
-        }
-    }
-    Ok(())
+    out.emit(&Restored(report))?;
+    Ok(SUCCESS)
 }
 
-fn show_check(out: &mut Out, what: &str, report: &CheckReport) -> CmdResult<i32> {
-    if out.json() {
-        let mut doc = serde_json::to_value(report).map_err(|e| Error::Internal(e.to_string()))?;
-        doc["ok"] = json!(report.ok());
-        out.doc(&doc)?;
-    } else {
-        out.text(&format!(
-            "{what}: format v{}, {} keys, {} revoked users, {} audit entries checked\n",
-            report.format_version, report.keys, report.revoked, report.audit_entries
-        ))?;
-        for w in &report.warnings {
-            out.text(&format!("warning: {w}\n"))?;
-        }
-        for p in &report.problems {
-            out.text(&format!(
-                "problem: tree {}, position {}: {}\n",
-                p.tree, p.position, p.message
-            ))?;
-        }
-        if report.ok() {
-            out.text("ok\n")?;
-        }
+/// Prints what `check` found: exit 0 if nothing is wrong, else an integrity error.
+fn show_check(out: &mut Out, checked: Checked) -> CmdResult {
+    out.emit(&checked)?;
+    if checked.ok {
+        return Ok(SUCCESS);
     }
-    if report.ok() {
-        return Ok(0);
-    }
-    let e = Error::Integrity(format!("{} problem(s) found", report.problems.len()));
-    Err(if out.json() {
-        // The report document (with "ok": false) is the one JSON document.
-        RunError::Reported(e)
-    } else {
-        e.into()
-    })
+    let e = Error::Integrity(format!(
+        "{} problem(s) found",
+        checked.report.problems.len()
+    ));
+    // With --json, the report (with "ok": false) is the one JSON document.
+    Err(RunError::after_report(out, e))
 }
 
 /// `check`.
-pub fn check(out: &mut Out, session: &mut Session) -> CmdResult<i32> {
-    let Response::Check(report) = session.call(Request::Check)? else {
-        return Err(unexpected().into());
-    };
-    show_check(out, "vault", &report)
+pub fn check(out: &mut Out, cli: &Cli) -> CmdResult {
+    let report = Session::new(cli)?.check()?;
+    show_check(out, Checked::new("vault", report))
 }
 
 /// `check --backup FILE`.
-pub fn check_backup(out: &mut Out, cli: &Cli, file: &Path) -> CmdResult<i32> {
+pub fn check_backup(out: &mut Out, cli: &Cli, file: &Path) -> CmdResult {
     if !file.exists() {
         return Err(Error::FileNotFound(file.to_path_buf()).into());
     }
     let passphrase = source(cli).unlock()?;
     let (_, report) = lifecycle::check_backup(file, &passphrase)?;
-    show_check(out, "backup", &report)
+    show_check(out, Checked::new("backup", report))
+}
+
+/// `compact`.
+pub fn compact(out: &mut Out, cli: &Cli) -> CmdResult {
+    let report = Session::new(cli)?.compact()?;
+    out.emit(&Compacted(report))?;
+    Ok(SUCCESS)
 }
 
 /// `audit [--verify] [--since DATE]`.
-pub fn audit(out: &mut Out, session: &mut Session, verify: bool, since: Option<u64>) -> CmdResult {
-    let Response::Audit(entries) = session.call(Request::Audit { since })? else {
-        return Err(unexpected().into());
-    };
+pub fn audit(out: &mut Out, cli: &Cli, verify: bool, since: Option<u64>) -> CmdResult {
+    let entries = Session::new(cli)?.audit(since)?;
     if verify {
-        if out.json() {
-            out.doc(&json!({ "verified": true, "entries": entries.len() }))?;
-        } else {
-            out.text(&format!(
-                "audit chain verified: {} entries\n",
-                entries.len()
-            ))?;
-        }
-        return Ok(());
-    }
-    if out.json() {
-        out.doc(&json!({ "entries": entries }))?;
+        out.emit(&AuditVerified {
+            entries: entries.len(),
+            verified: true,
+        })?;
     } else {
-        out.text(&audit_table(&entries))?;
+        out.emit(&AuditLog { entries })?;
     }
-    Ok(())
-}
-
-fn audit_table(entries: &[AuditEntry]) -> String {
-    let mut s = String::new();
-    for e in entries {
-        s.push_str(&format!(
-            "{:>5}  {}  {:<15}  {:<8}  user={}  key={}  {}\n",
-            e.seq,
-            e.time,
-            e.operation,
-            e.outcome,
-            escape(e.user.as_deref().unwrap_or("-")),
-            escape(e.key.as_deref().unwrap_or("-")),
-            escape(e.detail.as_deref().unwrap_or(""))
-        ));
-    }
-    if s.is_empty() {
-        s.push_str("no audit entries\n");
-    }
-    s
+    Ok(SUCCESS)
 }

@@ -44,6 +44,9 @@ pub enum ExportFormat {
     Base64,
     /// A JSON Web Key (RFC 7517/7518, RFC 8037 for Ed25519): see [`super::jwk`].
     Jwk,
+    /// OpenSSH: the public key line, or an OpenSSH private key file (see
+    /// [`crate::ssh::format`]).
+    Openssh,
 }
 
 impl ExportFormat {
@@ -110,6 +113,9 @@ pub fn import(key_type: KeyType, input: &[u8], allow_public_only: bool) -> Resul
     }
     if super::jwk::looks_like_jwk(input) {
         return super::jwk::import(key_type, input, allow_public_only);
+    }
+    if crate::ssh::format::is_private_file(input) || crate::ssh::format::is_public_line(input) {
+        return crate::ssh::format::import(key_type, input, allow_public_only);
     }
     if key_type == KeyType::Ed25519 {
         return ed25519_keys::import(input, allow_public_only);
@@ -428,6 +434,9 @@ pub fn export(
     public: bool,
     format: ExportFormat,
 ) -> Result<Zeroizing<Vec<u8>>> {
+    if format == ExportFormat::Openssh {
+        return crate::ssh::format::export(key_type, material, public, "");
+    }
     if format == ExportFormat::Jwk {
         if is_pss_only(material) {
             return Err(Error::Usage(
@@ -455,9 +464,9 @@ pub fn export(
                 Ok(text)
             }
             ExportFormat::Der => Ok(material.secret.clone()),
-            ExportFormat::Pem | ExportFormat::Jwk => Err(Error::Usage(format!(
-                "{key_type} keys export as base64, der or jwk, not pem"
-            ))),
+            ExportFormat::Pem | ExportFormat::Jwk | ExportFormat::Openssh => Err(Error::Usage(
+                format!("{key_type} keys export as base64, der or jwk, not pem"),
+            )),
         };
     }
     if public || material.secret.is_empty() {
@@ -472,6 +481,7 @@ pub fn export(
             .ok_or_else(|| Error::Integrity("the key record has no public key".into()))?;
         return Ok(match format {
             ExportFormat::Jwk => super::jwk::export(key_type, material, true)?,
+            ExportFormat::Openssh => crate::ssh::format::export(key_type, material, true, "")?,
             ExportFormat::Der => Zeroizing::new(der.clone()),
             ExportFormat::Base64 => {
                 Zeroizing::new(format!("{}\n", STANDARD.encode(der)).into_bytes())
@@ -495,6 +505,7 @@ pub fn export(
     }
     Ok(match format {
         ExportFormat::Jwk => super::jwk::export(key_type, material, false)?,
+        ExportFormat::Openssh => crate::ssh::format::export(key_type, material, false, "")?,
         ExportFormat::Der => material.secret.clone(),
         ExportFormat::Base64 => Zeroizing::new(
             format!("{}\n", STANDARD.encode(material.secret.as_slice())).into_bytes(),

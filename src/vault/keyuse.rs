@@ -215,7 +215,7 @@ impl Vault {
 
     /// Counts one use of `version`, persisting a new reservation when the current one
     /// is used up; refuses an AEAD version at its limit. Returns a warning near it.
-    fn count_use(
+    pub(super) fn count_use(
         &self,
         db_key: &[u8],
         record: &KeyRecord,

@@ -17,6 +17,7 @@ pub mod lifecycle;
 mod open;
 mod restore;
 mod revocation;
+pub mod ssh;
 pub mod types;
 pub mod validate;
 
@@ -413,7 +414,12 @@ impl Vault {
         let format = options
             .format
             .unwrap_or_else(|| ExportFormat::default_for(record.key_type));
-        let out = keys::export(record.key_type, &material, options.public, format)?;
+        let out = if format == ExportFormat::Openssh {
+            let comment = format!("{user}/{name}");
+            crate::ssh::format::export(record.key_type, &material, options.public, &comment)?
+        } else {
+            keys::export(record.key_type, &material, options.public, format)?
+        };
         self.record_use(
             AuditEvent::new("export")
                 .user(user)
