@@ -1,7 +1,7 @@
 # Sourced by the bench scripts (with $root set to the repository). Defines
 # python_with_cryptography, which prints the path of a Python that has the
 # `cryptography` package: KEYVAULT_TEST_PYTHON, or target/interop-venv, made as the
-# interop tests make it (tests/common/python.rs: same lock, same marker) if missing.
+# interop tests make it (tests/util/python.rs: same lock, same marker) if missing.
 python_with_cryptography() {
     if [[ -n "${KEYVAULT_TEST_PYTHON:-}" ]]; then
         echo "$KEYVAULT_TEST_PYTHON"
@@ -10,7 +10,7 @@ python_with_cryptography() {
     local venv=$root/target/interop-venv req=$root/tests/interop/requirements.txt
     mkdir -p "$root/target"
     (
-        # The same lock and marker as tests/common/python.rs.
+        # The same lock and marker as tests/util/python.rs.
         flock 9
         if ! cmp -s "$venv/.ready" "$req" || [[ ! -x $venv/bin/python ]]; then
             echo "making $venv ..." >&2

@@ -1,4 +1,5 @@
-//! The command line, as clap definitions. Completions are generated from these.
+//! The command line, as clap definitions. Completions and the manual page are generated
+//! from these.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -299,6 +300,8 @@ pub enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
+    /// Print the manual page (roff), e.g. into ~/.local/share/man/man1/keyvault.1
+    Man,
 }
 
 /// KDF choices of `init`.

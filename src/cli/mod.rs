@@ -207,6 +207,7 @@ pub fn run(cli: Cli) -> CmdResult {
         Command::Audit { verify, since } => lifecycle_cmds::audit(out, cli, *verify, *since),
         Command::Demo => demo::run(out),
         Command::Completions { shell } => completions(out, *shell),
+        Command::Man => man(out),
     }?;
     out.flush()?;
     Ok(code)
@@ -217,6 +218,14 @@ fn completions(out: &mut Out, shell: clap_complete::Shell) -> CmdResult {
     let mut cmd = checks::visible_commands();
     let mut buf = Vec::new();
     clap_complete::generate(shell, &mut cmd, "keyvault", &mut buf);
+    out.bytes(&buf)?;
+    Ok(SUCCESS)
+}
+
+/// `man`: the manual page (roff), from the same clap definitions as the completions.
+fn man(out: &mut Out) -> CmdResult {
+    let mut buf = Vec::new();
+    clap_mangen::Man::new(checks::visible_commands()).render(&mut buf)?;
     out.bytes(&buf)?;
     Ok(SUCCESS)
 }

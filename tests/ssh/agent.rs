@@ -8,7 +8,7 @@ use std::os::unix::net::UnixStream;
 use std::process::Command;
 use std::time::Duration;
 
-use crate::common::{TestEnv, assert_error, assert_success};
+use crate::util::{TestEnv, assert_error, assert_success};
 use crate::*;
 
 #[test]

@@ -5,7 +5,7 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
 
-use crate::common::{TestEnv, assert_error, assert_success};
+use crate::util::{TestEnv, assert_error, assert_success};
 use crate::*;
 
 #[test]

@@ -11,8 +11,8 @@
 //! The tests need `ssh-keygen` and `ssh-add` (OpenSSH); without them (or without
 //! `sshd`, for its one test) a test says SKIPPED on stderr and checks nothing.
 
-#[path = "../common/mod.rs"]
-mod common;
+#[path = "../util/mod.rs"]
+mod util;
 
 mod agent;
 mod formats;
@@ -24,7 +24,7 @@ use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
-use common::{TestEnv, assert_success};
+use util::{TestEnv, assert_success};
 
 /// Whether the OpenSSH tools are here; says so visibly when they are not.
 pub fn have_openssh(test: &str) -> bool {

@@ -4,7 +4,7 @@ use std::fs;
 use std::process::Command;
 use std::time::Duration;
 
-use crate::common::{TestEnv, assert_success};
+use crate::util::{TestEnv, assert_success};
 use crate::*;
 
 /// A throwaway `sshd` on a free port of 127.0.0.1, stopped when dropped.
