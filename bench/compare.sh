@@ -44,9 +44,15 @@ done
 [[ $WARMUP =~ ^[0-9]+$ ]] || { log "WARMUP: not a non-negative integer: $WARMUP"; exit 2; }
 
 # --- keyvault ---------------------------------------------------------------------------
-log "building keyvault (cargo build --release --locked) ..."
-cargo build --release --locked --quiet
-KV=$root/target/release/keyvault
+if [[ -n ${KEYVAULT_BIN:-} ]]; then
+    # A binary built elsewhere (e.g. another commit, to compare two builds).
+    KV=$(realpath "$KEYVAULT_BIN")
+    [[ -x $KV ]] || { log "KEYVAULT_BIN: not an executable: $KEYVAULT_BIN"; exit 2; }
+else
+    log "building keyvault (cargo build --release --locked) ..."
+    cargo build --release --locked --quiet
+    KV=${CARGO_TARGET_DIR:-$root/target}/release/keyvault
+fi
 
 # --- peers from Debian ------------------------------------------------------------------
 missing=()
@@ -319,13 +325,18 @@ kv_mode() {
 KVA="keyvault (agent)"
 KVO="keyvault (one-shot)"
 FLOOR="floor: /bin/true"
+KV_FLOOR="floor: keyvault --version"
 measure() {
     local phase=$1 n=$2 d=$work/n$2 mode tool
     local c=(--phase "$phase" --n "$n" --warmup "$WARMUP")
     [[ $phase == encdec ]] && c=(--phase encdec --n - --warmup "$WARMUP")
 
-    # The timer's floor at this moment: spawning a process that does nothing.
+    # The timer's floor at this moment: spawning a process that does nothing, then
+    # keyvault's own (process start, argument parsing, no vault: `--version`).
     T run --tool "$FLOOR" "${c[@]}" --reps "$REPS" -- /bin/true
+    if have keyvault; then
+        T run --tool "$KV_FLOOR" "${c[@]}" --reps "$REPS" -- "$KV" --version
+    fi
 
     if have keyvault; then
         for mode in agent oneshot; do
@@ -450,12 +461,14 @@ cpu=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo 2>/dev/null ||
     have python && echo "          Python $python_version, cryptography $cryptography_version"
     echo "per call wall time, process start included (timer: perf_counter_ns around subprocess.run);"
     echo "'$FLOOR' = the same timer spawning /bin/true just before the phase's other rows (the floor"
-    echo "of any CLI call at that moment). Warm-up calls not counted: $WARMUP per row."
+    echo "of any CLI call at that moment); '$KV_FLOOR' = keyvault's own floor (process start and"
+    echo "argument parsing, no vault). 'x /bin/true' = this row's median / the /bin/true floor's median of"
+    echo "the same phase and N. Warm-up calls not counted: $WARMUP per row."
     echo "reps: $REPS per row; $SLOW_REPS for keepassxc-cli one call per op and pass with gpg-agent restarted"
     echo "(slow peers); $INPROC_REPS for in-process Python. 'vs X' = this row's median / X's median"
     echo "(above 1: keyvault is faster). N = keys in the store; '-' = does not depend on N."
     echo
-    "$PY" "$TIMER" table "$tsv" --reference "$KVA" --reference2 "$KVO"
+    "$PY" "$TIMER" table "$tsv" --reference "$KVA" --reference2 "$KVO" --floor "$FLOOR"
     echo
     echo "Notes (bench/README.md has the details):"
     echo "- keyvault: vault with fast KDF (Argon2id m=1 MiB, t=1, p=1). agent = after 'unlock', each"

@@ -9,7 +9,7 @@ turns that file into the report.
     compare_timer.py session --out TSV --tool T --phase P --n N --reps R --prompt S --init TEXT --op TEMPLATE -- CMD...
     compare_timer.py inproc  --out TSV --n N --reps R --ops PHASE,...  (needs `cryptography`)
     compare_timer.py na      --out TSV --tool T --phase P --n N --why TEXT
-    compare_timer.py table   TSV [--reference TOOL] [--reference2 TOOL]
+    compare_timer.py table   TSV [--reference TOOL] [--reference2 TOOL] [--floor TOOL]
 
 In a command or an --op template, `{i}` becomes a counter (from --start, counting the
 warm-up calls too, so names made by an "add" never repeat) and `{r}` a random index in
@@ -294,6 +294,8 @@ def cmd_table(a):
     refs = [x for x in (a.reference, a.reference2) if x]
     head = ["tool", "phase", "N", "reps", "median ms", "p90 ms"] + [
         f"vs {r}" for r in refs]
+    if a.floor:
+        head.append(f"x {a.floor.removeprefix('floor: ')}")
     out = []
     notes = []
     for tool, phase, n, status, note, xs in rows:
@@ -305,14 +307,18 @@ def cmd_table(a):
                 rm = med.get((ref, phase, n))
                 floor = tool.startswith("floor:")
                 cells.append(fmt_ratio(m / rm) if rm and tool != ref and not floor else "-")
+            if a.floor:
+                fm = med.get((a.floor, phase, n))
+                cells.append(fmt_ratio(m / fm) if fm and tool != a.floor else "-")
         else:
             label = "n/a" if status == "n/a" else "ERROR"
-            cells = [tool, PHASES[phase], n, "-", label, "-"] + ["-"] * len(refs)
+            cells = [tool, PHASES[phase], n, "-", label, "-"] + ["-"] * (
+                len(refs) + (1 if a.floor else 0))
             if note:
                 notes.append(f"{tool}, {PHASES[phase]}: {label}: {note}")
         out.append(cells)
     widths = [max(len(str(c[k])) for c in out + [head]) for k in range(len(head))]
-    right = {2, 3, 4, 5} | set(range(6, 6 + len(refs)))
+    right = {2, 3, 4, 5} | set(range(6, len(head)))
 
     def line(cells):
         return "| " + " | ".join(
@@ -370,6 +376,7 @@ def main():
     p.add_argument("tsv")
     p.add_argument("--reference")
     p.add_argument("--reference2")
+    p.add_argument("--floor", help="a tool whose median each row is divided by (same phase and N)")
     a = ap.parse_args()
     if getattr(a, "cmd", None) and a.cmd[0] == "--":
         a.cmd = a.cmd[1:]

@@ -4,13 +4,23 @@ mod cli;
 
 use std::process::ExitCode;
 
-use clap::Parser;
 use keyvault::vault::validate::escape;
 
 fn main() -> ExitCode {
     // Every file this process creates (sled's files, exports) is private to the user.
     rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
-    let parsed = match cli::args::Cli::try_parse() {
+    // clap's derive (`Cli::try_parse`) builds the command tree, parses, then frees the
+    // tree: hundreds of allocations freed one by one just before the process ends
+    // anyway. The tree is built and used the same way here, and left to the exit.
+    let mut command = <cli::args::Cli as clap::CommandFactory>::command();
+    let parsed = command
+        .try_get_matches_from_mut(std::env::args_os())
+        .and_then(|mut m| {
+            <cli::args::Cli as clap::FromArgMatches>::from_arg_matches_mut(&mut m)
+                .map_err(|e| e.format(&mut command))
+        });
+    std::mem::forget(command);
+    let parsed = match parsed {
         Ok(c) => c,
         Err(e) if e.kind() == clap::error::ErrorKind::MissingSubcommand => {
             // clap's own message lists every subcommand, the hidden `agent` too.
@@ -25,7 +35,7 @@ fn main() -> ExitCode {
         }
     };
     let json = parsed.json;
-    start_stall_watchdog();
+    keyvault::store::on_first_open(start_stall_watchdog);
     // No panic may reach the user as a backtrace: the storage engine can panic on
     // damaged files, and a bug must still end in one `error:` line and an exit code.
     // The hook notes only where the panic happened (never its message, which could

@@ -481,6 +481,12 @@ impl Agent {
                 until: Instant::now() + REQUEST_DEADLINE,
             };
             let written = write_message(&mut io, &response);
+            if is_large(&response) {
+                // A large answer (the list of a big vault, a big plaintext) was built,
+                // encoded and freed: give the memory back rather than hold that peak.
+                drop(response);
+                super::harden::release_free_memory();
+            }
             if self.vault_lost() {
                 // A compaction could not reopen the database, or a request panicked in
                 // the middle of one: nothing left to serve.
@@ -607,13 +613,20 @@ impl Agent {
                 return;
             }
         }
-        let due = {
+        let (walked, due) = {
             let guard = self.vault.read().unwrap_or_else(|p| p.into_inner());
             match guard.as_ref() {
-                Some(vault) => upkeep.due(vault),
-                None => None,
+                Some(vault) => {
+                    let walked = upkeep.would_look(vault);
+                    (walked, upkeep.due(vault))
+                }
+                None => (false, None),
             }
         };
+        if walked {
+            // The look read every record through sled's cache: give back what it freed.
+            super::harden::release_free_memory();
+        }
         let Some(space) = due else { return };
         let result = self.with_vault_owned(|vault| vault.compact_automatically(space));
         match result {
@@ -664,4 +677,14 @@ impl Agent {
             Err(e) => e.into(),
         }
     }
+}
+
+/// Answers from this size on are followed by handing freed memory back to the OS.
+const LARGE_ANSWER_BYTES: usize = 1 << 20;
+
+/// Whether `response` encodes to [`LARGE_ANSWER_BYTES`] or more (a walk over it that
+/// allocates nothing; answers other than to vault operations are small).
+fn is_large(response: &AgentResponse) -> bool {
+    matches!(response, AgentResponse::Op(_))
+        && postcard::experimental::serialized_size(response).is_ok_and(|n| n >= LARGE_ANSWER_BYTES)
 }

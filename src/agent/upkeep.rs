@@ -73,6 +73,11 @@ impl Upkeep {
         }
     }
 
+    /// Whether [`Upkeep::due`] would walk the database now (its files have grown).
+    pub fn would_look(&self, vault: &Vault) -> bool {
+        vault.disk_bytes() >= self.next_look_at
+    }
+
     /// Records a look at the files, or a compaction, that found `space`: the next look
     /// waits until the files have grown by as much as takes them from there to the
     /// limit (within 2% and 25%).

@@ -65,11 +65,10 @@ impl Vault {
         self.store.apply(&batch)?;
         *head = next;
         if batch.keys_in(Tree::Keys).next().is_some() {
-            let mut infos = self.infos.lock().unwrap_or_else(|p| p.into_inner());
-            infos.generation += 1;
-            for k in batch.keys_in(Tree::Keys) {
-                infos.map.remove(k);
-            }
+            self.infos
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .changed(batch.keys_in(Tree::Keys));
         }
         let ticket = {
             let mut f = self.flushes.lock().unwrap_or_else(|p| p.into_inner());

@@ -15,7 +15,7 @@ use crate::error::{Error, Result};
 use crate::store::records::KeyRecord;
 use crate::store::{Batch, Tree};
 
-use super::{AuditEvent, Vault};
+use super::{AuditEvent, KeyInfo, Vault};
 
 /// Encryptions an AEAD key version may make: 2^32 (NIST SP 800-38D, random nonces).
 pub(crate) const AEAD_USE_LIMIT: u64 = 1 << 32;
@@ -81,6 +81,37 @@ impl Vault {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .retain(|(k, _), _| k.as_slice() != db_key);
+    }
+
+    /// The descriptions of a listing with the use counts this process has live, under
+    /// one lock. Descriptions nobody else holds (not cached) are moved, not copied: a
+    /// large vault's listing is then never in memory twice.
+    pub(super) fn with_live_uses_all(&self, sorted: super::SortedInfos) -> Vec<KeyInfo> {
+        let live = self.uses.map.lock().unwrap_or_else(|p| p.into_inner());
+        let with_live = |db_key: &[u8], mut info: KeyInfo| {
+            if !live.is_empty() {
+                for v in &mut info.versions {
+                    if let Some(c) = live.get(&(db_key.to_vec(), v.version)) {
+                        v.uses = c.used;
+                    }
+                }
+            }
+            info
+        };
+        match sorted {
+            super::SortedInfos::Cached(all) => all
+                .iter()
+                .map(|(db_key, info)| with_live(db_key, KeyInfo::clone(info)))
+                .collect(),
+            super::SortedInfos::Fresh(fresh) => fresh
+                .into_iter()
+                .map(|(db_key, info)| {
+                    let info = std::sync::Arc::try_unwrap(info)
+                        .unwrap_or_else(|shared| KeyInfo::clone(&shared));
+                    with_live(&db_key, info)
+                })
+                .collect(),
+        }
     }
 
     /// The live use count of a version (the in-memory one where this process counted).
