@@ -8,7 +8,7 @@
 //! of 256 (`set_use_reservation`), so a signature is not one fsync; a decryption
 //! appends an audit entry (flushed later, in the background), which is measured.
 //!
-//! Run with `cargo bench --bench keyuse`; bench/keyuse.sh runs the CLI numbers.
+//! Run with `cargo bench --bench keyuse`; benches/scripts/keyuse.sh runs the CLI numbers.
 
 use std::hint::black_box;
 use std::time::Duration;

@@ -76,7 +76,7 @@ pub fn target_dir() -> PathBuf {
     tmp.parent().unwrap_or(tmp).to_path_buf()
 }
 
-/// The interop venv (which bench/keyuse.sh reuses).
+/// The interop venv (which benches/scripts/keyuse.sh reuses).
 pub fn venv_dir() -> PathBuf {
     target_dir().join(INTEROP.name)
 }

@@ -9,19 +9,19 @@
 # Each line: the case, its exit code, its peak RSS (GNU time's "Maximum resident set
 # size") and its wall time.
 #
-# Usage: bench/io_bounds.sh   (needs /usr/bin/time, bc and about 1.3 GB of free disk;
+# Usage: benches/scripts/io_bounds.sh   (needs /usr/bin/time, bc and about 1.3 GB of free disk;
 # KV=path/to/keyvault to measure another build than target/release)
 set -euo pipefail
 
-cd "$(dirname "${BASH_SOURCE[0]}")/.."
+cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 root=$PWD
 if [[ -z "${KV:-}" ]]; then
     echo "building (cargo build --release) ..." >&2
     cargo build --release --quiet
     KV=$root/target/release/keyvault
 fi
-# shellcheck source=bench/throwaway_vault.sh
-source bench/throwaway_vault.sh
+# shellcheck source=benches/scripts/throwaway_vault.sh
+source benches/scripts/throwaway_vault.sh
 throwaway_vault io-bounds
 
 "$KV" init --kdf-memory 8 --kdf-iterations 1 --kdf-parallelism 1 --allow-weak-kdf \

@@ -10,14 +10,14 @@
 #     as OPS separate CLI calls each (so a process start per operation is included).
 # The library-level numbers (no process, no agent) are `cargo bench --bench keyuse`.
 #
-# Usage: bench/keyuse.sh            (SIZE_MIB=256 OPS=200 by default; both overridable)
+# Usage: benches/scripts/keyuse.sh            (SIZE_MIB=256 OPS=200 by default; both overridable)
 # Uses a throwaway vault in a temp dir with a fast KDF, and its own agent socket dir;
 # the passphrase comes from KEYVAULT_PASSPHRASE (fine for a throwaway vault only).
 # Python comes from KEYVAULT_TEST_PYTHON, or target/interop-venv (made as the interop
 # tests make it, from tests/interop/requirements.txt, if it is not there yet).
 set -euo pipefail
 
-cd "$(dirname "${BASH_SOURCE[0]}")/.."
+cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 root=$PWD
 SIZE_MIB=${SIZE_MIB:-256}
 OPS=${OPS:-200}
@@ -28,11 +28,11 @@ cargo build --release --quiet
 KV=$root/target/release/keyvault
 
 # --- Python with cryptography -------------------------------------------------------
-source "$root/bench/python_env.sh"
+source "$root/benches/scripts/python_env.sh"
 PY=$(python_with_cryptography)
 
 # --- a throwaway vault ----------------------------------------------------------------
-source "$PWD/bench/throwaway_vault.sh"
+source "$PWD/benches/scripts/throwaway_vault.sh"
 throwaway_vault bench
 
 "$KV" init --kdf-memory 1 --kdf-iterations 1 --kdf-parallelism 1 --allow-weak-kdf \
@@ -105,8 +105,8 @@ for t in fernet aes256-gcm chacha20-poly1305; do
 done
 
 echo "python cryptography Fernet ..." >&2
-run "python cryptography Fernet encrypt" info "$PY" "$root/bench/python_fernet.py" encrypt "$work/fernet.key" "$work/in.bin" "$work/py.tok"
-run "python cryptography Fernet decrypt" info "$PY" "$root/bench/python_fernet.py" decrypt "$work/fernet.key" "$work/py.tok" "$work/py.dec"
+run "python cryptography Fernet encrypt" info "$PY" "$root/benches/scripts/python_fernet.py" encrypt "$work/fernet.key" "$work/in.bin" "$work/py.tok"
+run "python cryptography Fernet decrypt" info "$PY" "$root/benches/scripts/python_fernet.py" decrypt "$work/fernet.key" "$work/py.tok" "$work/py.dec"
 cmp -s "$work/in.bin" "$work/py.dec" || { echo "python: round trip differs" >&2; exit 1; }
 # Python's big token opens with keyvault too (the same key).
 "$KV" decrypt bench fernet --in "$work/py.tok" --out "$work/py.kv.dec"

@@ -1,4 +1,4 @@
-"""The Python prototype's approach as a command, for bench/compare.sh: a dict of users to
+"""The Python prototype's approach as a command, for benches/scripts/compare.sh: a dict of users to
 {key name: Fernet key}, kept in a JSON file between calls (the prototype kept it in
 memory and lost it on exit), and Python cryptography's Fernet. Like the prototype, the
 keys are in the clear: nothing is encrypted at rest. Writes go to a temporary file that

@@ -7,7 +7,7 @@
 #   - wall time of `keyvault unlock` (process start, KDF, the agent's start), median of
 #     RUNS (5); `cargo bench --bench scale` reports the KDF alone and `Vault::open`;
 #   - with KEYS=100000 (default 0: skipped), a vault of KEYS Fernet keys made by the
-#     example `fill_vault` (bench/fill_vault.rs; fast KDF): the agent's VmRSS after
+#     example `fill_vault` (benches/scripts/fill_vault.rs; fast KDF): the agent's VmRSS after
 #     `unlock` and 6 s idle (its upkeep reads the records' size meanwhile), after a full
 #     `list --json`, after 1,000 `export`s of random keys, and its peak (VmHWM).
 # KEYVAULT_BIN=path measures that binary instead of building one.
@@ -15,7 +15,7 @@
 # comes from KEYVAULT_PASSPHRASE (fine for a throwaway vault only).
 set -euo pipefail
 
-cd "$(dirname "${BASH_SOURCE[0]}")/.."
+cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 N=${N:-1000}
 RUNS=${RUNS:-5}
 KEYS=${KEYS:-0}
@@ -28,7 +28,7 @@ else
     KV=${CARGO_TARGET_DIR:-$PWD/target}/release/keyvault
 fi
 
-source "$PWD/bench/throwaway_vault.sh"
+source "$PWD/benches/scripts/throwaway_vault.sh"
 throwaway_vault rss
 
 "$KV" init >/dev/null

@@ -1,4 +1,4 @@
-"""Timing helper for bench/compare.sh (a benchmark, not a test).
+"""Timing helper for benches/scripts/compare.sh (a benchmark, not a test).
 
 Each timed operation is one or more process calls, timed with time.perf_counter_ns
 around subprocess.run, so the process start a script pays is included. Results go to a

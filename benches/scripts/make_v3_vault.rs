@@ -1,5 +1,5 @@
 //! Makes a vault of format 3 holding N Fernet keys (one per user), with the library of
-//! the last keyvault that wrote format 3. `bench/migration.sh` copies this file into a
+//! the last keyvault that wrote format 3. `benches/scripts/migration.sh` copies this file into a
 //! checkout of that commit as an example and runs it; it is not part of this crate.
 
 use std::path::Path;

@@ -4,15 +4,15 @@
 #
 # The format-3 vault is made by the library of the last keyvault that wrote format 3
 # (commit 9f31e43 of this repository), built from git history in a temporary worktree
-# with bench/make_v3_vault.rs as an example program. Needs the repository's history.
+# with benches/scripts/make_v3_vault.rs as an example program. Needs the repository's history.
 #
-#   bench/migration.sh [KEYS]      (default 100000)
+#   benches/scripts/migration.sh [KEYS]      (default 100000)
 #
 # Prints the wall time of: the first command on the old vault (pre-migration backup +
 # migration + `status`), a second command (no migration), passwd with the vault's fast
 # KDF, and the vault's size before and after.
 set -euo pipefail
-cd "$(dirname "${BASH_SOURCE[0]}")/.."
+cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 keys=${1:-100000}
 v3_commit=9f31e43
 
@@ -23,7 +23,7 @@ src=$work/v3src
 trap 'git worktree remove --force "$src" >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
 git worktree add --quiet --detach "$src" "$v3_commit"
 mkdir -p "$src/examples"
-cp bench/make_v3_vault.rs "$src/examples/make_v3_vault.rs"
+cp benches/scripts/make_v3_vault.rs "$src/examples/make_v3_vault.rs"
 echo "building the format-3 library ($v3_commit)…"
 (cd "$src" && CARGO_TARGET_DIR=${V3_TARGET_DIR:-$work/v3target} \
     cargo build --release --quiet --example make_v3_vault)

@@ -1,6 +1,6 @@
 //! Makes a vault of N Fernet keys (users `u0`, `u1`, … of 10 keys `k0` … `k9` each) with
 //! fast KDF parameters and the passphrase `bench-only passphrase`, in batches of 1,000:
-//! the large vault of `bench/agent_rss.sh` (`KEYS=100000`). Built as the example
+//! the large vault of `benches/scripts/agent_rss.sh` (`KEYS=100000`). Built as the example
 //! `fill_vault`.
 
 use std::path::Path;

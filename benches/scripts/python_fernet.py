@@ -1,4 +1,4 @@
-"""Python cryptography's Fernet on a file, for bench/keyuse.sh: the baseline beside
+"""Python cryptography's Fernet on a file, for benches/scripts/keyuse.sh: the baseline beside
 keyvault's own numbers. Reads the key from a file (never argv).
 
     python python_fernet.py encrypt KEYFILE IN OUT

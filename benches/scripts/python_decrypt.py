@@ -2,7 +2,7 @@
 a vault opened directly, against the prototype's way (`Fernet(key).decrypt` in memory),
 in the same run. Prints the median and p90 per call in microseconds.
 
-    python bench/python_decrypt.py [ROUNDS]
+    python benches/scripts/python_decrypt.py [ROUNDS]
 
 Needs the keyvault package installed (`pip install ./bindings/python`, or
 `maturin develop --release` in bindings/python), `cryptography`, and the keyvault

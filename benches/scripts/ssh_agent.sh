@@ -4,18 +4,18 @@
 # RSA-3072, rsa-sha2-512) through each agent, over RUNS calls, and their ratio. Each
 # call is a whole process (start, connect, ask, answer), as a user or git runs it.
 #
-# Usage: bench/ssh_agent.sh                (RUNS=50; KV=path/to/keyvault to skip the build)
+# Usage: benches/scripts/ssh_agent.sh                (RUNS=50; KV=path/to/keyvault to skip the build)
 # Needs ssh-add, ssh-keygen and ssh-agent (OpenSSH). Uses a throwaway vault with a fast
 # KDF and its own agent socket dir; both agents are stopped when the script exits.
 set -euo pipefail
 
-cd "$(dirname "${BASH_SOURCE[0]}")/.."
+cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 root=$PWD
 RUNS=${RUNS:-50}
 
 for tool in ssh-add ssh-keygen ssh-agent; do
     if ! command -v "$tool" >/dev/null 2>&1; then
-        echo "bench/ssh_agent.sh needs $tool (OpenSSH): install openssh-client" >&2
+        echo "benches/scripts/ssh_agent.sh needs $tool (OpenSSH): install openssh-client" >&2
         exit 2
     fi
 done
@@ -25,7 +25,7 @@ if [[ -z "${KV:-}" ]]; then
     KV=${CARGO_TARGET_DIR:-$root/target}/release/keyvault
 fi
 
-source "$root/bench/throwaway_vault.sh"
+source "$root/benches/scripts/throwaway_vault.sh"
 throwaway_vault ssh
 ssh_agent_pid=""
 trap '"$KV" lock >/dev/null 2>&1 || true; [[ -n "$ssh_agent_pid" ]] && kill "$ssh_agent_pid" 2>/dev/null; rm -rf "$work"' EXIT

@@ -3,13 +3,13 @@
 # benchmark, not a test: it never fails on a number (it exits non-zero only when a tool
 # under measurement errors out, or keyvault cannot be built).
 #
-#   bench/compare.sh                          N_LIST="200 1000" REPS=100 SLOW_REPS=30
-#   N_LIST="200" REPS=20 bench/compare.sh     a quick run
-#   TOOLS="keyvault pass" bench/compare.sh    a subset (keyvault python pass age keepassxc)
+#   benches/scripts/compare.sh                          N_LIST="200 1000" REPS=100 SLOW_REPS=30
+#   N_LIST="200" REPS=20 benches/scripts/compare.sh     a quick run
+#   TOOLS="keyvault pass" benches/scripts/compare.sh    a subset (keyvault python pass age keepassxc)
 #
 # Phases: add one key, read one key, list N (each on a store holding N keys, for every N
 # in N_LIST) and encrypt+decrypt 44 B (once). Every operation is timed per call, process
-# start included, by bench/compare_timer.py (time.perf_counter_ns around
+# start included, by benches/scripts/compare_timer.py (time.perf_counter_ns around
 # subprocess.run). Peers missing from PATH are installed from Debian (apt-get update
 # once, then apt-get install -y of the missing ones among pass gnupg age keepassxc); a
 # peer that cannot be installed is skipped with a message. Set BENCH_NO_INSTALL=1 to
@@ -19,10 +19,10 @@
 # Everything runs in a temp dir: HOME, XDG_*, GNUPGHOME, PASSWORD_STORE_DIR and the
 # keyvault vaults and agent sockets point into it, so no real user file is read or
 # written. The table and the raw per-call samples are kept in target/bench-compare/.
-# bench/README.md says what each phase does per tool and the caveats.
+# benches/README.md says what each phase does per tool and the caveats.
 set -euo pipefail
 
-cd "$(dirname "${BASH_SOURCE[0]}")/.."
+cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 root=$PWD
 N_LIST=${N_LIST:-"200 1000"}
 REPS=${REPS:-100}
@@ -133,8 +133,8 @@ python_with_cryptography() {
     echo "$venv/bin/python"
 }
 PY=$(python_with_cryptography)
-TIMER=$root/bench/compare_timer.py
-PYSTORE=$root/bench/py_dict_fernet.py
+TIMER=$root/benches/scripts/compare_timer.py
+PYSTORE=$root/benches/scripts/py_dict_fernet.py
 cryptography_version=$("$PY" -c 'import cryptography; print(cryptography.__version__)')
 python_version=$("$PY" -c 'import platform; print(platform.python_version())')
 
@@ -179,7 +179,7 @@ T() { "$PY" "$TIMER" "$1" --out "$tsv" "${@:2}" || errors=$((errors + 1)); }
 # Inputs: a 44-byte message, a 44-character secret (a Fernet key) for "add", the
 # passwords on stdin for keepassxc-cli, and one distinct secret per stored entry.
 msg=$work/msg44
-printf '%s' 'keyvault bench/compare.sh: a 44-byte message' >"$msg"
+printf '%s' 'keyvault benches/scripts/compare.sh: a 44-byte message' >"$msg"
 [[ $(stat -c %s "$msg") == 44 ]] || { log "the message is not 44 bytes"; exit 1; }
 secret=$("$PY" -c 'import base64, os; print(base64.urlsafe_b64encode(os.urandom(32)).decode())')
 printf '%s\n' "$secret" >"$work/secret"
@@ -470,7 +470,7 @@ cpu=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo 2>/dev/null ||
     echo
     "$PY" "$TIMER" table "$tsv" --reference "$KVA" --reference2 "$KVO" --floor "$FLOOR"
     echo
-    echo "Notes (bench/README.md has the details):"
+    echo "Notes (benches/README.md has the details):"
     echo "- keyvault: vault with fast KDF (Argon2id m=1 MiB, t=1, p=1). agent = after 'unlock', each"
     echo "  call goes to the agent; one-shot = no agent, each call opens the vault and runs the KDF"
     echo "  (at the default KDF, m=64 MiB t=3 p=4, add that KDF to every one-shot call)."
