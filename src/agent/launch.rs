@@ -142,13 +142,18 @@ pub fn start_agent(mut cmd: Command, vault: &Path, master: MasterKey) -> Result<
 /// The agent process: detach, harden, read the master key from stdin, open the vault,
 /// bind the socket, acknowledge on stdout, serve. Returns only the error that kept the
 /// agent from starting (already acknowledged to `unlock`), for the caller to exit with;
-/// once serving, the agent ends the process itself when it locks.
-pub fn run_agent(vault: &Path, options: AgentOptions) -> Result<std::convert::Infallible> {
+/// once serving, it calls `exit` (the binary's: the library never ends the process)
+/// when it locks, after wiping the keys.
+pub fn run_agent(
+    vault: &Path,
+    options: AgentOptions,
+    exit: fn() -> !,
+) -> Result<std::convert::Infallible> {
     // First, before anything opens a file: whatever `unlock`'s caller left open is not
     // the agent's to keep.
     harden::close_inherited_fds();
     let mut ack = std::io::stdout();
-    match prepare(vault, options) {
+    match prepare(vault, options, exit) {
         Ok((agent, listener)) => {
             // Lock the key memory where the OS allows (the vault now sits at its final
             // address inside the agent); `unlock` warns where it cannot.
@@ -181,7 +186,11 @@ pub fn run_agent(vault: &Path, options: AgentOptions) -> Result<std::convert::In
     }
 }
 
-fn prepare(vault: &Path, options: AgentOptions) -> Result<(Arc<Agent>, UnixListener)> {
+fn prepare(
+    vault: &Path,
+    options: AgentOptions,
+    exit: fn() -> !,
+) -> Result<(Arc<Agent>, UnixListener)> {
     // Everything the agent creates (socket, registry entry) is private to the user.
     rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
     // A new session: no controlling terminal, not killed with the shell that started us.
@@ -233,7 +242,7 @@ fn prepare(vault: &Path, options: AgentOptions) -> Result<(Arc<Agent>, UnixListe
         socket: socket_path.clone(),
         registry_entry: registry_entry.clone(),
     };
-    match Agent::new(agent_vault, options, files) {
+    match Agent::new(agent_vault, options, files, exit) {
         Ok(agent) => Ok((Arc::new(agent), listener)),
         Err(e) => {
             let _ = fs::remove_file(&socket_path);

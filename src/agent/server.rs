@@ -120,6 +120,9 @@ pub struct Agent {
     fault: Fault,
     /// Set when a request lost the vault (not when the agent locks).
     lost: AtomicBool,
+    /// Ends the process once the keys are wiped: given by the binary, which owns the
+    /// process (the library never exits it).
+    exit: fn() -> !,
 }
 
 /// Counts one request in flight while it lives (the SSH listener's too).
@@ -156,8 +159,13 @@ impl Drop for SlotGuard<'_> {
 
 impl Agent {
     /// Wraps an unlocked vault; `files` are the socket it listens on and its registry
-    /// entry, removed when it locks.
-    pub fn new(vault: Vault, options: AgentOptions, files: RuntimeFiles) -> Result<Self> {
+    /// entry, removed when it locks; `exit` ends the process after the keys are wiped.
+    pub fn new(
+        vault: Vault,
+        options: AgentOptions,
+        files: RuntimeFiles,
+        exit: fn() -> !,
+    ) -> Result<Self> {
         let (dev, ino) = super::dir_identity(vault.path())
             .map_err(|e| Error::io(format!("cannot inspect {}", vault.path().display()), e))?;
         let info = AgentInfo {
@@ -187,6 +195,7 @@ impl Agent {
             info,
             fault: Fault::from_env(),
             lost: AtomicBool::new(false),
+            exit,
         })
     }
 
@@ -224,7 +233,7 @@ impl Agent {
     /// files (both sockets, the registry entry) and ends the process.
     pub fn lock_and_exit(&self) -> ! {
         self.wipe();
-        std::process::exit(0)
+        (self.exit)()
     }
 
     fn wipe(&self) {
@@ -451,7 +460,7 @@ impl Agent {
             if matches!(request, AgentRequest::Lock) {
                 self.wipe();
                 let _ = write_message(&mut io, &AgentResponse::Done);
-                std::process::exit(0);
+                (self.exit)();
             }
             match self.check_identity() {
                 Identity::Same => {}
@@ -464,7 +473,7 @@ impl Agent {
                             reason,
                         },
                     );
-                    std::process::exit(0);
+                    (self.exit)();
                 }
                 Identity::Unknown(e) => {
                     if write_message(&mut io, &AgentResponse::from(e)).is_err() {

@@ -179,6 +179,13 @@ pub fn serve(cli: &Cli, idle_secs: u64, lifetime_secs: u64) -> CmdResult {
             max_lifetime: Duration::from_secs(lifetime_secs.max(1)),
             accept_rollback: cli.accept_rollback,
         },
+        end_agent_process,
     )?;
     match never {}
+}
+
+/// How the agent process ends once it has locked (its keys wiped, its files removed):
+/// the process is the binary's to end, not the library's.
+fn end_agent_process() -> ! {
+    std::process::exit(0)
 }
