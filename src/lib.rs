@@ -38,6 +38,7 @@ pub mod crypto;
 pub mod error;
 pub mod keytype;
 pub mod ops;
+pub mod passphrase_file;
 pub mod ssh;
 pub mod store;
 pub mod vault;

@@ -6,7 +6,6 @@
 //! afterwards, also when the read fails or Ctrl-C ends it.
 
 use std::io::{Read, Write};
-use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -16,9 +15,6 @@ use keyvault::{Error, Result};
 
 /// The environment variable holding a passphrase (for automation; less safe).
 pub const ENV_PASSPHRASE: &str = "KEYVAULT_PASSPHRASE";
-
-/// The largest passphrase file we read.
-const MAX_FILE_BYTES: u64 = 64 * 1024;
 
 /// How to get a passphrase.
 pub struct PassphraseSource {
@@ -108,44 +104,15 @@ impl PassphraseSource {
 }
 
 fn read_file(path: &Path) -> Result<Passphrase> {
-    let file = std::fs::File::open(path).map_err(|e| {
-        Error::NoPassphrase(format!(
-            "cannot read the passphrase file {}: {e}",
+    let read = keyvault::passphrase_file::read(path)?;
+    if let Some(mode) = read.loose_mode {
+        warn(format!(
+            "the passphrase file {} can be read by other users (mode {mode:04o}); run `chmod 600 {}`",
+            path.display(),
             path.display()
-        ))
-    })?;
-    if let Ok(meta) = file.metadata() {
-        let mode = meta.permissions().mode() & 0o777;
-        if mode & 0o077 != 0 {
-            warn(format!(
-                "the passphrase file {} can be read by other users (mode {mode:04o}); run `chmod 600 {}`",
-                path.display(),
-                path.display()
-            ));
-        }
+        ));
     }
-    let mut buf = Zeroizing::new(Vec::new());
-    file.take(MAX_FILE_BYTES + 1)
-        .read_to_end(&mut buf)
-        .map_err(|e| {
-            Error::NoPassphrase(format!(
-                "cannot read the passphrase file {}: {e}",
-                path.display()
-            ))
-        })?;
-    if buf.len() as u64 > MAX_FILE_BYTES {
-        return Err(Error::Usage(format!(
-            "the passphrase file {} is larger than 64 KiB",
-            path.display()
-        )));
-    }
-    // The passphrase is the first line, without its line ending.
-    let end = buf.iter().position(|&b| b == b'\n').unwrap_or(buf.len());
-    let mut line = Zeroizing::new(buf[..end].to_vec());
-    if line.last() == Some(&b'\r') {
-        line.pop();
-    }
-    Ok(line)
+    Ok(read.passphrase)
 }
 
 fn ask(prompt: &str) -> Result<Passphrase> {

@@ -14,7 +14,7 @@ mod dicts;
 mod errors;
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Mutex, RwLock};
 
 use pyo3::prelude::*;
@@ -484,38 +484,6 @@ impl Handle {
     }
 }
 
-/// The largest passphrase file read, as for the command line.
-const MAX_PASSPHRASE_FILE: u64 = 64 * 1024;
-
-/// The passphrase in `path`: its first line, without the line ending (as the command
-/// line reads `--passphrase-file`).
-fn read_passphrase_file(path: &Path) -> Result<Zeroizing<Vec<u8>>> {
-    use std::io::Read;
-    let unreadable = |e: std::io::Error| {
-        Error::NoPassphrase(format!(
-            "cannot read the passphrase file {}: {e}",
-            path.display()
-        ))
-    };
-    let file = std::fs::File::open(path).map_err(unreadable)?;
-    let mut buf = Zeroizing::new(Vec::new());
-    file.take(MAX_PASSPHRASE_FILE + 1)
-        .read_to_end(&mut buf)
-        .map_err(unreadable)?;
-    if buf.len() as u64 > MAX_PASSPHRASE_FILE {
-        return Err(Error::Usage(format!(
-            "the passphrase file {} is larger than 64 KiB",
-            path.display()
-        )));
-    }
-    let end = buf.iter().position(|&b| b == b'\n').unwrap_or(buf.len());
-    let mut line = Zeroizing::new(buf[..end].to_vec());
-    if line.last() == Some(&b'\r') {
-        line.pop();
-    }
-    Ok(line)
-}
-
 /// The vault directory named by `path`, `KEYVAULT_PATH`, or the platform default.
 fn resolve_path(path: Option<PathBuf>) -> Result<PathBuf> {
     if let Some(p) = path {
@@ -566,7 +534,9 @@ fn obtain_passphrase(
             .map(PathBuf::from)
     });
     if let Some(file) = file {
-        return detached(py, || read_passphrase_file(&file));
+        return detached(py, || {
+            keyvault::passphrase_file::read(&file).map(|f| f.passphrase)
+        });
     }
     if let Some(value) = std::env::var_os("KEYVAULT_PASSPHRASE") {
         use std::os::unix::ffi::OsStringExt;
