@@ -12,7 +12,7 @@ use keyvault::vault::keyuse::NearLimit;
 
 /// The `error:` line for `e`: the library's message, with the flag or command that
 /// helps where there is one.
-pub fn message(e: &Error) -> String {
+pub(crate) fn message(e: &Error) -> String {
     match e {
         Error::UnreadableKey { family, .. } => {
             let expected = match family {
@@ -49,7 +49,7 @@ pub fn message(e: &Error) -> String {
 }
 
 /// The `hint:` line for `e`, where one helps.
-pub fn hint(e: &Error) -> Option<String> {
+pub(crate) fn hint(e: &Error) -> Option<String> {
     let fixed = match e {
         Error::ProtocolMismatch { .. } => {
             "run `keyvault lock`, then `keyvault unlock` to start an agent of this version"
@@ -88,7 +88,7 @@ pub fn hint(e: &Error) -> Option<String> {
 }
 
 /// The `warning:` line for a key version near its limit of uses.
-pub fn near_limit(w: &NearLimit) -> String {
+pub(crate) fn near_limit(w: &NearLimit) -> String {
     format!("{w}; run `keyvault rotate {} {}` soon", w.user, w.name)
 }
 

@@ -21,7 +21,7 @@ const RACE_WAIT: Duration = Duration::from_secs(10);
 
 /// `unlock`: start the agent, or restart the idle timer of a running one (with a new
 /// idle timeout only if one is given).
-pub fn unlock(
+pub(crate) fn unlock(
     out: &mut Out,
     cli: &Cli,
     timeout: Option<Duration>,
@@ -101,7 +101,7 @@ fn already_unlocked(
 
 /// `lock` (`--all`): wipe the keys and stop every agent that holds this vault (or
 /// every agent of the user).
-pub fn lock(out: &mut Out, cli: &Cli, all: bool) -> CmdResult {
+pub(crate) fn lock(out: &mut Out, cli: &Cli, all: bool) -> CmdResult {
     let path = vault_path(cli)?;
     let target = if all {
         LockTarget::All
@@ -127,7 +127,7 @@ pub fn lock(out: &mut Out, cli: &Cli, all: bool) -> CmdResult {
 }
 
 /// `status`: through the agent when one runs, else read without a passphrase.
-pub fn status(out: &mut Out, cli: &Cli) -> CmdResult {
+pub(crate) fn status(out: &mut Out, cli: &Cli) -> CmdResult {
     let path = vault_path(cli)?;
     let status = match AgentClient::connect(&path)? {
         Some(mut client) => {
@@ -171,7 +171,7 @@ fn agent_command(path: &Path, options: AgentOptions) -> Result<std::process::Com
 
 /// The hidden `agent` subcommand. It returns only if the agent could not start; the
 /// error then ends the process with its exit code, as any command's.
-pub fn serve(cli: &Cli, idle_secs: u64, lifetime_secs: u64) -> CmdResult {
+pub(crate) fn serve(cli: &Cli, idle_secs: u64, lifetime_secs: u64) -> CmdResult {
     let never = keyvault::agent::launch::run_agent(
         &vault_path(cli)?,
         AgentOptions {

@@ -15,7 +15,7 @@ use keyvault::crypto::sign::RsaScheme;
 /// encrypted at rest under a passphrase.
 #[derive(Parser, Debug)]
 #[command(name = "keyvault", version, about, long_about = None, max_term_width = 100)]
-pub struct Cli {
+pub(crate) struct Cli {
     /// The vault directory [default: the platform data dir, e.g. ~/.local/share/keyvault/default]
     #[arg(long, global = true, env = "KEYVAULT_PATH", value_name = "DIR")]
     pub vault: Option<PathBuf>,
@@ -46,7 +46,7 @@ pub struct Cli {
 
 /// The commands.
 #[derive(Subcommand, Debug)]
-pub enum Command {
+pub(crate) enum Command {
     /// Create a new vault (asks the passphrase twice on a terminal)
     Init(InitArgs),
     /// Start the agent holding the unlocked vault; later commands need no passphrase
@@ -306,7 +306,7 @@ pub enum Command {
 
 /// KDF choices of `init`.
 #[derive(Args, Debug)]
-pub struct InitArgs {
+pub(crate) struct InitArgs {
     /// The KDF parameters
     #[command(flatten)]
     pub kdf: KdfArgs,
@@ -314,7 +314,7 @@ pub struct InitArgs {
 
 /// KDF parameters on the command line.
 #[derive(Args, Debug)]
-pub struct KdfArgs {
+pub(crate) struct KdfArgs {
     /// A KDF profile: interactive (m=19 MiB, t=2, p=1), moderate (m=64 MiB, t=3, p=4,
     /// the default), sensitive (m=1 GiB, t=4, p=4)
     #[arg(long, value_enum, value_name = "PROFILE")]
@@ -336,7 +336,7 @@ pub struct KdfArgs {
 impl KdfArgs {
     /// The parameters asked for, starting from `base` (the default profile for `init`,
     /// the current parameters for `passwd`).
-    pub fn params_from(&self, base: KdfParams) -> KdfParams {
+    pub(crate) fn params_from(&self, base: KdfParams) -> KdfParams {
         let mut p = self.kdf.map(|k| k.profile().params()).unwrap_or(base);
         if let Some(m) = self.kdf_memory {
             p.memory_kib = m.saturating_mul(1024);
@@ -351,12 +351,12 @@ impl KdfArgs {
     }
 
     /// The parameters for a new vault.
-    pub fn params(&self) -> KdfParams {
+    pub(crate) fn params(&self) -> KdfParams {
         self.params_from(KdfProfile::Moderate.params())
     }
 
     /// The change asked for (for `passwd`): what is not given keeps the vault's value.
-    pub fn change(&self) -> KdfChange {
+    pub(crate) fn change(&self) -> KdfChange {
         KdfChange {
             base: self.kdf.map(|k| k.profile().params()),
             memory_kib: self.kdf_memory.map(|m| m.saturating_mul(1024)),
@@ -368,7 +368,7 @@ impl KdfArgs {
 
 /// `--kdf` values.
 #[derive(Clone, Copy, Debug, ValueEnum)]
-pub enum ProfileArg {
+pub(crate) enum ProfileArg {
     /// m=19 MiB, t=2, p=1
     Interactive,
     /// m=64 MiB, t=3, p=4
@@ -389,7 +389,7 @@ impl ProfileArg {
 
 /// `--format` values.
 #[derive(Clone, Copy, Debug, ValueEnum)]
-pub enum FormatArg {
+pub(crate) enum FormatArg {
     /// PEM text
     Pem,
     /// binary DER (or raw bytes for symmetric keys)
@@ -404,7 +404,7 @@ pub enum FormatArg {
 
 /// `ssh` subcommands.
 #[derive(Subcommand, Debug)]
-pub enum SshCommand {
+pub(crate) enum SshCommand {
     /// Serve a key to ssh while the vault is unlocked (ed25519 and rsa keys)
     Enable {
         /// The user who owns the key
@@ -427,7 +427,7 @@ pub enum SshCommand {
 
 /// `--scheme` values.
 #[derive(Clone, Copy, Debug, ValueEnum)]
-pub enum SchemeArg {
+pub(crate) enum SchemeArg {
     /// RSASSA-PSS, SHA-256, 32-byte salt (verify accepts any salt length)
     Pss,
     /// RSASSA-PKCS1-v1_5, SHA-256

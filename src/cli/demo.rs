@@ -13,7 +13,7 @@ use super::{CmdResult, SUCCESS};
 const USER: &str = "User123";
 
 /// Runs the scenario and prints what happens.
-pub fn run(out: &mut Out) -> CmdResult {
+pub(crate) fn run(out: &mut Out) -> CmdResult {
     let dir = tempfile::Builder::new()
         .prefix("keyvault-demo-")
         .tempdir()

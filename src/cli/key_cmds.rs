@@ -25,7 +25,7 @@ use super::{CmdResult, RunError, SUCCESS};
 const MAX_IMPORT_BYTES: u64 = 1024 * 1024;
 
 /// `gen USER [--type TYPE] [--name NAME] [--ssh]`.
-pub fn generate(
+pub(crate) fn generate(
     out: &mut Out,
     cli: &Cli,
     user: &str,
@@ -50,7 +50,7 @@ pub fn generate(
 }
 
 /// How `import` reads its key, besides the file.
-pub struct ImportFlags<'a> {
+pub(crate) struct ImportFlags<'a> {
     /// Accept a public key alone.
     pub public: bool,
     /// Mark the key for SSH.
@@ -61,7 +61,7 @@ pub struct ImportFlags<'a> {
 
 /// `import USER NAME --type TYPE [--file FILE] [--public] [--ssh]
 /// [--key-passphrase-file FILE]`.
-pub fn import(
+pub(crate) fn import(
     out: &mut Out,
     cli: &Cli,
     user: &str,
@@ -87,7 +87,7 @@ pub fn import(
 }
 
 /// `export USER NAME [--public] [--version V] [--format F] [--out FILE]`.
-pub fn export(
+pub(crate) fn export(
     out: &mut Out,
     cli: &Cli,
     user: &str,
@@ -131,7 +131,7 @@ pub fn export(
 }
 
 /// `list [USER]`.
-pub fn list(out: &mut Out, cli: &Cli, user: Option<&str>) -> CmdResult {
+pub(crate) fn list(out: &mut Out, cli: &Cli, user: Option<&str>) -> CmdResult {
     if let Some(user) = user {
         check_lookup(user, None)?;
     }
@@ -143,7 +143,7 @@ pub fn list(out: &mut Out, cli: &Cli, user: Option<&str>) -> CmdResult {
 }
 
 /// `delete USER NAME [--version V]`.
-pub fn delete(out: &mut Out, cli: &Cli, user: &str, name: &str, version: Option<u32>) -> CmdResult {
+pub(crate) fn delete(out: &mut Out, cli: &Cli, user: &str, name: &str, version: Option<u32>) -> CmdResult {
     check_lookup(user, Some(name))?;
     let mut s = Session::new(cli)?;
     let deleted = match version {
@@ -155,7 +155,7 @@ pub fn delete(out: &mut Out, cli: &Cli, user: &str, name: &str, version: Option<
 }
 
 /// `rotate USER NAME`.
-pub fn rotate(out: &mut Out, cli: &Cli, user: &str, name: &str) -> CmdResult {
+pub(crate) fn rotate(out: &mut Out, cli: &Cli, user: &str, name: &str) -> CmdResult {
     check_lookup(user, Some(name))?;
     let key = Session::new(cli)?.rotate(user, name)?;
     out.emit(&Rotated(key))?;

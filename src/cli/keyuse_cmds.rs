@@ -114,7 +114,7 @@ fn finish(out: &mut Out, sink: Sink, field: Field, text: bool, mut report: KeyUs
 /// and the vault is closed before any output is written: so that neither end of
 /// `keyvault decrypt … | keyvault encrypt …` or `keyvault encrypt … | keyvault decrypt …`
 /// holds the vault while it waits on the other.
-pub fn encrypt(
+pub(crate) fn encrypt(
     out: &mut Out,
     cli: &Cli,
     user: &str,
@@ -183,7 +183,7 @@ pub fn encrypt(
 /// `decrypt`. The input is read before the vault is opened (an envelope's header), and
 /// the vault is closed as soon as this has what it needs (an envelope's key, or the
 /// plaintext), before any output is written: see [`encrypt`].
-pub fn decrypt(
+pub(crate) fn decrypt(
     out: &mut Out,
     cli: &Cli,
     user: &str,
@@ -240,7 +240,7 @@ pub fn decrypt(
 
 /// `sign`. RSA keys sign the message's SHA-256 digest, computed here: any size, also
 /// through the agent, which gets the 32 bytes only.
-pub fn sign(
+pub(crate) fn sign(
     out: &mut Out,
     cli: &Cli,
     user: &str,
@@ -282,7 +282,7 @@ pub fn sign(
 }
 
 /// `verify`: exit 0 if the signature verifies under some version, 1 if not.
-pub fn verify(
+pub(crate) fn verify(
     out: &mut Out,
     cli: &Cli,
     user: &str,

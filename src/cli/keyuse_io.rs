@@ -24,7 +24,7 @@ pub(super) const READ_AHEAD_BYTES: u64 = 16 * 1024 * 1024;
 const REQUEST_OVERHEAD: u64 = 4096;
 /// The most output `--json` prints (it holds the output in memory, and base64 makes
 /// it a third larger); larger outputs go to a file with `--out`.
-pub const MAX_JSON_OUTPUT: u64 = 16 * 1024 * 1024;
+pub(crate) const MAX_JSON_OUTPUT: u64 = 16 * 1024 * 1024;
 
 /// Where output goes: stdout, or a new file written under a temporary name and linked
 /// into place only when complete (never overwriting; removed on failure).

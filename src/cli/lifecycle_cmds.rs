@@ -38,7 +38,7 @@ fn absolute(path: &Path) -> Result<PathBuf> {
 }
 
 /// `init [--kdf …]`.
-pub fn init(out: &mut Out, cli: &Cli, kdf: &KdfArgs) -> CmdResult {
+pub(crate) fn init(out: &mut Out, cli: &Cli, kdf: &KdfArgs) -> CmdResult {
     let path = vault_path(cli)?;
     let params = kdf.params();
     params.validate(kdf.allow_weak_kdf)?;
@@ -67,7 +67,7 @@ pub fn init(out: &mut Out, cli: &Cli, kdf: &KdfArgs) -> CmdResult {
 }
 
 /// `passwd`.
-pub fn passwd(out: &mut Out, cli: &Cli, new_file: Option<&Path>, kdf: &KdfArgs) -> CmdResult {
+pub(crate) fn passwd(out: &mut Out, cli: &Cli, new_file: Option<&Path>, kdf: &KdfArgs) -> CmdResult {
     let session = &mut Session::new(cli)?;
     if !keyvault::Vault::exists(&session.path) {
         return Err(Error::VaultNotFound(session.path.clone()).into());
@@ -135,7 +135,7 @@ pub fn passwd(out: &mut Out, cli: &Cli, new_file: Option<&Path>, kdf: &KdfArgs) 
 }
 
 /// `backup FILE`.
-pub fn backup(out: &mut Out, cli: &Cli, file: &Path) -> CmdResult {
+pub(crate) fn backup(out: &mut Out, cli: &Cli, file: &Path) -> CmdResult {
     check_new_file(file)?;
     let session = &mut Session::new(cli)?;
     let path = absolute(file)?;
@@ -162,7 +162,7 @@ pub fn backup(out: &mut Out, cli: &Cli, file: &Path) -> CmdResult {
 }
 
 /// `restore FILE --to DIR [--revocations-from VAULT]`.
-pub fn restore(
+pub(crate) fn restore(
     out: &mut Out,
     cli: &Cli,
     file: &Path,
@@ -237,13 +237,13 @@ fn show_check(out: &mut Out, checked: Checked) -> CmdResult {
 }
 
 /// `check`.
-pub fn check(out: &mut Out, cli: &Cli) -> CmdResult {
+pub(crate) fn check(out: &mut Out, cli: &Cli) -> CmdResult {
     let report = Session::new(cli)?.check()?;
     show_check(out, Checked::new("vault", report))
 }
 
 /// `check --backup FILE`.
-pub fn check_backup(out: &mut Out, cli: &Cli, file: &Path) -> CmdResult {
+pub(crate) fn check_backup(out: &mut Out, cli: &Cli, file: &Path) -> CmdResult {
     if !file.exists() {
         return Err(Error::FileNotFound(file.to_path_buf()).into());
     }
@@ -253,14 +253,14 @@ pub fn check_backup(out: &mut Out, cli: &Cli, file: &Path) -> CmdResult {
 }
 
 /// `compact`.
-pub fn compact(out: &mut Out, cli: &Cli) -> CmdResult {
+pub(crate) fn compact(out: &mut Out, cli: &Cli) -> CmdResult {
     let report = Session::new(cli)?.compact()?;
     out.emit(&Compacted(report))?;
     Ok(SUCCESS)
 }
 
 /// `audit [--verify] [--since DATE]`.
-pub fn audit(out: &mut Out, cli: &Cli, verify: bool, since: Option<u64>) -> CmdResult {
+pub(crate) fn audit(out: &mut Out, cli: &Cli, verify: bool, since: Option<u64>) -> CmdResult {
     let entries = Session::new(cli)?.audit(since)?;
     if verify {
         out.emit(&AuditVerified {

@@ -20,9 +20,9 @@
 //!    `report.rs`; the command ends with `out.emit(&report)?; Ok(SUCCESS)`;
 //! 4. one arm in [`run`] that calls the function.
 
-pub mod advice;
+pub(crate) mod advice;
 mod agent_cmds;
-pub mod args;
+pub(crate) mod args;
 mod checks;
 mod demo;
 mod key_cmds;
@@ -44,10 +44,10 @@ use keyvault::vault::ExportOptions;
 use args::{Cli, Command};
 use output::Out;
 
-pub use session::OPENED_READ_ONLY;
+pub(crate) use session::OPENED_READ_ONLY;
 
 /// How a command ended when it did not fail: 0, or 1 for a negative answer.
-pub type ExitCode = i32;
+pub(crate) type ExitCode = i32;
 
 /// The exit code of a command that did what was asked.
 const SUCCESS: ExitCode = 0;
@@ -57,7 +57,7 @@ type CmdResult = std::result::Result<ExitCode, RunError>;
 
 /// Runs one command. I/O errors on stdout come back as `io::Error` so that the caller
 /// can treat a closed pipe as success.
-pub fn run(cli: Cli) -> CmdResult {
+pub(crate) fn run(cli: Cli) -> CmdResult {
     let out = &mut Out::new(cli.json);
     let cli = &cli;
     let code = match &cli.command {
@@ -232,7 +232,7 @@ fn man(out: &mut Out) -> CmdResult {
 }
 
 /// Why a command failed: a vault error, or stdout went away.
-pub enum RunError {
+pub(crate) enum RunError {
     /// A library error, mapped to its exit code.
     Vault(Error),
     /// A failure whose `--json` document was already printed (stderr still gets the

@@ -7,11 +7,11 @@ use std::io::{self, Write};
 
 use serde::Serialize;
 
-pub use keyvault::vault::validate::escape;
+pub(crate) use keyvault::vault::validate::escape;
 
 /// What a command prints when it succeeds: text through [`fmt::Display`], the `--json`
 /// document through [`Serialize`].
-pub trait Report: Serialize + fmt::Display {
+pub(crate) trait Report: Serialize + fmt::Display {
     /// Whether the document's object keys come out in alphabetical order, nested ones
     /// too, rather than in field order. Most documents have always been printed this
     /// way (serde_json sorts the keys of a JSON value), and scripts may read them as
@@ -22,14 +22,14 @@ pub trait Report: Serialize + fmt::Display {
 }
 
 /// Writes to stdout; a closed pipe (e.g. `| head`) ends the program quietly.
-pub struct Out {
+pub(crate) struct Out {
     json: bool,
     stdout: io::StdoutLock<'static>,
 }
 
 impl Out {
     /// Output in JSON or text.
-    pub fn new(json: bool) -> Self {
+    pub(crate) fn new(json: bool) -> Self {
         Out {
             json,
             stdout: io::stdout().lock(),
@@ -38,12 +38,12 @@ impl Out {
 
     /// Whether `--json` was given: for what to read or refuse, never for how to render
     /// (that is [`Out::emit`]'s business).
-    pub fn json(&self) -> bool {
+    pub(crate) fn json(&self) -> bool {
         self.json
     }
 
     /// Prints a command's report: its JSON document with `--json`, else its text.
-    pub fn emit<R: Report>(&mut self, report: &R) -> io::Result<()> {
+    pub(crate) fn emit<R: Report>(&mut self, report: &R) -> io::Result<()> {
         match (self.json, R::SORTED_KEYS) {
             (true, true) => self.doc(&serde_json::to_value(report).map_err(io::Error::other)?),
             (true, false) => self.doc(report),
@@ -53,7 +53,7 @@ impl Out {
 
     /// Prints output that may be binary (exported key material): raw as text output,
     /// or with `--json` the report `doc` makes of it.
-    pub fn raw<R: Report>(&mut self, bytes: &[u8], doc: impl FnOnce() -> R) -> io::Result<()> {
+    pub(crate) fn raw<R: Report>(&mut self, bytes: &[u8], doc: impl FnOnce() -> R) -> io::Result<()> {
         if self.json {
             self.emit(&doc())
         } else {
@@ -62,13 +62,13 @@ impl Out {
     }
 
     /// Writes raw bytes.
-    pub fn bytes(&mut self, b: &[u8]) -> io::Result<()> {
+    pub(crate) fn bytes(&mut self, b: &[u8]) -> io::Result<()> {
         self.stdout.write_all(b)?;
         self.stdout.flush()
     }
 
     /// Flushes stdout.
-    pub fn flush(&mut self) -> io::Result<()> {
+    pub(crate) fn flush(&mut self) -> io::Result<()> {
         self.stdout.flush()
     }
 

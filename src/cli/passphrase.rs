@@ -14,10 +14,10 @@ use zeroize::Zeroizing;
 use keyvault::{Error, Result};
 
 /// The environment variable holding a passphrase (for automation; less safe).
-pub const ENV_PASSPHRASE: &str = "KEYVAULT_PASSPHRASE";
+pub(crate) const ENV_PASSPHRASE: &str = "KEYVAULT_PASSPHRASE";
 
 /// How to get a passphrase.
-pub struct PassphraseSource {
+pub(crate) struct PassphraseSource {
     /// A file named on the command line or in the environment.
     pub file: Option<PathBuf>,
     /// The name of the environment variable that may hold it.
@@ -25,13 +25,13 @@ pub struct PassphraseSource {
 }
 
 /// A passphrase, wiped from memory on drop.
-pub type Passphrase = Zeroizing<Vec<u8>>;
+pub(crate) type Passphrase = Zeroizing<Vec<u8>>;
 
 /// The warnings given so far (also printed on stderr), for `--json` documents.
 static WARNINGS: Mutex<Vec<String>> = Mutex::new(Vec::new());
 
 /// Prints a warning on stderr and keeps it for [`take_warnings`].
-pub fn warn(message: String) {
+pub(crate) fn warn(message: String) {
     eprintln!("warning: {message}");
     WARNINGS
         .lock()
@@ -40,13 +40,13 @@ pub fn warn(message: String) {
 }
 
 /// The warnings given so far.
-pub fn take_warnings() -> Vec<String> {
+pub(crate) fn take_warnings() -> Vec<String> {
     std::mem::take(&mut *WARNINGS.lock().unwrap_or_else(|p| p.into_inner()))
 }
 
 /// Warns when a new passphrase is easy to guess (it is never refused: scripts and tests
 /// use short ones on purpose).
-pub fn warn_if_weak(passphrase: &[u8]) {
+pub(crate) fn warn_if_weak(passphrase: &[u8]) {
     let s = keyvault::crypto::strength::estimate(passphrase);
     if s.is_weak() {
         warn(format!(
@@ -60,13 +60,13 @@ pub fn warn_if_weak(passphrase: &[u8]) {
 
 impl PassphraseSource {
     /// Gets the passphrase to unlock an existing vault.
-    pub fn unlock(&self) -> Result<Passphrase> {
+    pub(crate) fn unlock(&self) -> Result<Passphrase> {
         self.obtain(false, "Passphrase: ")
     }
 
     /// Gets the passphrase of an existing vault, asking on the terminal with `prompt`.
     /// `None` when there is no file, no variable and no terminal.
-    pub fn unlock_if_available(&self, prompt: &str) -> Result<Option<Passphrase>> {
+    pub(crate) fn unlock_if_available(&self, prompt: &str) -> Result<Option<Passphrase>> {
         match self.obtain(false, prompt) {
             Ok(p) => Ok(Some(p)),
             Err(Error::NoPassphrase(_)) if self.file.is_none() => Ok(None),
@@ -75,7 +75,7 @@ impl PassphraseSource {
     }
 
     /// Gets a new passphrase (asked twice on a terminal).
-    pub fn new_passphrase(&self, prompt: &str) -> Result<Passphrase> {
+    pub(crate) fn new_passphrase(&self, prompt: &str) -> Result<Passphrase> {
         let p = self.obtain(true, prompt)?;
         if p.is_empty() {
             return Err(Error::Usage("the new passphrase is empty".into()));

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use keyvault::vault::types::KeyInfo;
 
-pub use super::output::{Report, escape};
+pub(crate) use super::output::{Report, escape};
 
 mod agent;
 mod demo;
@@ -27,15 +27,15 @@ mod lifecycle;
 mod revocation;
 mod ssh;
 
-pub use agent::{AgentFacts, AlreadyUnlocked, Locked, Status, Unlocked};
-pub use demo::Demo;
-pub use keys::{Deleted, Exported, KeyList, Rotated, Stored, Written};
-pub use keyuse::{KeyUsed, Verified};
-pub use lifecycle::{
+pub(crate) use agent::{AgentFacts, AlreadyUnlocked, Locked, Status, Unlocked};
+pub(crate) use demo::Demo;
+pub(crate) use keys::{Deleted, Exported, KeyList, Rotated, Stored, Written};
+pub(crate) use keyuse::{KeyUsed, Verified};
+pub(crate) use lifecycle::{
     AuditLog, AuditVerified, BackedUp, Checked, Created, PassphraseChanged, Restored,
 };
-pub use revocation::{Compacted, Receipt, RevocationAnswer, RevokeReceipt, RevokedList};
-pub use ssh::{SshKeyList, SshMarked, SshSocket, StoredForSsh};
+pub(crate) use revocation::{Compacted, Receipt, RevocationAnswer, RevokeReceipt, RevokedList};
+pub(crate) use ssh::{SshKeyList, SshMarked, SshSocket, StoredForSsh};
 
 /// `1 version`, `2 versions`.
 pub(super) fn count(n: usize, one: &str, many: &str) -> String {
@@ -59,7 +59,7 @@ impl Display for VersionList<'_> {
 }
 
 /// A duration in whole seconds, short: `15m`, `1h30m`.
-pub fn short_secs(secs: u64) -> String {
+pub(crate) fn short_secs(secs: u64) -> String {
     humantime::format_duration(Duration::from_secs(secs))
         .to_string()
         .replace(' ', "")

@@ -13,7 +13,7 @@ use super::session::Session;
 use super::{CmdResult, SUCCESS};
 
 /// `revoke USER [--reason TEXT] [--purge]`.
-pub fn revoke(
+pub(crate) fn revoke(
     out: &mut Out,
     cli: &Cli,
     user: &str,
@@ -42,7 +42,7 @@ pub fn revoke(
 }
 
 /// `is-revoked USER`: exit 0 if the user is revoked, 1 if not.
-pub fn is_revoked(out: &mut Out, cli: &Cli, user: &str) -> CmdResult {
+pub(crate) fn is_revoked(out: &mut Out, cli: &Cli, user: &str) -> CmdResult {
     check_lookup(user, None)?;
     let revocation = Session::new(cli)?.revocation(user)?;
     let revoked = revocation.is_some();
@@ -55,7 +55,7 @@ pub fn is_revoked(out: &mut Out, cli: &Cli, user: &str) -> CmdResult {
 }
 
 /// `revoked`.
-pub fn revoked(out: &mut Out, cli: &Cli) -> CmdResult {
+pub(crate) fn revoked(out: &mut Out, cli: &Cli) -> CmdResult {
     let revoked = Session::new(cli)?.revoked()?;
     out.emit(&RevokedList { revoked })?;
     Ok(SUCCESS)

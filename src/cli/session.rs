@@ -15,10 +15,10 @@ use super::passphrase::{ENV_PASSPHRASE, PassphraseSource};
 
 /// Set when this command opened its vault read-only (its filesystem takes no writes):
 /// the binary then says so after the command's output.
-pub static OPENED_READ_ONLY: AtomicBool = AtomicBool::new(false);
+pub(crate) static OPENED_READ_ONLY: AtomicBool = AtomicBool::new(false);
 
 /// The vault of one command, reached through its agent or opened here.
-pub struct Session {
+pub(crate) struct Session {
     pub(super) path: PathBuf,
     pub(super) options: vault::OpenOptions,
     pub(super) source: PassphraseSource,
@@ -29,7 +29,7 @@ pub struct Session {
 
 impl Session {
     /// The session of the vault the command line names; connects to nothing yet.
-    pub fn new(cli: &Cli) -> Result<Session> {
+    pub(crate) fn new(cli: &Cli) -> Result<Session> {
         Ok(Session {
             path: vault_path(cli)?,
             options: open_options(cli),
@@ -41,7 +41,7 @@ impl Session {
     }
 
     /// The vault, opened here (asking for the passphrase) on first use.
-    pub fn vault(&mut self) -> Result<&Vault> {
+    pub(crate) fn vault(&mut self) -> Result<&Vault> {
         if self.vault.is_none() {
             // Say "no vault" before asking for a passphrase that cannot help.
             if !keyvault::Vault::exists(&self.path) {
@@ -63,12 +63,12 @@ impl Session {
     /// once a command has what it needs from it: so that a command that then writes a
     /// large output into a pipe does not hold the vault while the reader, another
     /// keyvault command, waits to open it. Nothing to do through the agent.
-    pub fn release(&mut self) {
+    pub(crate) fn release(&mut self) {
         self.vault = None;
     }
 
     /// The agent of the vault, if one runs (looked for once).
-    pub fn agent(&mut self) -> Result<Option<&mut AgentClient>> {
+    pub(crate) fn agent(&mut self) -> Result<Option<&mut AgentClient>> {
         if !self.agent_checked {
             self.agent_checked = true;
             self.agent = AgentClient::connect(&self.path)?;
@@ -107,7 +107,7 @@ impl Operations for Session {
 }
 
 /// The vault directory: `--vault`, `KEYVAULT_PATH`, or the platform default.
-pub fn vault_path(cli: &Cli) -> Result<PathBuf> {
+pub(crate) fn vault_path(cli: &Cli) -> Result<PathBuf> {
     match &cli.vault {
         Some(p) => Ok(p.clone()),
         None => vault::default_path().ok_or_else(|| {
@@ -117,14 +117,14 @@ pub fn vault_path(cli: &Cli) -> Result<PathBuf> {
 }
 
 /// How to open a vault, from the global flags.
-pub fn open_options(cli: &Cli) -> vault::OpenOptions {
+pub(crate) fn open_options(cli: &Cli) -> vault::OpenOptions {
     vault::OpenOptions {
         accept_rollback: cli.accept_rollback,
     }
 }
 
 /// Where the vault's passphrase comes from, from the global flags.
-pub fn passphrase_source(cli: &Cli) -> PassphraseSource {
+pub(crate) fn passphrase_source(cli: &Cli) -> PassphraseSource {
     PassphraseSource {
         file: cli.passphrase_file.clone(),
         env_var: ENV_PASSPHRASE,

@@ -23,7 +23,7 @@ use super::{CmdResult, SUCCESS};
 const ENV_KEY_PASSPHRASE: &str = "KEYVAULT_KEY_PASSPHRASE";
 
 /// Refuses `--ssh` for a key type `ssh` cannot use, before anything is stored.
-pub fn check_flag(ssh: bool, key_type: KeyType) -> Result<()> {
+pub(crate) fn check_flag(ssh: bool, key_type: KeyType) -> Result<()> {
     if !ssh || format::supports(key_type) {
         return Ok(());
     }
@@ -35,7 +35,7 @@ pub fn check_flag(ssh: bool, key_type: KeyType) -> Result<()> {
 /// An OpenSSH private key file protected by a passphrase, decrypted (asking for its
 /// passphrase as for the vault's: from `--key-passphrase-file`,
 /// `KEYVAULT_KEY_PASSPHRASE`, or the terminal). Anything else comes back as it is.
-pub fn decrypt(
+pub(crate) fn decrypt(
     material: Zeroizing<Vec<u8>>,
     file: Option<&Path>,
     passphrase_file: Option<&Path>,
@@ -62,7 +62,7 @@ pub fn decrypt(
 
 /// Prints a key just stored by `gen` or `import`; with `--ssh`, marks it first and
 /// reports that too.
-pub fn emit_stored(out: &mut Out, s: &mut Session, stored: Stored, ssh: bool) -> CmdResult {
+pub(crate) fn emit_stored(out: &mut Out, s: &mut Session, stored: Stored, ssh: bool) -> CmdResult {
     if ssh {
         let outcome = s.ssh_mark(&stored.key.user, &stored.key.name, true)?;
         out.emit(&StoredForSsh {
@@ -76,7 +76,7 @@ pub fn emit_stored(out: &mut Out, s: &mut Session, stored: Stored, ssh: bool) ->
 }
 
 /// The keys served to ssh (of `user` only, if given), for `list`.
-pub fn served(s: &mut Session, user: Option<&str>) -> Result<Vec<SshKey>> {
+pub(crate) fn served(s: &mut Session, user: Option<&str>) -> Result<Vec<SshKey>> {
     Ok(s.ssh_keys()?
         .into_iter()
         .filter(|k| user.is_none_or(|u| u == k.user))
@@ -84,13 +84,13 @@ pub fn served(s: &mut Session, user: Option<&str>) -> Result<Vec<SshKey>> {
 }
 
 /// Where the SSH socket of the agent listening on `main_socket` is, if it has one.
-pub fn socket_path(main_socket: &Path) -> Option<String> {
+pub(crate) fn socket_path(main_socket: &Path) -> Option<String> {
     let path = keyvault::agent::ssh::socket_for(main_socket);
     path.exists().then(|| path.display().to_string())
 }
 
 /// Runs an `ssh` subcommand.
-pub fn run(out: &mut Out, cli: &Cli, command: &SshCommand) -> CmdResult {
+pub(crate) fn run(out: &mut Out, cli: &Cli, command: &SshCommand) -> CmdResult {
     match command {
         SshCommand::Enable { user, name } | SshCommand::Disable { user, name } => {
             check_lookup(user, Some(name))?;

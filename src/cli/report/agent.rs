@@ -10,7 +10,7 @@ use super::{Report, short_secs};
 
 /// An agent that `unlock` started.
 #[derive(Serialize)]
-pub struct Unlocked {
+pub(crate) struct Unlocked {
     /// Its process id.
     pub agent_pid: u32,
     /// Always false.
@@ -60,7 +60,7 @@ impl Display for Unlocked {
 
 /// `unlock` of a vault an agent already held: its idle timer restarted.
 #[derive(Serialize)]
-pub struct AlreadyUnlocked {
+pub(crate) struct AlreadyUnlocked {
     /// Always true.
     pub already_unlocked: bool,
     /// The idle timeout in force.
@@ -90,7 +90,7 @@ impl Display for AlreadyUnlocked {
 
 /// The agents `lock` stopped, and those it could not.
 #[derive(Serialize)]
-pub struct Locked {
+pub(crate) struct Locked {
     /// The process ids of the agents stopped.
     pub agents_stopped: Vec<u32>,
     /// The agents that could not be stopped, and why.
@@ -129,7 +129,7 @@ impl Display for Locked {
 
 /// What `status` says: the vault's counts and facts, and the agent's if one holds it.
 #[derive(Serialize)]
-pub struct Status {
+pub(crate) struct Status {
     /// The vault.
     #[serde(flatten)]
     pub vault: VaultStatus,
@@ -142,7 +142,7 @@ pub struct Status {
 
 /// The agent's part of `status`.
 #[derive(Serialize)]
-pub struct AgentFacts {
+pub(crate) struct AgentFacts {
     /// Its process id.
     pub agent_pid: u32,
     /// Its idle timeout.

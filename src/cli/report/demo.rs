@@ -8,7 +8,7 @@ use super::Report;
 
 /// What `demo` did.
 #[derive(Serialize)]
-pub struct Demo {
+pub(crate) struct Demo {
     /// What happened, in detail.
     pub details: Vec<String>,
     /// What the prototype printed, as this run printed it.

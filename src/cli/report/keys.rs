@@ -13,7 +13,7 @@ use super::{Report, VersionList, count, escape, join, table};
 /// A key that `gen` or `import` stored.
 #[derive(Serialize)]
 #[serde(transparent)]
-pub struct Stored {
+pub(crate) struct Stored {
     /// `Stored` or `Imported`.
     #[serde(skip)]
     pub verb: &'static str,
@@ -49,7 +49,7 @@ impl Display for Stored {
 /// A key that `rotate` gave a new version.
 #[derive(Serialize)]
 #[serde(transparent)]
-pub struct Rotated(pub KeyInfo);
+pub(crate) struct Rotated(pub KeyInfo);
 
 impl Report for Rotated {
     const SORTED_KEYS: bool = false;
@@ -73,7 +73,7 @@ impl Display for Rotated {
 
 /// A key, or one version of it, that `delete` destroyed.
 #[derive(Serialize)]
-pub struct Deleted {
+pub(crate) struct Deleted {
     /// The key as it was (without `version`), or as it is left.
     pub deleted: KeyInfo,
     /// The version destroyed alone, if one was.
@@ -109,7 +109,7 @@ impl Display for Deleted {
 
 /// The keys `list` shows, and which of them are served to ssh.
 #[derive(Serialize)]
-pub struct KeyList {
+pub(crate) struct KeyList {
     /// The keys.
     pub keys: Vec<KeyInfo>,
     /// The keys served to ssh, with their SSH fingerprints.
@@ -168,7 +168,7 @@ impl Display for KeyList {
 
 /// Key material `export` printed (with `--json`, and no `--out`).
 #[derive(Serialize)]
-pub struct Exported<'a> {
+pub(crate) struct Exported<'a> {
     /// Text material less its final newline, or binary material in base64.
     pub material: Zeroizing<String>,
     /// The key's name.
@@ -185,7 +185,7 @@ impl Report for Exported<'_> {
 impl Exported<'_> {
     /// Text material as it is, less its final newline (as `encrypt --json` gives a
     /// token); binary material in base64.
-    pub fn material(material: &[u8]) -> Zeroizing<String> {
+    pub(crate) fn material(material: &[u8]) -> Zeroizing<String> {
         match std::str::from_utf8(material) {
             Ok(t) => Zeroizing::new(t.trim_end_matches('\n').to_string()),
             Err(_) => {
@@ -205,7 +205,7 @@ impl Display for Exported<'_> {
 
 /// A file that `export --out` wrote: said with `--json` only.
 #[derive(Serialize)]
-pub struct Written {
+pub(crate) struct Written {
     /// The file.
     pub written: String,
 }

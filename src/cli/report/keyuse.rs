@@ -10,7 +10,7 @@ use super::Report;
 /// What `encrypt`, `decrypt` or `sign` made, said with `--json` only (as text, the
 /// output itself went to stdout or the file).
 #[derive(Default, Serialize)]
-pub struct KeyUsed<'a> {
+pub(crate) struct KeyUsed<'a> {
     /// `encrypt`'s output, without `--out`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ciphertext: Option<String>,
@@ -47,7 +47,7 @@ impl Display for KeyUsed<'_> {
 
 /// The answer of `verify`.
 #[derive(Serialize)]
-pub struct Verified<'a> {
+pub(crate) struct Verified<'a> {
     /// The key's name.
     pub name: &'a str,
     /// The key's owner.

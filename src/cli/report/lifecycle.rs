@@ -12,7 +12,7 @@ use super::{Report, escape};
 
 /// A vault that `init` created.
 #[derive(Serialize)]
-pub struct Created {
+pub(crate) struct Created {
     /// Where.
     pub created: String,
     /// The format it was made in.
@@ -37,7 +37,7 @@ impl Display for Created {
 
 /// A passphrase that `passwd` changed.
 #[derive(Serialize)]
-pub struct PassphraseChanged {
+pub(crate) struct PassphraseChanged {
     /// Always true.
     pub changed: bool,
     /// The new KDF parameters, if they changed.
@@ -60,7 +60,7 @@ impl Display for PassphraseChanged {
 /// A backup file that `backup` wrote.
 #[derive(Serialize)]
 #[serde(transparent)]
-pub struct BackedUp(pub BackupReport);
+pub(crate) struct BackedUp(pub BackupReport);
 
 impl Report for BackedUp {
     const SORTED_KEYS: bool = false;
@@ -80,7 +80,7 @@ impl Display for BackedUp {
 /// A vault that `restore` built.
 #[derive(Serialize)]
 #[serde(transparent)]
-pub struct Restored(pub RestoreReport);
+pub(crate) struct Restored(pub RestoreReport);
 
 impl Report for Restored {
     const SORTED_KEYS: bool = false;
@@ -103,7 +103,7 @@ impl Display for Restored {
 
 /// What `check` found, in a vault or a backup.
 #[derive(Serialize)]
-pub struct Checked {
+pub(crate) struct Checked {
     /// `vault` or `backup`.
     #[serde(skip)]
     pub what: &'static str,
@@ -116,7 +116,7 @@ pub struct Checked {
 
 impl Checked {
     /// The report on `what`.
-    pub fn new(what: &'static str, report: CheckReport) -> Self {
+    pub(crate) fn new(what: &'static str, report: CheckReport) -> Self {
         let ok = report.ok();
         Checked { what, report, ok }
     }
@@ -151,7 +151,7 @@ impl Display for Checked {
 
 /// The audit log's chain, verified (`audit --verify`).
 #[derive(Serialize)]
-pub struct AuditVerified {
+pub(crate) struct AuditVerified {
     /// How many entries.
     pub entries: usize,
     /// Always true.
@@ -168,7 +168,7 @@ impl Display for AuditVerified {
 
 /// The audit log (`audit`).
 #[derive(Serialize)]
-pub struct AuditLog {
+pub(crate) struct AuditLog {
     /// The entries, oldest first.
     pub entries: Vec<AuditEntry>,
 }

@@ -11,7 +11,7 @@ use super::{Report, escape, join};
 
 /// What `revoke` did.
 #[derive(Serialize)]
-pub struct RevokeReceipt {
+pub(crate) struct RevokeReceipt {
     /// The revocation and its receipt.
     #[serde(flatten)]
     pub outcome: RevokeOutcome,
@@ -36,7 +36,7 @@ impl Display for RevokeReceipt {
 }
 
 /// The text of a revocation's receipt (also part of `demo`'s story).
-pub struct Receipt<'a>(pub &'a RevokeOutcome);
+pub(crate) struct Receipt<'a>(pub &'a RevokeOutcome);
 
 impl Display for Receipt<'_> {
     fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
@@ -72,7 +72,7 @@ impl Display for Receipt<'_> {
 
 /// The answer of `is-revoked`.
 #[derive(Serialize)]
-pub struct RevocationAnswer {
+pub(crate) struct RevocationAnswer {
     /// The revocation, if the user is revoked.
     pub revocation: Option<RevocationInfo>,
     /// Whether the user is revoked.
@@ -95,7 +95,7 @@ impl Display for RevocationAnswer {
 
 /// The revoked users, oldest first (`revoked`).
 #[derive(Serialize)]
-pub struct RevokedList {
+pub(crate) struct RevokedList {
     /// The revocations.
     pub revoked: Vec<RevocationInfo>,
 }
@@ -123,7 +123,7 @@ impl Display for RevokedList {
 /// A compaction (`compact`, and `revoke --purge`).
 #[derive(Serialize)]
 #[serde(transparent)]
-pub struct Compacted(pub CompactReport);
+pub(crate) struct Compacted(pub CompactReport);
 
 impl Report for Compacted {
     const SORTED_KEYS: bool = false;

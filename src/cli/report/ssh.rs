@@ -10,7 +10,7 @@ use super::{Report, Stored, escape};
 
 /// A key that `gen --ssh` or `import --ssh` stored and marked for SSH.
 #[derive(Serialize)]
-pub struct StoredForSsh {
+pub(crate) struct StoredForSsh {
     /// The key.
     pub key: Stored,
     /// Its mark.
@@ -28,7 +28,7 @@ impl Display for StoredForSsh {
 /// What `ssh enable` or `ssh disable` did.
 #[derive(Serialize)]
 #[serde(transparent)]
-pub struct SshMarked(pub SshMarkOutcome);
+pub(crate) struct SshMarked(pub SshMarkOutcome);
 
 impl Report for SshMarked {}
 
@@ -52,7 +52,7 @@ impl Display for SshMarked {
 
 /// The SSH socket `ssh socket` found.
 #[derive(Serialize)]
-pub struct SshSocket {
+pub(crate) struct SshSocket {
     /// Its path.
     pub ssh_socket: String,
 }
@@ -67,7 +67,7 @@ impl Display for SshSocket {
 
 /// The keys `ssh list` shows.
 #[derive(Serialize)]
-pub struct SshKeyList {
+pub(crate) struct SshKeyList {
     /// The keys served to ssh.
     pub ssh_keys: Vec<SshKey>,
 }
