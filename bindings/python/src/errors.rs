@@ -84,6 +84,7 @@ pub(crate) fn to_py(py: Python<'_>, e: &Error) -> PyErr {
         (Error::UserRevoked { .. }, _) => py.get_type::<Revoked>(),
         (Error::AlreadyExists(_) | Error::KeyExists { .. }, _) => py.get_type::<AlreadyExists>(),
         (Error::VaultInUse(_), _) => py.get_type::<VaultInUse>(),
+        (Error::AgentStopped { .. }, _) => py.get_type::<Locked>(),
         (_, Exit::Usage) => py.get_type::<UsageError>(),
         (_, Exit::WrongPassphrase) => py.get_type::<WrongPassphrase>(),
         (_, Exit::NoPassphrase) => py.get_type::<Locked>(),

@@ -98,6 +98,11 @@ impl Handle {
                 };
                 match client.op_or_back(request) {
                     Ok(OpOutcome::Answered(response)) => Ok(response),
+                    // The agent locked (its socket is gone): this handle's vault is
+                    // locked, whatever broke on the way.
+                    Ok(OpOutcome::NotCarriedOut(..)) | Err(_) if !client.socket_path().exists() => {
+                        Err(Error::Locked(self.path.clone()))
+                    }
                     Ok(OpOutcome::NotCarriedOut(e, _)) => Err(e),
                     Err(e) => Err(refine_remote(client, e, user, new_key)),
                 }

@@ -1,5 +1,7 @@
 """The Vault API, on both access paths (this process, and the agent)."""
 
+import pytest
+
 import keyvault
 
 from conftest import PASSPHRASE
@@ -126,3 +128,15 @@ def test_agent_and_direct_see_the_same_vault(env, vault_dir):
     with keyvault.open() as a:
         assert a.via_agent
         assert a.decrypt("User123", "fernet", token) == b"across"
+
+
+def test_a_vault_locked_under_an_agent_handle_raises_locked(env, unlocked):
+    v = keyvault.open(prompt=False)
+    assert v.via_agent
+    v.generate("User123", "fernet")
+    env.cli("lock")
+    with pytest.raises(keyvault.Locked) as caught:
+        v.list()
+    assert caught.value.exit_code == 4
+    assert "is locked" in str(caught.value)
+    v.close()
