@@ -179,7 +179,7 @@ T() { "$PY" "$TIMER" "$1" --out "$tsv" "${@:2}" || errors=$((errors + 1)); }
 # Inputs: a 44-byte message, a 44-character secret (a Fernet key) for "add", the
 # passwords on stdin for keepassxc-cli, and one distinct secret per stored entry.
 msg=$work/msg44
-printf '%s' 'keyvault benches/scripts/compare.sh: a 44-byte message' >"$msg"
+printf '%s' 'keyvault compare.sh: a 44-byte test message.' >"$msg"
 [[ $(stat -c %s "$msg") == 44 ]] || { log "the message is not 44 bytes"; exit 1; }
 secret=$("$PY" -c 'import base64, os; print(base64.urlsafe_b64encode(os.urandom(32)).decode())')
 printf '%s\n' "$secret" >"$work/secret"

@@ -127,7 +127,8 @@ pub(crate) fn code_point(c: char) -> String {
 /// an id cannot add lines to output or reorder what is printed around it.
 pub fn escape(text: &str) -> std::borrow::Cow<'_, str> {
     let needs = |c: char| c.is_control() || refused(c).is_some();
-    if !text.chars().any(needs) {
+    // Printable ASCII (most ids and every key name) never needs escaping.
+    if text.bytes().all(|b| matches!(b, b' '..=b'~')) || !text.chars().any(needs) {
         return std::borrow::Cow::Borrowed(text);
     }
     let mut out = String::with_capacity(text.len() + 8);

@@ -8,7 +8,7 @@ use zeroize::Zeroizing;
 use keyvault::vault::ssh::SshKey;
 use keyvault::vault::types::KeyInfo;
 
-use super::{Report, VersionList, count, escape, join, table};
+use super::{Report, Table, VersionList, count, escape};
 
 /// A key that `gen` or `import` stored.
 #[derive(Serialize)]
@@ -118,29 +118,28 @@ pub(crate) struct KeyList {
 
 impl Report for KeyList {}
 
-/// How one cell of `list`'s table is made from a key.
-type Cell = fn(&KeyInfo) -> String;
+/// How one cell of `list`'s table is written from a key.
+type Cell = fn(&KeyInfo, &mut Table);
 
 /// The columns of `list`'s table: the header, and the cell of each key. A new column is
 /// one more entry.
 const KEY_COLUMNS: &[(&str, Cell)] = &[
-    ("USER", |k| escape(&k.user).into_owned()),
-    ("NAME", |k| escape(&k.name).into_owned()),
-    ("TYPE", |k| {
+    ("USER", |k, t| t.push_str(&escape(&k.user))),
+    ("NAME", |k, t| t.push_str(&escape(&k.name))),
+    ("TYPE", |k, t| {
+        t.push_str(k.key_type.0.as_str());
         if k.public_only {
-            format!("{} (public)", k.key_type.0)
-        } else {
-            k.key_type.0.to_string()
+            t.push_str(" (public)");
         }
     }),
-    ("VERSIONS", |k| {
-        join(k.versions.iter().map(|v| v.version.to_string()))
+    ("VERSIONS", |k, t| {
+        t.push_list(k.versions.iter().map(|v| u64::from(v.version)));
     }),
-    ("USES", |k| {
-        join(k.versions.iter().map(|v| v.uses.to_string()))
+    ("USES", |k, t| {
+        t.push_list(k.versions.iter().map(|v| v.uses))
     }),
-    ("CREATED", |k| k.created.to_string()),
-    ("FINGERPRINT", |k| k.fingerprint.clone()),
+    ("CREATED", |k, t| t.push_date(k.created)),
+    ("FINGERPRINT", |k, t| t.push_str(&k.fingerprint)),
 ];
 
 impl Display for KeyList {
@@ -148,13 +147,17 @@ impl Display for KeyList {
         if self.keys.is_empty() {
             return writeln!(f, "no keys");
         }
-        let header: Vec<String> = KEY_COLUMNS.iter().map(|(h, _)| h.to_string()).collect();
-        let rows: Vec<Vec<String>> = self
-            .keys
-            .iter()
-            .map(|k| KEY_COLUMNS.iter().map(|(_, cell)| cell(k)).collect())
-            .collect();
-        table(f, &header, &rows)?;
+        let header: Vec<&str> = KEY_COLUMNS.iter().map(|(h, _)| *h).collect();
+        // A typical row: a user and a name, a type, a version or two, a date and a
+        // fingerprint.
+        let mut table = Table::new(&header, self.keys.len(), 160);
+        for k in &self.keys {
+            for (_, cell) in KEY_COLUMNS {
+                cell(k, &mut table);
+                table.end_cell();
+            }
+        }
+        table.write(f)?;
         if !self.ssh.is_empty() {
             writeln!(f, "\nServed to ssh (SSH fingerprints):")?;
             for k in &self.ssh {
