@@ -143,7 +143,13 @@ pub(crate) fn list(out: &mut Out, cli: &Cli, user: Option<&str>) -> CmdResult {
 }
 
 /// `delete USER NAME [--version V]`.
-pub(crate) fn delete(out: &mut Out, cli: &Cli, user: &str, name: &str, version: Option<u32>) -> CmdResult {
+pub(crate) fn delete(
+    out: &mut Out,
+    cli: &Cli,
+    user: &str,
+    name: &str,
+    version: Option<u32>,
+) -> CmdResult {
     check_lookup(user, Some(name))?;
     let mut s = Session::new(cli)?;
     let deleted = match version {

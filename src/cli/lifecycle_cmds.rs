@@ -67,7 +67,12 @@ pub(crate) fn init(out: &mut Out, cli: &Cli, kdf: &KdfArgs) -> CmdResult {
 }
 
 /// `passwd`.
-pub(crate) fn passwd(out: &mut Out, cli: &Cli, new_file: Option<&Path>, kdf: &KdfArgs) -> CmdResult {
+pub(crate) fn passwd(
+    out: &mut Out,
+    cli: &Cli,
+    new_file: Option<&Path>,
+    kdf: &KdfArgs,
+) -> CmdResult {
     let session = &mut Session::new(cli)?;
     if !keyvault::Vault::exists(&session.path) {
         return Err(Error::VaultNotFound(session.path.clone()).into());

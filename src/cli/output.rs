@@ -53,7 +53,11 @@ impl Out {
 
     /// Prints output that may be binary (exported key material): raw as text output,
     /// or with `--json` the report `doc` makes of it.
-    pub(crate) fn raw<R: Report>(&mut self, bytes: &[u8], doc: impl FnOnce() -> R) -> io::Result<()> {
+    pub(crate) fn raw<R: Report>(
+        &mut self,
+        bytes: &[u8],
+        doc: impl FnOnce() -> R,
+    ) -> io::Result<()> {
         if self.json {
             self.emit(&doc())
         } else {

@@ -195,3 +195,89 @@ pub(super) fn use_instead(wanted: KeyUse) -> &'static str {
         KeyUse::Sign | KeyUse::Verify => "use an rsa or ed25519 key to sign",
     }
 }
+
+/// What is wrong with a stored record that does not decode (see `store::records`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RecordProblem {
+    /// The bytes are not a record of the kind expected.
+    DoesNotDecode,
+    /// Bytes follow the record.
+    TrailingBytes,
+    /// A record format version this keyvault does not know.
+    UnknownVersion(u8),
+    /// No bytes at all.
+    Empty,
+}
+
+impl std::fmt::Display for RecordProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RecordProblem::DoesNotDecode => f.write_str("does not decode"),
+            RecordProblem::TrailingBytes => f.write_str("has trailing bytes"),
+            RecordProblem::UnknownVersion(v) => {
+                write!(f, "has unknown record format version {v}")
+            }
+            RecordProblem::Empty => f.write_str("is empty"),
+        }
+    }
+}
+
+/// What is wrong with a user id (see `vault::validate`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum UserIdProblem {
+    /// The id is empty.
+    Empty,
+    /// The id is longer than allowed.
+    TooLong {
+        /// Its length, in bytes.
+        len: usize,
+        /// The longest allowed, in bytes.
+        max: usize,
+    },
+    /// The id holds a control character.
+    ControlCharacter(char),
+    /// The id starts with whitespace.
+    LeadingWhitespace(char),
+    /// The id ends with whitespace.
+    TrailingWhitespace(char),
+    /// The id holds a character that prints as something else, or as nothing.
+    Misleading {
+        /// The character.
+        found: char,
+        /// What kind of character it is, in words.
+        what: String,
+    },
+}
+
+impl std::fmt::Display for UserIdProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use crate::vault::validate::code_point;
+        match self {
+            UserIdProblem::Empty => f.write_str("the user id is empty"),
+            UserIdProblem::TooLong { len, max } => write!(
+                f,
+                "the user id is {len} bytes long; at most {max} are allowed"
+            ),
+            UserIdProblem::ControlCharacter(c) => write!(
+                f,
+                "the user id contains the control character {} (such as a newline); these are not allowed",
+                code_point(*c)
+            ),
+            UserIdProblem::LeadingWhitespace(c) => write!(
+                f,
+                "the user id starts with whitespace ({}); remove it",
+                code_point(*c)
+            ),
+            UserIdProblem::TrailingWhitespace(c) => write!(
+                f,
+                "the user id ends with whitespace ({}); remove it",
+                code_point(*c)
+            ),
+            UserIdProblem::Misleading { found, what } => write!(
+                f,
+                "the user id contains {}, {what}: user ids must print as what they are",
+                code_point(*found)
+            ),
+        }
+    }
+}

@@ -13,7 +13,9 @@ use crate::keytype::{KeyType, KeyUse};
 
 mod details;
 
-pub use details::{EnvelopeProblem, KeyFamily, KeyPart, PublicKeyForm, RecordKind};
+pub use details::{
+    EnvelopeProblem, KeyFamily, KeyPart, PublicKeyForm, RecordKind, RecordProblem, UserIdProblem,
+};
 use details::{key_part_name, public_key_given, use_instead};
 
 /// Everything that can go wrong in keyvault.
@@ -358,6 +360,44 @@ pub enum Error {
         /// The protocol version this program speaks.
         client: u32,
     },
+
+    // New variants go last: errors cross the agent's socket encoded by variant index,
+    // so an agent and a client built apart still agree on the variants before these.
+    /// A user id that breaks the rules for ids (exit 2).
+    #[error("{0}")]
+    InvalidUserId(UserIdProblem),
+
+    /// A key name that is not 1 to `max` of the characters A-Z a-z 0-9 . _ - (exit 2).
+    #[error("invalid key name {name:?}: use 1 to {max} of the characters A-Z a-z 0-9 . _ -")]
+    InvalidKeyName {
+        /// The name given.
+        name: String,
+        /// The longest name allowed, in characters.
+        max: usize,
+    },
+
+    /// A revocation reason longer than allowed (exit 2).
+    #[error("the reason is {len} bytes long; at most {max} are allowed")]
+    ReasonTooLong {
+        /// Its length, in bytes.
+        len: usize,
+        /// The longest allowed, in bytes.
+        max: usize,
+    },
+
+    /// A revocation reason with a control character other than newline and tab (exit 2).
+    #[error("the reason contains a control character")]
+    ReasonControlCharacter,
+
+    /// A stored record (a key, the header, the audit log, a backup's header...) that
+    /// does not decode (exit 7).
+    #[error("integrity failure: a {record} record {problem}")]
+    BadRecord {
+        /// What the record holds, in words ("key", "audit head", "backup header").
+        record: String,
+        /// What is wrong with it.
+        problem: RecordProblem,
+    },
 }
 
 /// I/O errors cross the agent's socket as their text: the peer needs to show them, not
@@ -458,6 +498,10 @@ impl Error {
     pub fn exit_code(&self) -> Exit {
         match self {
             Error::Usage(_)
+            | Error::InvalidUserId(_)
+            | Error::InvalidKeyName { .. }
+            | Error::ReasonTooLong { .. }
+            | Error::ReasonControlCharacter
             | Error::UnreadableKey { .. }
             | Error::PublicKeyGiven { .. }
             | Error::NoPrivatePart
@@ -487,6 +531,7 @@ impl Error {
             | Error::MissingPublicKey
             | Error::NoPrimaryVersion
             | Error::IndexMismatch { .. }
+            | Error::BadRecord { .. }
             | Error::Expired(_)
             | Error::Rollback { .. } => Exit::Integrity,
             Error::Remote { code, .. } => *code,
