@@ -281,3 +281,29 @@ impl std::fmt::Display for UserIdProblem {
         }
     }
 }
+
+/// What is wrong with the agent's answer, as its client sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AgentAnswerProblem {
+    /// The agent closed the connection before answering.
+    Closed,
+    /// The answer is longer than the client accepts.
+    TooLarge(u32),
+    /// The answer does not decode.
+    Malformed,
+    /// The answer decodes, but is not one to the request sent.
+    Unexpected,
+}
+
+impl std::fmt::Display for AgentAnswerProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AgentAnswerProblem::Closed => f.write_str(
+                "the agent closed the connection before answering (the request may or may not have been carried out)",
+            ),
+            AgentAnswerProblem::TooLarge(n) => write!(f, "the agent sent a {n}-byte message"),
+            AgentAnswerProblem::Malformed => f.write_str("the agent sent a malformed message"),
+            AgentAnswerProblem::Unexpected => f.write_str("unexpected answer from the agent"),
+        }
+    }
+}

@@ -14,7 +14,8 @@ use crate::keytype::{KeyType, KeyUse};
 mod details;
 
 pub use details::{
-    EnvelopeProblem, KeyFamily, KeyPart, PublicKeyForm, RecordKind, RecordProblem, UserIdProblem,
+    AgentAnswerProblem, EnvelopeProblem, KeyFamily, KeyPart, PublicKeyForm, RecordKind,
+    RecordProblem, UserIdProblem,
 };
 use details::{key_part_name, public_key_given, use_instead};
 
@@ -398,6 +399,11 @@ pub enum Error {
         /// What is wrong with it.
         problem: RecordProblem,
     },
+
+    /// The agent's answer could not be used (exit 8): the connection closed, or the
+    /// message was too large, malformed or not an answer to the request.
+    #[error("internal error: {0}")]
+    AgentAnswer(AgentAnswerProblem),
 }
 
 /// I/O errors cross the agent's socket as their text: the peer needs to show them, not
@@ -546,6 +552,7 @@ impl Error {
             | Error::Output(_)
             | Error::Io { .. }
             | Error::Storage(_)
+            | Error::AgentAnswer(_)
             | Error::Internal(_) => Exit::Other,
         }
     }
