@@ -307,3 +307,36 @@ impl std::fmt::Display for AgentAnswerProblem {
         }
     }
 }
+
+/// What is wrong with the vault's header file (see `vault::header`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum HeaderProblem {
+    /// It does not start as a keyvault header does.
+    NotAHeader,
+    /// Its length is not the one its fields add up to.
+    WrongLength,
+    /// Its body does not decode.
+    BodyDoesNotDecode,
+    /// It names a format older than header files (which have one from format 4 on).
+    FormatWithoutHeaderFile(u32),
+    /// Its MAC does not match: a field was altered.
+    FailsToAuthenticate,
+}
+
+impl std::fmt::Display for HeaderProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let damaged = "the vault's header file is damaged";
+        match self {
+            HeaderProblem::NotAHeader => write!(f, "{damaged}: not a keyvault header"),
+            HeaderProblem::WrongLength => write!(f, "{damaged}: wrong length"),
+            HeaderProblem::BodyDoesNotDecode => write!(f, "{damaged}: its body does not decode"),
+            HeaderProblem::FormatWithoutHeaderFile(format) => write!(
+                f,
+                "the vault's header file says format {format}, which has no header file: it was altered"
+            ),
+            HeaderProblem::FailsToAuthenticate => f.write_str(
+                "the vault's header file fails to authenticate: its format version, vault id or another field was altered",
+            ),
+        }
+    }
+}

@@ -14,8 +14,8 @@ use crate::keytype::{KeyType, KeyUse};
 mod details;
 
 pub use details::{
-    AgentAnswerProblem, EnvelopeProblem, KeyFamily, KeyPart, PublicKeyForm, RecordKind,
-    RecordProblem, UserIdProblem,
+    AgentAnswerProblem, EnvelopeProblem, HeaderProblem, KeyFamily, KeyPart, PublicKeyForm,
+    RecordKind, RecordProblem, UserIdProblem,
 };
 use details::{key_part_name, public_key_given, use_instead};
 
@@ -404,6 +404,10 @@ pub enum Error {
     /// message was too large, malformed or not an answer to the request.
     #[error("internal error: {0}")]
     AgentAnswer(AgentAnswerProblem),
+
+    /// The vault's header file is damaged, relabelled or altered (exit 7).
+    #[error("integrity failure: {0}")]
+    BadHeaderFile(HeaderProblem),
 }
 
 /// I/O errors cross the agent's socket as their text: the peer needs to show them, not
@@ -538,6 +542,7 @@ impl Error {
             | Error::NoPrimaryVersion
             | Error::IndexMismatch { .. }
             | Error::BadRecord { .. }
+            | Error::BadHeaderFile(_)
             | Error::Expired(_)
             | Error::Rollback { .. } => Exit::Integrity,
             Error::Remote { code, .. } => *code,
