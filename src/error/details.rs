@@ -340,3 +340,99 @@ impl std::fmt::Display for HeaderProblem {
         }
     }
 }
+
+/// What keeps an OpenSSH key from being read or written (see `ssh::format`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum OpensshProblem {
+    /// Keys of this type have no OpenSSH form.
+    NoOpensshForm(KeyType),
+    /// An RSASSA-PSS key cannot make ssh's RSA signatures.
+    PssKey,
+    /// The private key file does not parse.
+    UnreadablePrivate(String),
+    /// The file asks for more bcrypt-pbkdf rounds than allowed.
+    TooManyRounds {
+        /// The rounds asked for.
+        rounds: u32,
+        /// The most allowed.
+        max: u32,
+    },
+    /// The private key could not be decrypted for another reason than the passphrase.
+    CannotDecrypt(String),
+    /// The private key is protected by a passphrase.
+    Encrypted,
+    /// An Ed25519 key whose public half is not that of its private half.
+    MismatchedHalves,
+    /// An RSA key with a negative number.
+    NegativeNumber,
+    /// An RSA key whose numbers do not make a key.
+    InvalidRsa(String),
+    /// A private key of another type than asked for.
+    PrivateKeyType {
+        /// The algorithm the file names.
+        found: String,
+        /// The key type asked for.
+        wanted: KeyType,
+    },
+    /// A public key line that is not UTF-8.
+    PublicNotText,
+    /// A public key line that does not parse.
+    UnreadablePublic(String),
+    /// An Ed25519 public key that is not a valid point.
+    NotAPoint,
+    /// A public key of another type than asked for.
+    PublicKeyType {
+        /// The algorithm the line names.
+        found: String,
+        /// The key type asked for.
+        wanted: KeyType,
+    },
+}
+
+impl std::fmt::Display for OpensshProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            OpensshProblem::NoOpensshForm(key_type) => write!(
+                f,
+                "{key_type} keys have no OpenSSH form: only ed25519 and rsa keys work with ssh"
+            ),
+            OpensshProblem::PssKey => f.write_str(
+                "an RSASSA-PSS key cannot sign for ssh (ssh's RSA signatures are PKCS#1 v1.5)",
+            ),
+            OpensshProblem::UnreadablePrivate(e) => write!(
+                f,
+                "cannot read the OpenSSH private key: {e}; expected a file as ssh-keygen writes it"
+            ),
+            OpensshProblem::TooManyRounds { rounds, max } => write!(
+                f,
+                "the OpenSSH key asks for {rounds} bcrypt-pbkdf rounds, over the {max} keyvault allows (ssh-keygen uses 16 unless given -a)"
+            ),
+            OpensshProblem::CannotDecrypt(e) => {
+                write!(f, "cannot decrypt the OpenSSH private key: {e}")
+            }
+            OpensshProblem::Encrypted => f.write_str(
+                "the OpenSSH private key is protected by a passphrase: decrypt it first",
+            ),
+            OpensshProblem::MismatchedHalves => {
+                f.write_str("the OpenSSH Ed25519 key's public half does not match its private half")
+            }
+            OpensshProblem::NegativeNumber => {
+                f.write_str("the OpenSSH RSA key has a negative number")
+            }
+            OpensshProblem::InvalidRsa(e) => write!(f, "the OpenSSH RSA key is not valid: {e}"),
+            OpensshProblem::PrivateKeyType { found, wanted } => {
+                write!(f, "the OpenSSH key is of type {found}, not {wanted}")
+            }
+            OpensshProblem::PublicNotText => f.write_str("the OpenSSH public key is not text"),
+            OpensshProblem::UnreadablePublic(e) => {
+                write!(f, "cannot read the OpenSSH public key: {e}")
+            }
+            OpensshProblem::NotAPoint => {
+                f.write_str("the OpenSSH Ed25519 public key is not a valid point")
+            }
+            OpensshProblem::PublicKeyType { found, wanted } => {
+                write!(f, "the OpenSSH public key is of type {found}, not {wanted}")
+            }
+        }
+    }
+}

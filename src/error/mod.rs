@@ -14,8 +14,8 @@ use crate::keytype::{KeyType, KeyUse};
 mod details;
 
 pub use details::{
-    AgentAnswerProblem, EnvelopeProblem, HeaderProblem, KeyFamily, KeyPart, PublicKeyForm,
-    RecordKind, RecordProblem, UserIdProblem,
+    AgentAnswerProblem, EnvelopeProblem, HeaderProblem, KeyFamily, KeyPart, OpensshProblem,
+    PublicKeyForm, RecordKind, RecordProblem, UserIdProblem,
 };
 use details::{key_part_name, public_key_given, use_instead};
 
@@ -408,6 +408,11 @@ pub enum Error {
     /// The vault's header file is damaged, relabelled or altered (exit 7).
     #[error("integrity failure: {0}")]
     BadHeaderFile(HeaderProblem),
+
+    /// An OpenSSH key file or line that cannot be imported as the key type asked for,
+    /// or a key that has no OpenSSH form (exit 2).
+    #[error("{0}")]
+    Openssh(OpensshProblem),
 }
 
 /// I/O errors cross the agent's socket as their text: the peer needs to show them, not
@@ -512,6 +517,7 @@ impl Error {
             | Error::InvalidKeyName { .. }
             | Error::ReasonTooLong { .. }
             | Error::ReasonControlCharacter
+            | Error::Openssh(_)
             | Error::UnreadableKey { .. }
             | Error::PublicKeyGiven { .. }
             | Error::NoPrivatePart
