@@ -10,7 +10,7 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::error::{Error, Result};
+use crate::error::{AgentAnswerProblem, Error, Result};
 use crate::ops;
 
 use super::protocol::{
@@ -275,7 +275,7 @@ impl AgentClient {
         };
         match answer {
             Ok(AgentResponse::Op(r)) => Ok(OpOutcome::Answered(r)),
-            Ok(_) => Err(Error::Internal("unexpected answer from the agent".into())),
+            Ok(_) => Err(Error::AgentAnswer(AgentAnswerProblem::Unexpected)),
             Err(e @ Error::AgentStopped { .. }) => {
                 Ok(OpOutcome::NotCarriedOut(e, Box::new(request)))
             }
@@ -287,7 +287,7 @@ impl AgentClient {
     pub fn status(&mut self) -> Result<AgentStatus> {
         match self.call(&AgentRequest::Status)? {
             AgentResponse::Status(s) => Ok(s),
-            _ => Err(Error::Internal("unexpected answer from the agent".into())),
+            _ => Err(Error::AgentAnswer(AgentAnswerProblem::Unexpected)),
         }
     }
 
@@ -300,7 +300,7 @@ impl AgentClient {
             // The agent exits right after its wipe; a lost answer still means locked.
             Err(FrameError::Closed) | Err(FrameError::Io(_)) => Ok(()),
             Ok(AgentResponse::Error { error, .. }) => Err(error),
-            Ok(_) => Err(Error::Internal("unexpected answer from the agent".into())),
+            Ok(_) => Err(Error::AgentAnswer(AgentAnswerProblem::Unexpected)),
             Err(e) => Err(client_error(e)),
         }
     }
@@ -314,7 +314,7 @@ impl AgentClient {
             AgentResponse::Extended { idle_timeout_secs } => {
                 Ok(Duration::from_secs(idle_timeout_secs))
             }
-            _ => Err(Error::Internal("unexpected answer from the agent".into())),
+            _ => Err(Error::AgentAnswer(AgentAnswerProblem::Unexpected)),
         }
     }
 }

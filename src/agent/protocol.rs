@@ -8,7 +8,7 @@ use std::io::{self, Read, Write};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use zeroize::Zeroizing;
 
-use crate::error::Error;
+use crate::error::{AgentAnswerProblem, Error};
 use crate::ops;
 use crate::vault::types::VaultStatus;
 
@@ -226,11 +226,9 @@ pub fn client_error(e: FrameError) -> Error {
             agent,
             client: PROTOCOL_VERSION,
         },
-        FrameError::Closed => Error::Internal(
-            "the agent closed the connection before answering (the request may or may not have been carried out)".into(),
-        ),
-        FrameError::TooLarge(n) => Error::Internal(format!("the agent sent a {n}-byte message")),
-        FrameError::Malformed => Error::Internal("the agent sent a malformed message".into()),
+        FrameError::Closed => Error::AgentAnswer(AgentAnswerProblem::Closed),
+        FrameError::TooLarge(n) => Error::AgentAnswer(AgentAnswerProblem::TooLarge(n)),
+        FrameError::Malformed => Error::AgentAnswer(AgentAnswerProblem::Malformed),
         FrameError::Io(e) => Error::io(
             "lost the connection to the agent (the request may or may not have been carried out)",
             e,

@@ -411,7 +411,8 @@ impl Agent {
         }
         match crate::vault::peek_id(&path) {
             Ok(Some(id)) if id == self.info.vault_id => Identity::Same,
-            Ok(_) | Err(Error::VaultNotFound(_)) | Err(Error::Integrity(_)) => {
+            Ok(_)
+            | Err(Error::VaultNotFound(_) | Error::Integrity(_) | Error::BadHeaderFile(_)) => {
                 Identity::Changed(format!(
                     "the header file in {} is no longer that of the vault it unlocked",
                     path.display()

@@ -13,7 +13,10 @@ use crate::keytype::{KeyType, KeyUse};
 
 mod details;
 
-pub use details::{EnvelopeProblem, KeyFamily, KeyPart, PublicKeyForm, RecordKind};
+pub use details::{
+    AgentAnswerProblem, EnvelopeProblem, HeaderProblem, KeyFamily, KeyPart, OpensshProblem,
+    PublicKeyForm, RecordKind, RecordProblem, UserIdProblem,
+};
 use details::{key_part_name, public_key_given, use_instead};
 
 /// Everything that can go wrong in keyvault.
@@ -358,6 +361,58 @@ pub enum Error {
         /// The protocol version this program speaks.
         client: u32,
     },
+
+    // New variants go last: errors cross the agent's socket encoded by variant index,
+    // so an agent and a client built apart still agree on the variants before these.
+    /// A user id that breaks the rules for ids (exit 2).
+    #[error("{0}")]
+    InvalidUserId(UserIdProblem),
+
+    /// A key name that is not 1 to `max` of the characters A-Z a-z 0-9 . _ - (exit 2).
+    #[error("invalid key name {name:?}: use 1 to {max} of the characters A-Z a-z 0-9 . _ -")]
+    InvalidKeyName {
+        /// The name given.
+        name: String,
+        /// The longest name allowed, in characters.
+        max: usize,
+    },
+
+    /// A revocation reason longer than allowed (exit 2).
+    #[error("the reason is {len} bytes long; at most {max} are allowed")]
+    ReasonTooLong {
+        /// Its length, in bytes.
+        len: usize,
+        /// The longest allowed, in bytes.
+        max: usize,
+    },
+
+    /// A revocation reason with a control character other than newline and tab (exit 2).
+    #[error("the reason contains a control character")]
+    ReasonControlCharacter,
+
+    /// A stored record (a key, the header, the audit log, a backup's header...) that
+    /// does not decode (exit 7).
+    #[error("integrity failure: a {record} record {problem}")]
+    BadRecord {
+        /// What the record holds, in words ("key", "audit head", "backup header").
+        record: String,
+        /// What is wrong with it.
+        problem: RecordProblem,
+    },
+
+    /// The agent's answer could not be used (exit 8): the connection closed, or the
+    /// message was too large, malformed or not an answer to the request.
+    #[error("internal error: {0}")]
+    AgentAnswer(AgentAnswerProblem),
+
+    /// The vault's header file is damaged, relabelled or altered (exit 7).
+    #[error("integrity failure: {0}")]
+    BadHeaderFile(HeaderProblem),
+
+    /// An OpenSSH key file or line that cannot be imported as the key type asked for,
+    /// or a key that has no OpenSSH form (exit 2).
+    #[error("{0}")]
+    Openssh(OpensshProblem),
 }
 
 /// I/O errors cross the agent's socket as their text: the peer needs to show them, not
@@ -458,6 +513,11 @@ impl Error {
     pub fn exit_code(&self) -> Exit {
         match self {
             Error::Usage(_)
+            | Error::InvalidUserId(_)
+            | Error::InvalidKeyName { .. }
+            | Error::ReasonTooLong { .. }
+            | Error::ReasonControlCharacter
+            | Error::Openssh(_)
             | Error::UnreadableKey { .. }
             | Error::PublicKeyGiven { .. }
             | Error::NoPrivatePart
@@ -487,6 +547,8 @@ impl Error {
             | Error::MissingPublicKey
             | Error::NoPrimaryVersion
             | Error::IndexMismatch { .. }
+            | Error::BadRecord { .. }
+            | Error::BadHeaderFile(_)
             | Error::Expired(_)
             | Error::Rollback { .. } => Exit::Integrity,
             Error::Remote { code, .. } => *code,
@@ -501,6 +563,7 @@ impl Error {
             | Error::Output(_)
             | Error::Io { .. }
             | Error::Storage(_)
+            | Error::AgentAnswer(_)
             | Error::Internal(_) => Exit::Other,
         }
     }

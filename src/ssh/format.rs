@@ -20,7 +20,7 @@ use zeroize::Zeroizing;
 use crate::crypto::ed25519_keys;
 use crate::crypto::keys::{self, KeyMaterial};
 use crate::crypto::rsa_keys::{self, Parsed};
-use crate::error::{Error, KeyFamily, KeyPart, PublicKeyForm, Result};
+use crate::error::{Error, KeyFamily, KeyPart, OpensshProblem, PublicKeyForm, Result};
 use crate::keytype::KeyType;
 
 /// The first line of an OpenSSH private key file.
@@ -56,9 +56,7 @@ pub fn supports(key_type: KeyType) -> bool {
 }
 
 fn unsupported(key_type: KeyType) -> Error {
-    Error::Usage(format!(
-        "{key_type} keys have no OpenSSH form: only ed25519 and rsa keys work with ssh"
-    ))
+    Error::Openssh(OpensshProblem::NoOpensshForm(key_type))
 }
 
 fn mpint(bytes: &[u8]) -> Mpint {
@@ -75,10 +73,7 @@ pub fn public_key(key_type: KeyType, material: &KeyMaterial, comment: &str) -> R
         let der = material.public.as_deref().ok_or(Error::MissingPublicKey)?;
         let (key, pss) = keys::rsa_public_spki(der)?;
         if pss.is_some() {
-            return Err(Error::Usage(
-                "an RSASSA-PSS key cannot sign for ssh (ssh's RSA signatures are PKCS#1 v1.5)"
-                    .into(),
-            ));
+            return Err(Error::Openssh(OpensshProblem::PssKey));
         }
         let e = mpint(&key.e_bytes());
         let n = mpint(&key.n_bytes());
@@ -177,11 +172,8 @@ fn rsa_keypair(material: &KeyMaterial) -> Result<KeypairData> {
 }
 
 fn parse_private(input: &[u8]) -> Result<PrivateKey> {
-    PrivateKey::from_openssh(trimmed(input)).map_err(|e| {
-        Error::Usage(format!(
-            "cannot read the OpenSSH private key: {e}; expected a file as ssh-keygen writes it"
-        ))
-    })
+    PrivateKey::from_openssh(trimmed(input))
+        .map_err(|e| Error::Openssh(OpensshProblem::UnreadablePrivate(e.to_string())))
 }
 
 /// Whether an OpenSSH private key file is protected by a passphrase.
@@ -200,13 +192,14 @@ pub fn decrypt(input: &[u8], passphrase: &[u8], file: &str) -> Result<Zeroizing<
     if let ssh_key::Kdf::Bcrypt { rounds, .. } = key.kdf()
         && *rounds > MAX_BCRYPT_ROUNDS
     {
-        return Err(Error::Usage(format!(
-            "the OpenSSH key asks for {rounds} bcrypt-pbkdf rounds, over the {MAX_BCRYPT_ROUNDS} keyvault allows (ssh-keygen uses 16 unless given -a)"
-        )));
+        return Err(Error::Openssh(OpensshProblem::TooManyRounds {
+            rounds: *rounds,
+            max: MAX_BCRYPT_ROUNDS,
+        }));
     }
     let plain = key.decrypt(passphrase).map_err(|e| match e {
         ssh_key::Error::Crypto => Error::WrongKeyPassphrase(file.to_string()),
-        other => Error::Usage(format!("cannot decrypt the OpenSSH private key: {other}")),
+        other => Error::Openssh(OpensshProblem::CannotDecrypt(other.to_string())),
     })?;
     let text = plain.to_openssh(LineEnding::LF).map_err(encoding_failed)?;
     Ok(Zeroizing::new(text.as_bytes().to_vec()))
@@ -223,9 +216,7 @@ pub fn import(key_type: KeyType, input: &[u8], allow_public_only: bool) -> Resul
     }
     let key = parse_private(input)?;
     if key.is_encrypted() {
-        return Err(Error::Usage(
-            "the OpenSSH private key is protected by a passphrase: decrypt it first".into(),
-        ));
+        return Err(Error::Openssh(OpensshProblem::Encrypted));
     }
     match (key_type, key.key_data()) {
         (KeyType::Ed25519, KeypairData::Ed25519(pair)) => {
@@ -233,9 +224,7 @@ pub fn import(key_type: KeyType, input: &[u8], allow_public_only: bool) -> Resul
             let material = ed25519_keys::material_from_seed(&seed)?;
             let derived = ed25519_keys::verifying_key(&material)?;
             if derived.to_bytes() != pair.public.0 {
-                return Err(Error::Usage(
-                    "the OpenSSH Ed25519 key's public half does not match its private half".into(),
-                ));
+                return Err(Error::Openssh(OpensshProblem::MismatchedHalves));
             }
             Ok(material)
         }
@@ -243,7 +232,7 @@ pub fn import(key_type: KeyType, input: &[u8], allow_public_only: bool) -> Resul
             let uint = |m: &Mpint| {
                 m.as_positive_bytes()
                     .map(rsa::BoxedUint::from_be_slice_vartime)
-                    .ok_or_else(|| Error::Usage("the OpenSSH RSA key has a negative number".into()))
+                    .ok_or(Error::Openssh(OpensshProblem::NegativeNumber))
             };
             let key = rsa::PrivateKey::from_components(
                 uint(pair.public().n())?,
@@ -251,13 +240,13 @@ pub fn import(key_type: KeyType, input: &[u8], allow_public_only: bool) -> Resul
                 uint(pair.private().d())?,
                 vec![uint(pair.private().p())?, uint(pair.private().q())?],
             )
-            .map_err(|e| Error::Usage(format!("the OpenSSH RSA key is not valid: {e}")))?;
+            .map_err(|e| Error::Openssh(OpensshProblem::InvalidRsa(e.to_string())))?;
             rsa_checked(kt, Parsed::Private(Box::new(key)), allow_public_only)
         }
-        (kt, _) => Err(Error::Usage(format!(
-            "the OpenSSH key is of type {}, not {kt}",
-            key.algorithm()
-        ))),
+        (kt, _) => Err(Error::Openssh(OpensshProblem::PrivateKeyType {
+            found: key.algorithm().to_string(),
+            wanted: kt,
+        })),
     }
 }
 
@@ -274,14 +263,13 @@ fn import_public(key_type: KeyType, input: &[u8], allow_public_only: bool) -> Re
         });
     }
     let text = std::str::from_utf8(trimmed(input))
-        .map_err(|_| Error::Usage("the OpenSSH public key is not text".into()))?;
+        .map_err(|_| Error::Openssh(OpensshProblem::PublicNotText))?;
     let key = PublicKey::from_openssh(text.trim_end())
-        .map_err(|e| Error::Usage(format!("cannot read the OpenSSH public key: {e}")))?;
+        .map_err(|e| Error::Openssh(OpensshProblem::UnreadablePublic(e.to_string())))?;
     match (key_type, key.key_data()) {
         (KeyType::Ed25519, KeyData::Ed25519(pk)) => {
-            let vk = ed25519_dalek::VerifyingKey::from_bytes(&pk.0).map_err(|_| {
-                Error::Usage("the OpenSSH Ed25519 public key is not a valid point".into())
-            })?;
+            let vk = ed25519_dalek::VerifyingKey::from_bytes(&pk.0)
+                .map_err(|_| Error::Openssh(OpensshProblem::NotAPoint))?;
             ed25519_keys::check_public(&vk)?;
             ed25519_keys::material_from_public(&vk)
         }
@@ -289,16 +277,16 @@ fn import_public(key_type: KeyType, input: &[u8], allow_public_only: bool) -> Re
             let uint = |m: &Mpint| {
                 m.as_positive_bytes()
                     .map(rsa::BoxedUint::from_be_slice_vartime)
-                    .ok_or_else(|| Error::Usage("the OpenSSH RSA key has a negative number".into()))
+                    .ok_or(Error::Openssh(OpensshProblem::NegativeNumber))
             };
             let key = rsa::PublicKey::new(uint(pk.n())?, uint(pk.e())?)
-                .map_err(|e| Error::Usage(format!("the OpenSSH RSA key is not valid: {e}")))?;
+                .map_err(|e| Error::Openssh(OpensshProblem::InvalidRsa(e.to_string())))?;
             rsa_checked(kt, Parsed::Public(key), true)
         }
-        (kt, _) => Err(Error::Usage(format!(
-            "the OpenSSH public key is of type {}, not {kt}",
-            key.algorithm()
-        ))),
+        (kt, _) => Err(Error::Openssh(OpensshProblem::PublicKeyType {
+            found: key.algorithm().to_string(),
+            wanted: kt,
+        })),
     }
 }
 
@@ -340,7 +328,9 @@ mod tests {
         let m = keys::generate(KeyType::Fernet).unwrap();
         assert!(matches!(
             export(KeyType::Fernet, &m, false, "x"),
-            Err(Error::Usage(_))
+            Err(Error::Openssh(OpensshProblem::NoOpensshForm(
+                KeyType::Fernet
+            )))
         ));
     }
 
@@ -349,7 +339,7 @@ mod tests {
         let junk = format!("{PRIVATE_BEGIN}\nAAAA\n-----END OPENSSH PRIVATE KEY-----\n");
         assert!(matches!(
             import(KeyType::Ed25519, junk.as_bytes(), false),
-            Err(Error::Usage(_))
+            Err(Error::Openssh(OpensshProblem::UnreadablePrivate(_)))
         ));
     }
 }

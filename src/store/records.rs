@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use zeroize::Zeroizing;
 
 use crate::crypto::kdf::KdfParams;
-use crate::error::{Error, Result};
+use crate::error::{Error, RecordProblem, Result};
 use crate::keytype::KeyType;
 
 /// The record-format version byte of every v1 record.
@@ -162,21 +162,21 @@ pub fn encode<T: Serialize>(record: &T) -> Result<Zeroizing<Vec<u8>>> {
 
 /// Decodes a record written by [`encode`]. Anything else is an integrity error.
 pub fn decode<T: DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T> {
+    let bad = |problem| Error::BadRecord {
+        record: what.to_string(),
+        problem,
+    };
     match bytes.split_first() {
         Some((&RECORD_V1, body)) => {
-            let (value, rest) = postcard::take_from_bytes(body)
-                .map_err(|_| Error::Integrity(format!("a {what} record does not decode")))?;
+            let (value, rest) =
+                postcard::take_from_bytes(body).map_err(|_| bad(RecordProblem::DoesNotDecode))?;
             if !rest.is_empty() {
-                return Err(Error::Integrity(format!(
-                    "a {what} record has trailing bytes"
-                )));
+                return Err(bad(RecordProblem::TrailingBytes));
             }
             Ok(value)
         }
-        Some((v, _)) => Err(Error::Integrity(format!(
-            "a {what} record has unknown record format version {v}"
-        ))),
-        None => Err(Error::Integrity(format!("a {what} record is empty"))),
+        Some((&v, _)) => Err(bad(RecordProblem::UnknownVersion(v))),
+        None => Err(bad(RecordProblem::Empty)),
     }
 }
 
@@ -296,15 +296,15 @@ mod tests {
     fn bad_records_are_integrity_errors() {
         assert!(matches!(
             decode::<Header>(&[], "header"),
-            Err(Error::Integrity(_))
+            Err(Error::BadRecord { .. })
         ));
         assert!(matches!(
             decode::<Header>(&[2, 0], "header"),
-            Err(Error::Integrity(_))
+            Err(Error::BadRecord { .. })
         ));
         assert!(matches!(
             decode::<Header>(&[1, 0xff], "header"),
-            Err(Error::Integrity(_))
+            Err(Error::BadRecord { .. })
         ));
         let mut ok = encode(&RevokedRecord {
             user: "u".into(),
@@ -317,7 +317,7 @@ mod tests {
         ok.push(0);
         assert!(matches!(
             decode::<RevokedRecord>(&ok, "revoked"),
-            Err(Error::Integrity(_))
+            Err(Error::BadRecord { .. })
         ));
     }
 }

@@ -25,7 +25,7 @@ use subtle::ConstantTimeEq;
 
 use crate::crypto::kdf::KdfParams;
 use crate::crypto::seal::Keyring;
-use crate::error::{Error, Result};
+use crate::error::{Error, HeaderProblem, Result};
 use crate::store::records::{self, Header};
 use crate::vault::migrate::CURRENT_FORMAT;
 
@@ -66,8 +66,8 @@ pub struct HeaderFile {
     bytes: Vec<u8>,
 }
 
-fn damaged(what: &str) -> Error {
-    Error::Integrity(format!("the vault's header file is damaged: {what}"))
+fn damaged(problem: HeaderProblem) -> Error {
+    Error::BadHeaderFile(problem)
 }
 
 impl VaultHeader {
@@ -105,7 +105,7 @@ impl HeaderFile {
     /// older than 4 cannot be in a header file, so it was relabelled (exit 7).
     pub fn parse(bytes: Vec<u8>) -> Result<HeaderFile> {
         if bytes.len() < 16 + 32 || &bytes[..8] != MAGIC {
-            return Err(damaged("not a keyvault header"));
+            return Err(damaged(HeaderProblem::NotAHeader));
         }
         let word = |at: usize| {
             u32::from_be_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]])
@@ -120,15 +120,13 @@ impl HeaderFile {
             });
         }
         if format < 4 {
-            return Err(Error::Integrity(format!(
-                "the vault's header file says format {format}, which has no header file: it was altered"
-            )));
+            return Err(damaged(HeaderProblem::FormatWithoutHeaderFile(format)));
         }
         if len > MAX_BODY || bytes.len() != 16 + len as usize + 32 {
-            return Err(damaged("wrong length"));
+            return Err(damaged(HeaderProblem::WrongLength));
         }
         let body: Body = records::decode(&bytes[16..16 + len as usize], "header")
-            .map_err(|_| damaged("its body does not decode"))?;
+            .map_err(|_| damaged(HeaderProblem::BodyDoesNotDecode))?;
         Ok(HeaderFile {
             header: VaultHeader {
                 format,
@@ -153,10 +151,7 @@ impl HeaderFile {
         if bool::from(expected.ct_eq(tag)) {
             Ok(())
         } else {
-            Err(Error::Integrity(
-                "the vault's header file fails to authenticate: its format version, vault id or another field was altered"
-                    .into(),
-            ))
+            Err(damaged(HeaderProblem::FailsToAuthenticate))
         }
     }
 }
@@ -232,7 +227,7 @@ mod tests {
         bytes[11] = 3;
         assert!(matches!(
             HeaderFile::parse(bytes.clone()),
-            Err(Error::Integrity(_))
+            Err(Error::BadHeaderFile(_))
         ));
         bytes[11] = 5;
         assert!(matches!(

@@ -10,7 +10,7 @@
 
 use unicode_normalization::UnicodeNormalization as _;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, UserIdProblem};
 
 /// The longest user id, in bytes.
 pub(crate) const MAX_USER_ID_BYTES: usize = 128;
@@ -24,19 +24,16 @@ pub(crate) const MAX_REASON_BYTES: usize = 1024;
 /// [`new_user_id`]; it is what an id read from a record or a backup is held to.
 pub fn user_id(user: &str) -> Result<()> {
     if user.is_empty() {
-        return Err(Error::Usage("the user id is empty".into()));
+        return Err(Error::InvalidUserId(UserIdProblem::Empty));
     }
     if user.len() > MAX_USER_ID_BYTES {
-        return Err(Error::Usage(format!(
-            "the user id is {} bytes long; at most {MAX_USER_ID_BYTES} are allowed",
-            user.len()
-        )));
+        return Err(Error::InvalidUserId(UserIdProblem::TooLong {
+            len: user.len(),
+            max: MAX_USER_ID_BYTES,
+        }));
     }
     if let Some(c) = user.chars().find(|c| c.is_control()) {
-        return Err(Error::Usage(format!(
-            "the user id contains the control character {} (such as a newline); these are not allowed",
-            code_point(c)
-        )));
+        return Err(Error::InvalidUserId(UserIdProblem::ControlCharacter(c)));
     }
     Ok(())
 }
@@ -47,22 +44,16 @@ pub fn new_user_id(user: &str) -> Result<String> {
     let nfc: String = user.nfc().collect();
     user_id(&nfc)?;
     if let Some(c) = nfc.chars().next().filter(|c| c.is_whitespace()) {
-        return Err(Error::Usage(format!(
-            "the user id starts with whitespace ({}); remove it",
-            code_point(c)
-        )));
+        return Err(Error::InvalidUserId(UserIdProblem::LeadingWhitespace(c)));
     }
     if let Some(c) = nfc.chars().next_back().filter(|c| c.is_whitespace()) {
-        return Err(Error::Usage(format!(
-            "the user id ends with whitespace ({}); remove it",
-            code_point(c)
-        )));
+        return Err(Error::InvalidUserId(UserIdProblem::TrailingWhitespace(c)));
     }
     if let Some((c, what)) = nfc.chars().find_map(|c| refused(c).map(|w| (c, w))) {
-        return Err(Error::Usage(format!(
-            "the user id contains {}, {what}: user ids must print as what they are",
-            code_point(c)
-        )));
+        return Err(Error::InvalidUserId(UserIdProblem::Misleading {
+            found: c,
+            what: what.to_string(),
+        }));
     }
     Ok(nfc)
 }
@@ -150,9 +141,10 @@ pub fn key_name(name: &str) -> Result<()> {
         .bytes()
         .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
     if name.is_empty() || name.len() > MAX_KEY_NAME_LEN || !ok_chars {
-        return Err(Error::Usage(format!(
-            "invalid key name {name:?}: use 1 to {MAX_KEY_NAME_LEN} of the characters A-Z a-z 0-9 . _ -"
-        )));
+        return Err(Error::InvalidKeyName {
+            name: name.to_string(),
+            max: MAX_KEY_NAME_LEN,
+        });
     }
     Ok(())
 }
@@ -160,18 +152,16 @@ pub fn key_name(name: &str) -> Result<()> {
 /// A revocation reason is at most 1 KiB with no control character but newline and tab.
 pub fn reason(reason: &str) -> Result<()> {
     if reason.len() > MAX_REASON_BYTES {
-        return Err(Error::Usage(format!(
-            "the reason is {} bytes long; at most {MAX_REASON_BYTES} are allowed",
-            reason.len()
-        )));
+        return Err(Error::ReasonTooLong {
+            len: reason.len(),
+            max: MAX_REASON_BYTES,
+        });
     }
     if reason
         .chars()
         .any(|c| c.is_control() && c != '\n' && c != '\t')
     {
-        return Err(Error::Usage(
-            "the reason contains a control character".into(),
-        ));
+        return Err(Error::ReasonControlCharacter);
     }
     Ok(())
 }
