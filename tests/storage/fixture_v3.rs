@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use keyvault::store::records::meta_keys;
 use keyvault::store::{Batch, Store, Tree};
 
-use crate::util::fixture::Fixture;
+use crate::util::fixture::{Fixture, FixtureKey};
 use crate::util::{TestEnv, assert_error};
 
 /// The committed vault (its README gives the passphrase and what it holds).
@@ -19,19 +19,8 @@ const FIXTURE: Fixture = Fixture {
     passphrase: "keyvault fixture v3 passphrase",
 };
 
-/// A key of the fixture: user, name, type, public only, primary version, and each
-/// version as (number, state, fingerprint, uses), as the format 3 keyvault listed them.
-type Key = (
-    &'static str,
-    &'static str,
-    &'static str,
-    bool,
-    u64,
-    &'static [(u64, &'static str, &'static str, u64)],
-);
-
 /// Every key the fixture holds, in `list` order.
-const KEYS: [Key; 7] = [
+const KEYS: [FixtureKey; 7] = [
     (
         "User123",
         "aes256-gcm",
@@ -213,48 +202,7 @@ fn the_v3_fixture_gives_back_its_keys_and_is_migrated_to_format_4() {
     assert!(pre_v4_backups(&env).is_empty(), "status wrote a backup");
 
     // list (the first unlocked command): every key, type, version and fingerprint
-    let listed = FIXTURE.json(&env, &["list"]);
-    let got: Vec<String> = listed["keys"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|k| {
-            let versions: Vec<String> = k["versions"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|v| {
-                    format!(
-                        "{} {} {} {}",
-                        v["version"], v["state"], v["fingerprint"], v["uses"]
-                    )
-                })
-                .collect();
-            format!(
-                "{} {} {} {} {} [{}]",
-                k["user"],
-                k["name"],
-                k["type"],
-                k["public_only"],
-                k["primary_version"],
-                versions.join(", ")
-            )
-        })
-        .collect();
-    let want: Vec<String> = KEYS
-        .iter()
-        .map(|(user, name, ty, public, primary, versions)| {
-            let versions: Vec<String> = versions
-                .iter()
-                .map(|(n, state, fp, uses)| format!("{n} \"{state}\" \"{fp}\" {uses}"))
-                .collect();
-            format!(
-                "\"{user}\" \"{name}\" \"{ty}\" {public} {primary} [{}]",
-                versions.join(", ")
-            )
-        })
-        .collect();
-    assert_eq!(got, want);
+    FIXTURE.check_listing(&env, &KEYS);
 
     // The first unlocked command migrated the vault to format 4, after a backup.
     let status = FIXTURE.json(&env, &["status"]);

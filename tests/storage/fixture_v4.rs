@@ -8,7 +8,7 @@ use std::fs;
 use std::path::PathBuf;
 
 use crate::util;
-use crate::util::fixture::Fixture;
+use crate::util::fixture::{Fixture, FixtureKey};
 use crate::util::{TestEnv, assert_error};
 
 /// The committed vault (its README gives the passphrase and what it holds).
@@ -17,19 +17,8 @@ const FIXTURE: Fixture = Fixture {
     passphrase: "keyvault fixture v4 passphrase",
 };
 
-/// A key of the fixture: user, name, type, public only, primary version, and each
-/// version as (number, state, fingerprint, uses), as keyvault listed them.
-type Key = (
-    &'static str,
-    &'static str,
-    &'static str,
-    bool,
-    u64,
-    &'static [(u64, &'static str, &'static str, u64)],
-);
-
 /// Every key the fixture holds, in `list` order.
-const KEYS: [Key; 7] = [
+const KEYS: [FixtureKey; 7] = [
     (
         "User123",
         "aes256-gcm",
@@ -202,48 +191,7 @@ fn the_v4_fixture_opens_and_gives_back_its_keys() {
     assert_eq!(status["revoked_users"], 1, "{status}");
 
     // list: every key, type, version and fingerprint
-    let listed = FIXTURE.json(&env, &["list"]);
-    let got: Vec<String> = listed["keys"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|k| {
-            let versions: Vec<String> = k["versions"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|v| {
-                    format!(
-                        "{} {} {} {}",
-                        v["version"], v["state"], v["fingerprint"], v["uses"]
-                    )
-                })
-                .collect();
-            format!(
-                "{} {} {} {} {} [{}]",
-                k["user"],
-                k["name"],
-                k["type"],
-                k["public_only"],
-                k["primary_version"],
-                versions.join(", ")
-            )
-        })
-        .collect();
-    let want: Vec<String> = KEYS
-        .iter()
-        .map(|(user, name, ty, public, primary, versions)| {
-            let versions: Vec<String> = versions
-                .iter()
-                .map(|(n, state, fp, uses)| format!("{n} \"{state}\" \"{fp}\" {uses}"))
-                .collect();
-            format!(
-                "\"{user}\" \"{name}\" \"{ty}\" {public} {primary} [{}]",
-                versions.join(", ")
-            )
-        })
-        .collect();
-    assert_eq!(got, want);
+    FIXTURE.check_listing(&env, &KEYS);
 
     // Opening a vault of the current format migrates nothing.
     assert_eq!(FIXTURE.json(&env, &["status"])["format_version"], 4);

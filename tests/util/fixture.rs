@@ -11,6 +11,18 @@ use serde_json::Value;
 
 use super::{TestEnv, assert_error, assert_success, copy_dir, files_under, parse_json, pem_body};
 
+/// A key of a fixture: user, name, type, public only, primary version, and each version
+/// as (number, state, fingerprint, uses), as keyvault listed them when the fixture was
+/// made.
+pub type FixtureKey = (
+    &'static str,
+    &'static str,
+    &'static str,
+    bool,
+    u64,
+    &'static [(u64, &'static str, &'static str, u64)],
+);
+
 /// One committed fixture.
 pub struct Fixture {
     /// `v1`, `v3`, `v4`: its directory under `tests/fixtures/`.
@@ -78,6 +90,53 @@ impl Fixture {
     /// The path of a file of the fixture's `data/`.
     pub fn data(&self, file: &str) -> String {
         self.dir().join("data").join(file).display().to_string()
+    }
+
+    /// `list --json` shows exactly `keys`: every key, type, version, fingerprint and use
+    /// count, in order.
+    pub fn check_listing(&self, env: &TestEnv, keys: &[FixtureKey]) {
+        let listed = self.json(env, &["list"]);
+        let got: Vec<String> = listed["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| {
+                let versions: Vec<String> = k["versions"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|v| {
+                        format!(
+                            "{} {} {} {}",
+                            v["version"], v["state"], v["fingerprint"], v["uses"]
+                        )
+                    })
+                    .collect();
+                format!(
+                    "{} {} {} {} {} [{}]",
+                    k["user"],
+                    k["name"],
+                    k["type"],
+                    k["public_only"],
+                    k["primary_version"],
+                    versions.join(", ")
+                )
+            })
+            .collect();
+        let want: Vec<String> = keys
+            .iter()
+            .map(|(user, name, ty, public, primary, versions)| {
+                let versions: Vec<String> = versions
+                    .iter()
+                    .map(|(n, state, fp, uses)| format!("{n} \"{state}\" \"{fp}\" {uses}"))
+                    .collect();
+                format!(
+                    "\"{user}\" \"{name}\" \"{ty}\" {public} {primary} [{}]",
+                    versions.join(", ")
+                )
+            })
+            .collect();
+        assert_eq!(got, want);
     }
 
     /// Checks what the v3 and v4 fixtures both hold (their READMEs give the same
